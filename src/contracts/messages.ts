@@ -1,0 +1,88 @@
+import { z } from "zod";
+
+/**
+ * The wire formats between services: queue messages are JSON with a `version`, validated on
+ * receipt with these schemas. Services share this folder, never each other's code.
+ */
+
+const id = z.uuid();
+const email = z.email();
+
+/** Gateway → converter (`VIDEO_QUEUE`): a stored upload to turn into an MP3. */
+export const VideoMessage = z.object({
+  version: z.literal(1),
+  jobId: id,
+  /** Blob key of the upload. */
+  videoKey: z.string().min(1),
+  /** Id of the MP3 to write (`mp3s/<mp3Id>`), fixed at upload so a redelivery overwrites, never duplicates. */
+  mp3Id: id,
+  fileName: z.string().min(1).max(255),
+  /** ffmpeg demuxer name of the sniffed container (e.g. `mov`, `matroska`); the converter forces it. */
+  format: z.string().regex(/^[a-z0-9_]+$/),
+  owner: z.object({ id: z.string().min(1), email }),
+});
+export type VideoMessage = z.infer<typeof VideoMessage>;
+
+/** Converter → gateway (`JOB_EVENTS_QUEUE`): what happened to a job. */
+export const JobEvent = z.discriminatedUnion("type", [
+  z.object({ version: z.literal(1), jobId: id, at: z.iso.datetime(), type: z.literal("converting") }),
+  z.object({
+    version: z.literal(1),
+    jobId: id,
+    at: z.iso.datetime(),
+    type: z.literal("progress"),
+    progress: z.number().min(0).max(1),
+    durationSeconds: z.number().nonnegative().nullable(),
+  }),
+  z.object({
+    version: z.literal(1),
+    jobId: id,
+    at: z.iso.datetime(),
+    type: z.literal("done"),
+    mp3Id: id,
+    mp3Size: z.number().int().nonnegative(),
+    durationSeconds: z.number().nonnegative().nullable(),
+  }),
+  z.object({
+    version: z.literal(1),
+    jobId: id,
+    at: z.iso.datetime(),
+    type: z.literal("failed"),
+    error: z.string().min(1).max(1000),
+  }),
+]);
+export type JobEvent = z.infer<typeof JobEvent>;
+
+/** Converter → notification (`MP3_QUEUE`): tell the owner how their conversion ended. */
+export const Mp3Message = z.discriminatedUnion("outcome", [
+  z.object({
+    version: z.literal(1),
+    outcome: z.literal("done"),
+    jobId: id,
+    mp3Id: id,
+    fileName: z.string().min(1).max(255),
+    email,
+    durationSeconds: z.number().nonnegative().nullable(),
+  }),
+  z.object({
+    version: z.literal(1),
+    outcome: z.literal("failed"),
+    jobId: id,
+    fileName: z.string().min(1).max(255),
+    email,
+    error: z.string().min(1).max(1000),
+  }),
+]);
+export type Mp3Message = z.infer<typeof Mp3Message>;
+
+export const videoKey = (jobId: string): string => `videos/${jobId}`;
+export const mp3Key = (mp3Id: string): string => `mp3s/${mp3Id}`;
+
+/** Parses with a schema and turns a validation failure into one readable sentence. */
+export function parseWith<T>(schema: z.ZodType<T>): (body: unknown) => T {
+  return (body) => {
+    const result = schema.safeParse(body);
+    if (result.success) return result.data;
+    throw new Error(`invalid message: ${z.prettifyError(result.error).replaceAll("\n", "; ")}`);
+  };
+}

@@ -1,0 +1,66 @@
+/**
+ * The message broker as the services see it: durable work queues with at-least-once delivery.
+ *
+ * A handler that resolves acknowledges its message. A handler that throws gets the message back
+ * after a delay, with `attempt` counting up, until `maxAttempts`; then, or at once for a
+ * `PermanentError` (and for a body that fails `parse`), the message goes to the dead-letter queue
+ * `<queue>.dead` as a `DeadLetter` carrying the reason. Handlers must therefore be idempotent.
+ */
+export interface Broker {
+  /** True when accepted messages survive a process restart (RabbitMQ); false in-process. */
+  readonly durable: boolean;
+  /** Resolves once the broker has taken the message (publisher confirm); rejects otherwise. */
+  publish(queue: string, body: object): Promise<void>;
+  consume<T>(queue: string, handler: Handler<T>, options: ConsumeOptions<T>): Promise<Consumer>;
+  /** Throws when the broker cannot be reached (readiness checks). */
+  check(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface Delivery<T> {
+  body: T;
+  /** 1 on the first delivery, 2 on the first retry, and so on. */
+  attempt: number;
+  /** A failure now sends the message to the dead-letter queue instead of retrying it. */
+  isLastAttempt: boolean;
+}
+
+export type Handler<T> = (delivery: Delivery<T>) => Promise<void>;
+
+export interface ConsumeOptions<T> {
+  /** Validates the decoded JSON body; a throw dead-letters the message with the error's message. */
+  parse: (body: unknown) => T;
+  /** Messages handled at the same time by this consumer (the prefetch). */
+  concurrency: number;
+  /** Deliveries before a failing message is dead-lettered (default 5). */
+  maxAttempts?: number;
+  /** Wait before a failed message is delivered again; doubles with each attempt (default 5 s). */
+  retryDelayMs?: number;
+}
+
+export interface Consumer {
+  /** Stops taking messages and waits for the ones in hand to finish. */
+  close(): Promise<void>;
+}
+
+/** What the dead-letter queue `<queue>.dead` holds. */
+export interface DeadLetter {
+  queue: string;
+  reason: string;
+  attempts: number;
+  /** The original body as received (may be anything, even not JSON, as a string). */
+  body: unknown;
+  deadAt: string;
+}
+
+/** Thrown by a handler for a failure that retrying cannot fix. */
+export class PermanentError extends Error {
+  override name = "PermanentError";
+}
+
+export const deadLetterQueue = (queue: string): string => `${queue}.dead`;
+
+/** Exponential backoff for the n-th retry (attempt 2 waits `base`, attempt 3 waits 2×base, …). */
+export function retryDelay(baseMs: number, failedAttempt: number): number {
+  return baseMs * 2 ** Math.max(0, failedAttempt - 1);
+}
