@@ -30,12 +30,12 @@ export function openDatabase<DB>(options: DatabaseOptions): Kysely<DB> {
 }
 
 /** Runs the service's migrations (named so they sort in order) up to the latest. */
-export async function migrateToLatest(
-  db: Kysely<unknown>,
+export async function migrateToLatest<DB>(
+  db: Kysely<DB>,
   migrations: Record<string, Migration>,
 ): Promise<void> {
   const provider: MigrationProvider = { getMigrations: async () => migrations };
-  const { error, results } = await new Migrator({ db, provider }).migrateToLatest();
+  const { error, results } = await new Migrator({ db: db as Kysely<unknown>, provider }).migrateToLatest();
   const failed = results?.find((r) => r.status === "Error");
   if (error || failed) {
     throw new Error(`database migration ${failed?.migrationName ?? ""} failed: ${String(error)}`, {

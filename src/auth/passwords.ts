@@ -1,0 +1,45 @@
+import { randomBytes } from "node:crypto";
+import { hash, verify } from "@node-rs/argon2";
+
+/**
+ * argon2id with the OWASP minimum parameters: 19 MiB memory, 2 passes, 1 lane. argon2id is the
+ * library's default algorithm (its `Algorithm` is a const enum, which type stripping cannot read),
+ * and the PHC string it returns starts with `$argon2id$`.
+ */
+export const passwordHashOptions = { memoryCost: 19 * 1024, timeCost: 2, parallelism: 1 } as const;
+
+export function hashPassword(password: string): Promise<string> {
+  return hash(password, passwordHashOptions);
+}
+
+/** False (never a throw) for a wrong password or a hash that is not a valid argon2 string. */
+export async function verifyPassword(passwordHash: string, password: string): Promise<boolean> {
+  try {
+    return await verify(passwordHash, password);
+  } catch {
+    return false;
+  }
+}
+
+// A hash of a random password nobody knows, made once with the same parameters as real ones.
+let dummyHash: Promise<string> | undefined;
+
+function getDummyHash(): Promise<string> {
+  dummyHash ??= hashPassword(randomBytes(32).toString("base64url"));
+  return dummyHash;
+}
+
+/** Makes the dummy hash at start, so the first unknown-e-mail login is not slower than the rest. */
+export async function prepareLoginTiming(): Promise<void> {
+  await getDummyHash();
+}
+
+/**
+ * Checks a login. An unknown e-mail (`passwordHash` undefined) still spends one full argon2
+ * verification on a dummy hash, so the response time does not tell whether the account exists.
+ */
+export async function verifyLogin(passwordHash: string | undefined, password: string): Promise<boolean> {
+  if (passwordHash !== undefined) return verifyPassword(passwordHash, password);
+  await verifyPassword(await getDummyHash(), password);
+  return false;
+}

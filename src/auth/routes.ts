@@ -1,0 +1,202 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Config } from "../platform/config.ts";
+import { HttpError } from "../platform/http.ts";
+import { parseBasicCredentials, parseBearerToken } from "./credentials.ts";
+import { hashPassword, verifyLogin } from "./passwords.ts";
+import {
+  newUserBody,
+  parseRequest,
+  registrationBody,
+  userChangesBody,
+  userIdParams,
+  userListQuery,
+} from "./schemas.ts";
+import { type AuthClaims, InvalidTokenError, type TokenService } from "./tokens.ts";
+import { DuplicateEmailError, type User, type UsersRepository } from "./users.ts";
+
+export interface AuthRouteDeps {
+  config: Pick<Config, "registrationOpen">;
+  users: UsersRepository;
+  tokens: TokenService;
+}
+
+/** What clients see of a user: never the password hash. */
+export interface PublicUser {
+  id: string;
+  email: string;
+  admin: boolean;
+  disabled: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export function toPublicUser(user: User): PublicUser {
+  return {
+    id: user.id,
+    email: user.email,
+    admin: user.admin,
+    disabled: user.disabled,
+    createdAt: user.createdAt,
+    updatedAt: user.updatedAt,
+  };
+}
+
+const REALM = "vid2mp3";
+// One answer for every failed login: it must not tell an unknown e-mail from a wrong password or a disabled account.
+const LOGIN_FAILED = "Invalid e-mail or password.";
+
+export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): void {
+  const { users, tokens, config } = deps;
+
+  /** The caller behind the bearer token: 401 without a token, 403 for a bad one or a disabled account. */
+  async function authenticate(
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): Promise<{ claims: AuthClaims; user: User }> {
+    const token = parseBearerToken(request.headers.authorization);
+    if (token === undefined) {
+      reply.header("WWW-Authenticate", `Bearer realm="${REALM}"`);
+      throw new HttpError(401, "unauthorized", "Send your token as Authorization: Bearer <token>.");
+    }
+    let claims: AuthClaims;
+    try {
+      claims = await tokens.verify(token);
+    } catch (error) {
+      if (error instanceof InvalidTokenError) throw new HttpError(403, "invalid_token", error.message);
+      throw error;
+    }
+    // A token outlives a change to its account; the account's current state decides.
+    const user = await users.findById(claims.sub);
+    if (!user || user.disabled) {
+      throw new HttpError(403, "account_disabled", "The token's account is disabled or no longer exists.");
+    }
+    return { claims, user };
+  }
+
+  // Login and validation read only headers. Clients send all kinds of bodies with them (curl with
+  // a JSON content type and nothing after it, forms); none of that may turn into a 400 or 415.
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser("*", { parseAs: "buffer" }, (_request, _body, done) => done(null, undefined));
+
+    scope.post("/login", async (request, reply) => {
+      reply.header("Cache-Control", "no-store");
+      const credentials = parseBasicCredentials(request.headers.authorization);
+      let user: User | undefined;
+      let passwordOk = false;
+      if (credentials) {
+        user = await users.findByEmail(credentials.email);
+        // Always one argon2 verification (against a dummy hash for unknown e-mails): equal timing.
+        passwordOk = await verifyLogin(user?.passwordHash, credentials.password);
+      }
+      if (!user || !passwordOk || user.disabled) {
+        reply.header("WWW-Authenticate", `Basic realm="${REALM}", charset="UTF-8"`);
+        throw new HttpError(401, "unauthorized", LOGIN_FAILED);
+      }
+      const issued = await tokens.sign(user);
+      request.log.info({ userId: user.id }, "user logged in");
+      if (acceptsJson(request.headers.accept)) return issued;
+      return reply.type("text/plain; charset=utf-8").send(issued.token);
+    });
+
+    scope.post("/validate", async (request, reply) => (await authenticate(request, reply)).claims);
+  });
+
+  app.get("/.well-known/jwks.json", async (_request, reply) => {
+    reply.header("Cache-Control", "public, max-age=300");
+    return tokens.jwks();
+  });
+
+  app.post("/register", async (request, reply) => {
+    if (!config.registrationOpen) {
+      throw new HttpError(
+        403,
+        "registration_closed",
+        "Self-registration is closed on this server; ask an administrator for an account.",
+      );
+    }
+    const { email, password } = parseRequest(registrationBody, request.body);
+    const user = await createUser(email, password, false);
+    request.log.info({ userId: user.id }, "user registered");
+    return reply.code(201).header("Location", `/users/${user.id}`).send(toPublicUser(user));
+  });
+
+  // Admin only: every route in this scope first checks the bearer token for a current admin.
+  // The administrator's id is kept per request for the audit log lines.
+  const adminIds = new WeakMap<FastifyRequest, string>();
+  app.register(async (admin) => {
+    admin.addHook("onRequest", async (request, reply) => {
+      const { user } = await authenticate(request, reply);
+      if (!user.admin) throw new HttpError(403, "forbidden", "Only an administrator can manage users.");
+      adminIds.set(request, user.id);
+    });
+
+    admin.post("/users", async (request, reply) => {
+      const body = parseRequest(newUserBody, request.body);
+      const user = await createUser(body.email, body.password, body.admin ?? false);
+      request.log.info({ userId: user.id, admin: user.admin, by: adminIds.get(request) }, "user created");
+      return reply.code(201).header("Location", `/users/${user.id}`).send(toPublicUser(user));
+    });
+
+    admin.get("/users", async (request) => {
+      const page = parseRequest(userListQuery, request.query);
+      const { users: list, total } = await users.list(page);
+      return { users: list.map(toPublicUser), total };
+    });
+
+    admin.get("/users/:id", async (request) => {
+      const { id } = parseRequest(userIdParams, request.params);
+      return toPublicUser(await findUserOr404(id));
+    });
+
+    admin.patch("/users/:id", async (request) => {
+      const { id } = parseRequest(userIdParams, request.params);
+      const changes = parseRequest(userChangesBody, request.body);
+      // Guard against the one mistake an admin cannot undo alone: locking themselves out.
+      if (id === adminIds.get(request) && (changes.disabled === true || changes.admin === false)) {
+        throw new HttpError(
+          409,
+          "self_lockout",
+          "You cannot disable your own account or remove your own admin rights; ask another administrator.",
+        );
+      }
+      const updated = await users.update(id, {
+        disabled: changes.disabled,
+        admin: changes.admin,
+        passwordHash: changes.password === undefined ? undefined : await hashPassword(changes.password),
+      });
+      if (!updated) throw notFound(id);
+      request.log.info(
+        { userId: id, by: adminIds.get(request), changed: Object.keys(changes).sort() },
+        "user updated",
+      );
+      return toPublicUser(updated);
+    });
+  });
+
+  async function createUser(email: string, password: string, isAdmin: boolean): Promise<User> {
+    try {
+      return await users.create({ email, passwordHash: await hashPassword(password), admin: isAdmin });
+    } catch (error) {
+      if (error instanceof DuplicateEmailError) throw new HttpError(409, "email_taken", error.message);
+      throw error;
+    }
+  }
+
+  async function findUserOr404(id: string): Promise<User> {
+    const user = await users.findById(id);
+    if (!user) throw notFound(id);
+    return user;
+  }
+}
+
+function notFound(id: string): HttpError {
+  return new HttpError(404, "not_found", `No user with id ${id}.`);
+}
+
+/** True when the client lists application/json among the types it accepts (curl's default is text). */
+function acceptsJson(accept: string | undefined): boolean {
+  return (accept ?? "")
+    .split(",")
+    .some((range) => range.split(";")[0]?.trim().toLowerCase() === "application/json");
+}

@@ -1,0 +1,54 @@
+import type { FastifyInstance } from "fastify";
+import { type Kysely, sql } from "kysely";
+import type { Config } from "../platform/config.ts";
+import { migrateToLatest } from "../platform/database.ts";
+import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
+import type { Logger } from "../platform/logger.ts";
+import { type BootstrapOptions, ensureFirstAdmin } from "./bootstrap.ts";
+import { type AuthDatabase, authMigrations } from "./migrations.ts";
+import { prepareLoginTiming } from "./passwords.ts";
+import { registerAuthRoutes } from "./routes.ts";
+import { createTokenService, type TokenServiceOptions } from "./tokens.ts";
+import { createUsersRepository } from "./users.ts";
+
+export type { AuthDatabase } from "./migrations.ts";
+export { TOKEN_AUDIENCE, TOKEN_ISSUER } from "./tokens.ts";
+
+/** The port the auth service listens on when PORT is not set (the Python original's). */
+export const AUTH_DEFAULT_PORT = 5000;
+
+export interface AuthServiceDeps {
+  logger: Logger;
+  /** Owned by the caller: the service migrates it but does not close it. */
+  db: Kysely<AuthDatabase>;
+  /** Tests only: where the generated admin password is printed, and the token clock. */
+  bootstrap?: BootstrapOptions;
+  tokens?: TokenServiceOptions;
+}
+
+export interface AuthService {
+  app: FastifyInstance;
+  close(): Promise<void>;
+}
+
+/**
+ * The auth service: users, login (Basic → JWT), token validation and the JWKS. Ready to
+ * `app.listen` (or `app.inject`) when the promise resolves: schema migrated, signing key loaded,
+ * first administrator created.
+ */
+export async function createAuthService(config: Config, deps: AuthServiceDeps): Promise<AuthService> {
+  const { logger, db } = deps;
+  await migrateToLatest(db, authMigrations);
+  const users = createUsersRepository(db);
+  const tokens = await createTokenService(config, deps.tokens);
+  await Promise.all([ensureFirstAdmin(users, config, logger, deps.bootstrap), prepareLoginTiming()]);
+  logger.info({ algorithm: tokens.algorithm }, "auth service ready");
+
+  const app = createHttpServer(logger);
+  registerHealthRoutes(app, [
+    { name: "database", check: async () => void (await sql`select 1`.execute(db)) },
+  ]);
+  registerAuthRoutes(app, { config, users, tokens });
+
+  return { app, close: () => app.close() };
+}

@@ -1,0 +1,212 @@
+import { randomUUID } from "node:crypto";
+import { link, mkdir, readFile, unlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import {
+  type CryptoKey,
+  calculateJwkThumbprint,
+  createLocalJWKSet,
+  errors,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  type JSONWebKeySet,
+  type JWK,
+  type JWTPayload,
+  jwtVerify,
+  SignJWT,
+} from "jose";
+import { TOKEN_AUDIENCE, TOKEN_ISSUER, TokenClaims } from "../contracts/tokens.ts";
+import type { Config } from "../platform/config.ts";
+
+// `iss`, `aud` and the claims' shape live in the shared contracts, so the gateway checks exactly what is signed here.
+export { TOKEN_AUDIENCE, TOKEN_ISSUER };
+
+/** Where the generated signing key lives when `JWT_PRIVATE_KEY` is not set. */
+export function signingKeyFile(dataDir: string): string {
+  return path.join(dataDir, "auth", "signing-key.jwk.json");
+}
+
+/** The claims of a valid token. `username` and `admin` keep the Python original's names. */
+export type AuthClaims = TokenClaims;
+
+export interface TokenSubject {
+  id: string;
+  email: string;
+  admin: boolean;
+}
+
+export interface IssuedToken {
+  token: string;
+  /** ISO-8601 time of `exp`. */
+  expiresAt: string;
+}
+
+export interface TokenService {
+  readonly algorithm: "EdDSA" | "HS256";
+  sign(subject: TokenSubject): Promise<IssuedToken>;
+  /** The token's claims, or an InvalidTokenError saying why it is not accepted. */
+  verify(token: string): Promise<AuthClaims>;
+  /** The public keys that verify tokens (empty under HS256: a shared secret is never published). */
+  jwks(): JSONWebKeySet;
+}
+
+export class InvalidTokenError extends Error {
+  override name = "InvalidTokenError";
+}
+
+export interface TokenServiceOptions {
+  /** The clock tokens are issued and checked against; tests move it. */
+  now?: () => Date;
+}
+
+/**
+ * Signs and verifies the service's JWTs. Default EdDSA (Ed25519) with a `kid`, so the gateway can
+ * verify locally against the JWKS; `config.jwt.secret` set selects HS256 as the original did.
+ */
+export async function createTokenService(
+  config: Pick<Config, "dataDir" | "jwt">,
+  options: TokenServiceOptions = {},
+): Promise<TokenService> {
+  const now = options.now ?? (() => new Date());
+  const { ttlSeconds } = config.jwt;
+  const signer =
+    config.jwt.secret !== undefined ? hmacSigner(config.jwt.secret) : await ed25519Signer(config);
+
+  return {
+    algorithm: signer.alg,
+    async sign(subject) {
+      const iat = Math.floor(now().getTime() / 1000);
+      const exp = iat + ttlSeconds;
+      const token = await new SignJWT({ username: subject.email, admin: subject.admin })
+        .setProtectedHeader({ alg: signer.alg, typ: "JWT", ...(signer.kid ? { kid: signer.kid } : {}) })
+        .setSubject(subject.id)
+        .setIssuer(TOKEN_ISSUER)
+        .setAudience(TOKEN_AUDIENCE)
+        .setIssuedAt(iat)
+        .setExpirationTime(exp)
+        .setJti(randomUUID())
+        .sign(signer.privateKey);
+      return { token, expiresAt: new Date(exp * 1000).toISOString() };
+    },
+    async verify(token) {
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await signer.verify(token, {
+          issuer: TOKEN_ISSUER,
+          audience: TOKEN_AUDIENCE,
+          algorithms: [signer.alg],
+          currentDate: now(),
+          requiredClaims: ["sub", "iat", "exp", "jti"],
+        }));
+      } catch (error) {
+        if (error instanceof errors.JWTExpired) throw new InvalidTokenError("The token has expired.");
+        throw new InvalidTokenError("The token is invalid.", { cause: error });
+      }
+      const claims = TokenClaims.safeParse(payload);
+      if (!claims.success) throw new InvalidTokenError("The token is invalid: its claims are malformed.");
+      return claims.data;
+    },
+    jwks: () => ({ keys: signer.publicJwks.map((k) => ({ ...k })) }),
+  };
+}
+
+type VerifyOptions = NonNullable<Parameters<typeof jwtVerify>[2]>;
+
+interface Signer {
+  alg: "EdDSA" | "HS256";
+  kid: string | undefined;
+  privateKey: CryptoKey | Uint8Array;
+  verify(token: string, options: VerifyOptions): Promise<{ payload: JWTPayload }>;
+  publicJwks: JWK[];
+}
+
+function hmacSigner(secret: string): Signer {
+  const key = new TextEncoder().encode(secret);
+  return {
+    alg: "HS256",
+    kid: undefined,
+    privateKey: key,
+    verify: (token, options) => jwtVerify(token, key, options),
+    publicJwks: [],
+  };
+}
+
+async function ed25519Signer(config: Pick<Config, "dataDir" | "jwt">): Promise<Signer> {
+  const privateJwk =
+    config.jwt.privateKey !== undefined
+      ? parseEd25519PrivateJwk(config.jwt.privateKey, "JWT_PRIVATE_KEY")
+      : await loadOrCreateKeyFile(signingKeyFile(config.dataDir));
+  const kid = privateJwk.kid ?? (await calculateJwkThumbprint(privateJwk));
+  const publicJwk: JWK = { kty: "OKP", crv: "Ed25519", x: privateJwk.x, kid, alg: "EdDSA", use: "sig" };
+  // The JWKS is also what this service verifies against: one code path, and rotation later means
+  // adding the old public key to this list.
+  const keySet = createLocalJWKSet({ keys: [publicJwk] });
+  return {
+    alg: "EdDSA",
+    kid,
+    // Only the key material: a supplied JWK's own alg/use/key_ops must not contradict how it is used here.
+    privateKey: (await importJWK(
+      { kty: "OKP", crv: "Ed25519", x: privateJwk.x, d: privateJwk.d },
+      "EdDSA",
+    )) as CryptoKey,
+    verify: (token, options) => jwtVerify(token, keySet, options),
+    publicJwks: [publicJwk],
+  };
+}
+
+interface Ed25519PrivateJwk extends JWK {
+  kty: "OKP";
+  crv: "Ed25519";
+  x: string;
+  d: string;
+}
+
+function parseEd25519PrivateJwk(text: string, source: string): Ed25519PrivateJwk {
+  let jwk: unknown;
+  try {
+    jwk = JSON.parse(text);
+  } catch {
+    throw new Error(`${source} is not valid JSON: expected an Ed25519 private key as a JWK`);
+  }
+  const j = jwk as Partial<Ed25519PrivateJwk> | null;
+  if (
+    j === null ||
+    typeof j !== "object" ||
+    j.kty !== "OKP" ||
+    j.crv !== "Ed25519" ||
+    typeof j.x !== "string" ||
+    typeof j.d !== "string"
+  ) {
+    throw new Error(`${source} must be an Ed25519 private key as a JWK (kty "OKP", crv "Ed25519", x, d)`);
+  }
+  return j as Ed25519PrivateJwk;
+}
+
+/**
+ * Reuses the key from an earlier start, or makes one. The new key is written to a temporary file
+ * and hard-linked into place: the link fails if another process got there first, so two services
+ * starting together on one data dir still end up with one key and nobody reads a half-written file.
+ */
+async function loadOrCreateKeyFile(file: string): Promise<Ed25519PrivateJwk> {
+  try {
+    return parseEd25519PrivateJwk(await readFile(file, "utf8"), file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  }
+  const { privateKey } = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
+  const jwk = await exportJWK(privateKey);
+  const kid = await calculateJwkThumbprint(jwk);
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const temporary = `${file}.${randomUUID()}.tmp`;
+  await writeFile(temporary, `${JSON.stringify({ ...jwk, kid, alg: "EdDSA", use: "sig" })}\n`, {
+    mode: 0o600,
+  });
+  try {
+    await link(temporary, file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  } finally {
+    await unlink(temporary);
+  }
+  return parseEd25519PrivateJwk(await readFile(file, "utf8"), file);
+}

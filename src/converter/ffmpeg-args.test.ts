@@ -1,0 +1,75 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ConversionError } from "./conversion-error.ts";
+import { buildFfmpegArgs } from "./ffmpeg-args.ts";
+
+const args = buildFfmpegArgs({ input: "/work/in.mp4", output: "/work/out.mp3", format: "mov" });
+
+/** The value following `flag`, searched from `from` (so input and output options can be told apart). */
+function valueAfter(flag: string, from = 0): string | undefined {
+  const at = args.indexOf(flag, from);
+  return at === -1 ? undefined : args[at + 1];
+}
+
+const inputAt = args.indexOf("-i");
+
+test("input options come before -i and limit ffmpeg to the sniffed demuxer on local files", () => {
+  assert.ok(inputAt > 0);
+  assert.equal(args[inputAt + 1], "file:/work/in.mp4");
+  const inputOptions = args.slice(0, inputAt);
+  assert.equal(inputOptions[inputOptions.indexOf("-protocol_whitelist") + 1], "file");
+  assert.equal(inputOptions[inputOptions.indexOf("-f") + 1], "mov");
+  assert.ok(inputOptions.includes("-nostdin"));
+  assert.ok(inputOptions.includes("-hide_banner"));
+});
+
+test("the first audio stream is mapped explicitly and nothing else", () => {
+  assert.equal(valueAfter("-map", inputAt), "0:a:0");
+  assert.equal(args.filter((a) => a === "-map").length, 1);
+  for (const flag of ["-vn", "-sn", "-dn"]) assert.ok(args.indexOf(flag) > inputAt, flag);
+});
+
+test("encodes VBR MP3 with a Xing header into our own output, overwriting it", () => {
+  assert.equal(valueAfter("-c:a", inputAt), "libmp3lame");
+  assert.equal(valueAfter("-q:a", inputAt), "2");
+  assert.equal(valueAfter("-write_xing", inputAt), "1");
+  assert.equal(valueAfter("-f", inputAt), "mp3");
+  assert.ok(args.includes("-y"));
+  assert.equal(args.at(-1), "file:/work/out.mp3");
+});
+
+test("keeps the file's global tags but clears the container's technical ones", () => {
+  assert.equal(valueAfter("-map_metadata", inputAt), "0:g");
+  assert.ok(args.includes("major_brand="));
+  assert.ok(args.includes("compatible_brands="));
+});
+
+test("reports progress on stdout instead of stats on stderr", () => {
+  assert.equal(valueAfter("-progress"), "pipe:1");
+  assert.ok(args.includes("-nostats"));
+});
+
+test("uses few threads on both sides, configurable", () => {
+  assert.deepEqual(
+    args.flatMap((a, i) => (a === "-threads" ? [args[i + 1]] : [])),
+    ["1", "1"],
+  );
+  const four = buildFfmpegArgs({ input: "a", output: "b", format: "mov", threads: 4 });
+  assert.equal(four[four.indexOf("-threads") + 1], "4");
+});
+
+test("relative paths and paths with colons become absolute file: URLs", () => {
+  const a = buildFfmpegArgs({ input: "http:x.mp4", output: "out.mp3", format: "matroska" });
+  assert.equal(a[a.indexOf("-i") + 1], `file:${process.cwd()}/http:x.mp4`);
+  assert.equal(a.at(-1), `file:${process.cwd()}/out.mp3`);
+});
+
+test("refuses demuxers that read other files or URLs, and malformed names", () => {
+  for (const format of ["hls", "concat", "dash", "lavfi", "image2", "Mov", "mov,mp4", "-i", ""]) {
+    assert.throws(
+      () => buildFfmpegArgs({ input: "a", output: "b", format }),
+      (error) => error instanceof ConversionError && error.reason === "undecodable",
+      format,
+    );
+  }
+});

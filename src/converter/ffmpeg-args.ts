@@ -1,0 +1,105 @@
+import path from "node:path";
+import { ConversionError } from "./conversion-error.ts";
+
+/**
+ * The ffmpeg command line for one conversion. ffmpeg runs on untrusted uploads, so every option
+ * that limits what a crafted file can make it do is set here, in one place, and unit-tested.
+ */
+
+export interface FfmpegArgsInput {
+  /** Local path of the upload. */
+  input: string;
+  /** Local path of the MP3 to write (our own temporary file; it is overwritten). */
+  output: string;
+  /** ffmpeg demuxer name the gateway sniffed from the file's bytes (`mov`, `matroska`, …). */
+  format: string;
+  /** Encoder/decoder threads; one is plenty for audio and keeps a busy converter fair. */
+  threads?: number;
+}
+
+/**
+ * Demuxers that open other files or URLs named inside their input (playlists, concat lists,
+ * manifests) or run code. Forcing the sniffed format already stops a file from switching to them;
+ * this list stops a wrong or forged `format` in a message from selecting them directly.
+ */
+const REFUSED_FORMATS = new Set([
+  "hls",
+  "applehttp",
+  "concat",
+  "dash",
+  "imf",
+  "image2",
+  "lavfi",
+  "sdp",
+  "rtp",
+  "rtsp",
+  "avisynth",
+  "vapoursynth",
+  "dvdvideo",
+]);
+
+/** Container metadata that means nothing to a listener and would only clutter the ID3 tag. */
+const TECHNICAL_TAGS = ["major_brand", "minor_version", "compatible_brands", "encoder"];
+
+const FORMAT = /^[a-z0-9_]+$/;
+
+export function buildFfmpegArgs({ input, output, format, threads = 1 }: FfmpegArgsInput): string[] {
+  if (!FORMAT.test(format) || REFUSED_FORMATS.has(format)) throw ConversionError.undecodable();
+  return [
+    // Never wait for a keypress, and keep stderr to what we parse (duration, errors).
+    "-nostdin",
+    "-hide_banner",
+    "-nostats",
+    // Machine-readable progress (out_time_us, progress=end) on stdout.
+    "-progress",
+    "pipe:1",
+
+    // Input options: only local files may be opened (no http, no tcp, no data: URLs), and the
+    // demuxer is the one the gateway sniffed, so a file cannot turn itself into a playlist.
+    "-protocol_whitelist",
+    "file",
+    "-f",
+    format,
+    "-threads",
+    String(threads),
+    "-i",
+    fileUrl(input),
+
+    // Output: exactly the first audio stream; a file without one fails with a clear message
+    // instead of ffmpeg guessing. No video, subtitle or data streams.
+    "-map",
+    "0:a:0",
+    "-vn",
+    "-sn",
+    "-dn",
+    // Keep the file's own tags (title, artist, …), but not the container's technical ones.
+    "-map_metadata",
+    "0:g",
+    ...TECHNICAL_TAGS.flatMap((tag) => ["-metadata", `${tag}=`]),
+    // ID3v2.3 is what most players and operating systems read reliably.
+    "-id3v2_version",
+    "3",
+    // LAME VBR quality 2 (~190 kb/s): transparent for almost everyone at a moderate size.
+    "-c:a",
+    "libmp3lame",
+    "-q:a",
+    "2",
+    // The Xing/LAME header lets players show the exact duration and seek in a VBR file.
+    "-write_xing",
+    "1",
+    "-threads",
+    String(threads),
+    "-f",
+    "mp3",
+    "-y",
+    fileUrl(output),
+  ];
+}
+
+/**
+ * An explicit `file:` URL, so a path that happens to contain a colon (`a:b.mp4`) is never read as
+ * another protocol; absolute, so ffmpeg does not depend on our working directory.
+ */
+function fileUrl(filePath: string): string {
+  return `file:${path.resolve(filePath)}`;
+}

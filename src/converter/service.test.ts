@@ -1,0 +1,239 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { pipeline } from "node:stream/promises";
+import { after, before, test } from "node:test";
+import { JobEvent, Mp3Message, mp3Key, type VideoMessage, videoKey } from "../contracts/messages.ts";
+import { createFolderBlobStore } from "../platform/blobs/folder-blob-store.ts";
+import { type DeadLetter, deadLetterQueue } from "../platform/broker/broker.ts";
+import { createMemoryBroker } from "../platform/broker/memory-broker.ts";
+import { loadConfig } from "../platform/config.ts";
+import { createLogger } from "../platform/logger.ts";
+import { createConverter, INTERNAL_ERROR_MESSAGE } from "./service.ts";
+import { makeVideo, probe } from "./test-media.ts";
+
+let dir: string;
+let videoWithSound: string;
+let videoWithoutSound: string;
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-converter-"));
+  [videoWithSound, videoWithoutSound] = await Promise.all([
+    makeVideo(dir, "with-sound.mp4", { seconds: 2 }),
+    makeVideo(dir, "without-sound.mp4", { seconds: 1, audio: false }),
+  ]);
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A converter on the real embedded broker and folder store, and the queues it writes to, recorded. */
+async function startConverter({ ffmpegPath = "ffmpeg" } = {}) {
+  const dataDir = await mkdtemp(path.join(dir, "data-"));
+  const config = loadConfig({
+    DATA_DIR: dataDir,
+    RETRY_DELAY_MS: "10",
+    MAX_ATTEMPTS: "2",
+    LOG_LEVEL: "silent",
+  });
+  const logger = createLogger("silent", "converter");
+  const broker = createMemoryBroker({ logger });
+  const blobs = createFolderBlobStore(path.join(dataDir, "blobs"));
+  const converter = createConverter(config, { logger, broker, blobs, ffmpegPath });
+  await converter.start();
+
+  const events: JobEvent[] = [];
+  const mails: Mp3Message[] = [];
+  const dead: DeadLetter[] = [];
+  const record =
+    <T>(list: T[]) =>
+    async ({ body }: { body: T }) => {
+      list.push(body);
+    };
+  // The contract schemas check what the converter publishes, as its consumers will.
+  await broker.consume(config.queues.jobEvents, record(events), { parse: JobEvent.parse, concurrency: 1 });
+  await broker.consume(config.queues.mp3, record(mails), { parse: Mp3Message.parse, concurrency: 1 });
+  await broker.consume(deadLetterQueue(config.queues.video), record(dead), {
+    parse: (body) => body as DeadLetter,
+    concurrency: 1,
+  });
+
+  async function submit(file: string, overrides: Partial<VideoMessage> = {}): Promise<VideoMessage> {
+    const jobId = randomUUID();
+    const message: VideoMessage = {
+      version: 1,
+      jobId,
+      videoKey: videoKey(jobId),
+      mp3Id: randomUUID(),
+      fileName: path.basename(file),
+      format: "mov",
+      owner: { id: "user-1", email: "ada@example.com" },
+      ...overrides,
+    };
+    await blobs.put(message.videoKey, createReadStream(file), { contentType: "video/mp4" });
+    await broker.publish(config.queues.video, message);
+    return message;
+  }
+
+  const workDir = path.join(dataDir, "tmp", "converter");
+  const close = async () => {
+    await converter.close();
+    await broker.close();
+  };
+  return { config, broker, blobs, converter, events, mails, dead, submit, workDir, close };
+}
+
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+const eventsOf = (events: JobEvent[], jobId: string) => events.filter((e) => e.jobId === jobId);
+
+test("a video becomes an MP3 in the blob store, with converting, progress and done events and a mail", async (t) => {
+  const c = await startConverter();
+  t.after(c.close);
+  const job = await c.submit(videoWithSound);
+  await waitFor(() => c.mails.length === 1, "the mp3 message");
+
+  const events = eventsOf(c.events, job.jobId);
+  assert.equal(events[0]?.type, "converting");
+  const done = events.at(-1);
+  assert.equal(done?.type, "done");
+  const progress = events.slice(1, -1);
+  // Throttled to one a second, but the first real reading always goes out (here usually 100 %).
+  assert.ok(progress.length >= 1, "at least one progress event");
+  let previous = 0;
+  for (const event of progress) {
+    assert.equal(event.type, "progress");
+    if (event.type === "progress") {
+      assert.ok(event.progress > previous && event.progress <= 1);
+      previous = event.progress;
+    }
+  }
+
+  const source = await probe(videoWithSound);
+  const mp3File = path.join(dir, `${job.mp3Id}.mp3`);
+  await pipeline(await c.blobs.get(mp3Key(job.mp3Id)), createWriteStream(mp3File));
+  const mp3 = await probe(mp3File);
+  assert.equal(mp3.formatName, "mp3");
+  assert.ok(Math.abs(mp3.durationSeconds - source.durationSeconds) < 0.1);
+
+  assert.ok(done?.type === "done");
+  assert.equal(done.mp3Id, job.mp3Id);
+  assert.equal(done.mp3Size, (await c.blobs.stat(mp3Key(job.mp3Id)))?.size);
+  assert.ok(done.durationSeconds !== null && Math.abs(done.durationSeconds - source.durationSeconds) < 0.1);
+
+  assert.deepEqual(c.mails, [
+    {
+      version: 1,
+      outcome: "done",
+      jobId: job.jobId,
+      mp3Id: job.mp3Id,
+      fileName: "with-sound.mp4",
+      email: "ada@example.com",
+      durationSeconds: done.durationSeconds,
+    },
+  ]);
+  assert.deepEqual(await readdir(c.workDir), [], "temporary files removed");
+});
+
+test("a redelivered message converts again into the same MP3 key", async (t) => {
+  const c = await startConverter();
+  t.after(c.close);
+  const job = await c.submit(videoWithSound);
+  await waitFor(() => c.mails.length === 1, "the first mp3 message");
+  const first = await c.blobs.stat(mp3Key(job.mp3Id));
+  await c.broker.publish(c.config.queues.video, job);
+  await waitFor(() => c.mails.length === 2, "the second mp3 message");
+
+  assert.deepEqual(await c.blobs.stat(mp3Key(job.mp3Id)), first);
+  assert.deepEqual(
+    c.mails.map((m) => m.outcome === "done" && m.mp3Id),
+    [job.mp3Id, job.mp3Id],
+  );
+});
+
+test("a malformed message is dead-lettered, and a video without sound then fails with a readable reason", async (t) => {
+  const c = await startConverter();
+  t.after(c.close);
+  await c.broker.publish(c.config.queues.video, { version: 1, jobId: "not-a-uuid" });
+  await waitFor(() => c.dead.length === 1, "the dead letter");
+  assert.equal(c.dead[0]?.queue, c.config.queues.video);
+  assert.match(c.dead[0]?.reason ?? "", /invalid message/);
+  assert.deepEqual(c.dead[0]?.body, { version: 1, jobId: "not-a-uuid" });
+
+  const job = await c.submit(videoWithoutSound);
+  await waitFor(() => c.mails.length === 1, "the mp3 message");
+  const reason = "This file has no audio track, so there is nothing to convert to MP3.";
+  assert.deepEqual(
+    eventsOf(c.events, job.jobId).map((e) => (e.type === "failed" ? `failed: ${e.error}` : e.type)),
+    ["converting", `failed: ${reason}`],
+  );
+  assert.deepEqual(c.mails, [
+    {
+      version: 1,
+      outcome: "failed",
+      jobId: job.jobId,
+      fileName: "without-sound.mp4",
+      email: "ada@example.com",
+      error: reason,
+    },
+  ]);
+  assert.equal(await c.blobs.stat(mp3Key(job.mp3Id)), undefined);
+  assert.equal(c.dead.length, 1, "a bad file is a failed job, not a dead letter");
+});
+
+test("a video deleted before its turn is skipped without retries", async (t) => {
+  const c = await startConverter();
+  t.after(c.close);
+  const jobId = randomUUID();
+  await c.broker.publish(c.config.queues.video, {
+    version: 1,
+    jobId,
+    videoKey: videoKey(jobId),
+    mp3Id: randomUUID(),
+    fileName: "gone.mp4",
+    format: "mov",
+    owner: { id: "user-1", email: "ada@example.com" },
+  } satisfies VideoMessage);
+  await waitFor(() => c.events.length === 1, "the converting event");
+  // Long enough for a retry (10 ms delay) to have happened, had the handler failed.
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  assert.deepEqual(
+    c.events.map((e) => e.type),
+    ["converting"],
+  );
+  assert.deepEqual(c.mails, []);
+  assert.deepEqual(c.dead, []);
+});
+
+test("an internal failure is retried, and on the last attempt the job fails with an apology", async (t) => {
+  const c = await startConverter({ ffmpegPath: path.join(dir, "no-such-ffmpeg") });
+  t.after(c.close);
+  const job = await c.submit(videoWithSound);
+  await waitFor(() => c.mails.length === 1, "the mp3 message");
+  assert.deepEqual(
+    eventsOf(c.events, job.jobId).map((e) => (e.type === "failed" ? `failed: ${e.error}` : e.type)),
+    ["converting", "converting", `failed: ${INTERNAL_ERROR_MESSAGE}`],
+  );
+  assert.equal(c.mails[0]?.outcome, "failed");
+  assert.deepEqual(c.dead, []);
+  assert.deepEqual(await readdir(c.workDir), []);
+});
+
+test("close waits for the conversion in hand", async (t) => {
+  const c = await startConverter();
+  t.after(c.close);
+  await c.submit(videoWithSound);
+  await waitFor(() => c.events.length === 1, "the converting event");
+  await c.converter.close();
+  await waitFor(() => c.mails.length === 1, "the mp3 message", 1000);
+  assert.equal(c.events.at(-1)?.type, "done");
+});

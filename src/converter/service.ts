@@ -1,0 +1,187 @@
+import { randomUUID } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { type JobEvent, type Mp3Message, mp3Key, parseWith, VideoMessage } from "../contracts/messages.ts";
+import { BlobNotFoundError, type BlobStore, type LocalFile } from "../platform/blobs/blob-store.ts";
+import type { Broker, Consumer, Delivery } from "../platform/broker/broker.ts";
+import type { Config } from "../platform/config.ts";
+import type { Logger } from "../platform/logger.ts";
+import { ConversionError } from "./conversion-error.ts";
+import { createProgressReporter } from "./progress-reporter.ts";
+import { transcode } from "./transcode.ts";
+
+/**
+ * The converter worker: takes `video` messages, turns the upload into an MP3 with ffmpeg, stores
+ * it and tells the gateway (job events) and the notification service (`mp3`) how it ended.
+ *
+ * Delivery is at least once, so a message may come again after a crash: the MP3's key is fixed by
+ * `mp3Id`, a rerun overwrites it, and the events say the same thing twice. The message is
+ * acknowledged (the handler resolves) only after the outcome is stored and published.
+ */
+
+export interface ConverterDeps {
+  logger: Logger;
+  broker: Broker;
+  blobs: BlobStore;
+  /** From `locateFfmpeg` at start-up. */
+  ffmpegPath: string;
+}
+
+export interface Converter {
+  start(): Promise<void>;
+  /** Stops taking messages and waits for the conversions in hand to finish. */
+  close(): Promise<void>;
+}
+
+/** Shown to the user when the failure was ours and retrying did not help. */
+export const INTERNAL_ERROR_MESSAGE =
+  "The conversion failed because of an internal error; please upload the file again.";
+
+export function createConverter(config: Config, deps: ConverterDeps): Converter {
+  const { broker, blobs, ffmpegPath } = deps;
+  const logger = deps.logger.child({ component: "converter" });
+  // Under the data dir, not the OS temp dir: it is the volume sized for videos.
+  const workDir = path.join(config.dataDir, "tmp", "converter");
+  let consumer: Consumer | undefined;
+
+  const publishEvent = (event: JobEvent): Promise<void> => broker.publish(config.queues.jobEvents, event);
+  const publishMp3 = (message: Mp3Message): Promise<void> => broker.publish(config.queues.mp3, message);
+  const now = (): string => new Date().toISOString();
+
+  async function handle({ body: video, attempt, isLastAttempt }: Delivery<VideoMessage>): Promise<void> {
+    const log = logger.child({ jobId: video.jobId, attempt });
+    const started = performance.now();
+    const elapsedMs = (): number => Math.round(performance.now() - started);
+    log.info({ fileName: video.fileName, format: video.format }, "conversion started");
+    try {
+      const result = await convert(video, log);
+      if (result === "video gone") {
+        log.warn(
+          { videoKey: video.videoKey, ms: elapsedMs() },
+          "video no longer stored (job deleted?); skipped",
+        );
+        return;
+      }
+      log.info({ ms: elapsedMs(), ...result }, "conversion finished");
+    } catch (error) {
+      if (error instanceof ConversionError) {
+        // The file's fault: retrying gives the same answer, so the job fails now, with the reason.
+        log.info({ ms: elapsedMs(), reason: error.reason }, "conversion failed: %s", error.message);
+        await fail(video, error.message);
+        return;
+      }
+      if (isLastAttempt) {
+        log.error({ err: error, ms: elapsedMs() }, "conversion failed on the last attempt; job failed");
+        await fail(video, INTERNAL_ERROR_MESSAGE);
+        return;
+      }
+      // Ours (ffmpeg missing, disk full, store or broker down): the broker retries after a delay.
+      throw error;
+    }
+  }
+
+  async function convert(
+    video: VideoMessage,
+    log: Logger,
+  ): Promise<"video gone" | { mp3Size: number; durationSeconds: number | null }> {
+    await publishEvent({ version: 1, jobId: video.jobId, at: now(), type: "converting" });
+
+    let local: LocalFile;
+    try {
+      local = await blobs.toLocalFile(video.videoKey, workDir);
+    } catch (error) {
+      if (error instanceof BlobNotFoundError) return "video gone";
+      throw error;
+    }
+
+    // Unique per attempt: a redelivery may overlap with a run that is still going elsewhere.
+    const mp3File = path.join(workDir, `${video.mp3Id}-${randomUUID()}.mp3`);
+    const progress = createProgressReporter({
+      publish: (fraction, durationSeconds) =>
+        publishEvent({
+          version: 1,
+          jobId: video.jobId,
+          at: now(),
+          type: "progress",
+          progress: fraction,
+          durationSeconds,
+        }),
+      onError: (error) => log.warn({ err: error }, "could not publish a progress event"),
+    });
+    try {
+      const { durationSeconds } = await transcode({
+        ffmpegPath,
+        input: local.path,
+        output: mp3File,
+        format: video.format,
+        timeoutSeconds: config.ffmpeg.timeoutSeconds,
+        onProgress: (fraction, inputDuration) => progress.update(fraction, inputDuration),
+      });
+      // Progress events must not arrive after the outcome.
+      await progress.settled();
+
+      const { size: mp3Size } = await blobs.put(mp3Key(video.mp3Id), createReadStream(mp3File), {
+        contentType: "audio/mpeg",
+      });
+      await publishEvent({
+        version: 1,
+        jobId: video.jobId,
+        at: now(),
+        type: "done",
+        mp3Id: video.mp3Id,
+        mp3Size,
+        durationSeconds,
+      });
+      await publishMp3({
+        version: 1,
+        outcome: "done",
+        jobId: video.jobId,
+        mp3Id: video.mp3Id,
+        fileName: video.fileName,
+        email: video.owner.email,
+        durationSeconds,
+      });
+      return { mp3Size, durationSeconds };
+    } finally {
+      await progress.settled();
+      await rm(mp3File, { force: true });
+      await local.release();
+    }
+  }
+
+  async function fail(video: VideoMessage, error: string): Promise<void> {
+    await publishEvent({ version: 1, jobId: video.jobId, at: now(), type: "failed", error });
+    await publishMp3({
+      version: 1,
+      outcome: "failed",
+      jobId: video.jobId,
+      fileName: video.fileName,
+      email: video.owner.email,
+      error,
+    });
+  }
+
+  return {
+    async start() {
+      if (consumer) throw new Error("the converter is already started");
+      await mkdir(workDir, { recursive: true });
+      consumer = await broker.consume(config.queues.video, handle, {
+        parse: parseWith(VideoMessage),
+        concurrency: config.converterConcurrency,
+        maxAttempts: config.retry.maxAttempts,
+        retryDelayMs: config.retry.delayMs,
+      });
+      logger.info(
+        { queue: config.queues.video, concurrency: config.converterConcurrency, ffmpegPath },
+        "converter consuming",
+      );
+    },
+
+    async close() {
+      const running = consumer;
+      consumer = undefined;
+      await running?.close();
+    },
+  };
+}

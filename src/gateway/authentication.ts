@@ -1,0 +1,124 @@
+import type { FastifyRequest } from "fastify";
+import { createLocalJWKSet, errors, type JSONWebKeySet, jwtVerify } from "jose";
+import { TOKEN_AUDIENCE, TOKEN_ISSUER, TokenClaims } from "../contracts/tokens.ts";
+import { HttpError } from "../platform/http.ts";
+import type { ServiceFetch } from "../platform/service-fetch.ts";
+
+/** The authenticated user behind a request. */
+export interface Caller {
+  id: string;
+  email: string;
+  admin: boolean;
+}
+
+export interface TokenVerifier {
+  /** Resolves the caller, or throws an HttpError (403 bad token, 503 auth unreachable). */
+  verify(token: string): Promise<Caller>;
+}
+
+const invalidToken = () =>
+  new HttpError(403, "invalid_token", "The token is invalid or has expired; log in again.");
+const authUnavailable = () =>
+  new HttpError(503, "auth_unavailable", "The auth service is not reachable; try again shortly.");
+
+function toCaller(payload: unknown): Caller {
+  const claims = TokenClaims.safeParse(payload);
+  if (!claims.success) throw invalidToken();
+  return { id: claims.data.sub, email: claims.data.username, admin: claims.data.admin };
+}
+
+/**
+ * EdDSA: verify locally against auth's public keys, so an authenticated request costs no network
+ * hop. The key set is cached; a token with an unknown `kid` (auth rotated its key) refetches it,
+ * at most once per `refetchCooldownMs`, and a stale set is refreshed after `maxAgeMs`.
+ */
+export function createJwksVerifier(
+  authFetch: ServiceFetch,
+  options: { maxAgeMs?: number; refetchCooldownMs?: number } = {},
+): TokenVerifier {
+  const maxAgeMs = options.maxAgeMs ?? 10 * 60_000;
+  const cooldownMs = options.refetchCooldownMs ?? 10_000;
+  let keySet: ReturnType<typeof createLocalJWKSet> | undefined;
+  let fetchedAt = 0;
+  let inflight: Promise<void> | undefined;
+
+  async function refresh(): Promise<void> {
+    inflight ??= (async () => {
+      try {
+        const response = await authFetch("/.well-known/jwks.json");
+        if (!response.ok) throw new Error(`JWKS answered ${response.status}`);
+        keySet = createLocalJWKSet((await response.json()) as JSONWebKeySet);
+        fetchedAt = Date.now();
+      } catch {
+        throw authUnavailable();
+      } finally {
+        inflight = undefined;
+      }
+    })();
+    return inflight;
+  }
+
+  async function verifyWithCurrentKeys(token: string): Promise<Caller> {
+    if (!keySet) throw invalidToken();
+    const { payload } = await jwtVerify(token, keySet, {
+      issuer: TOKEN_ISSUER,
+      audience: TOKEN_AUDIENCE,
+      algorithms: ["EdDSA"],
+    });
+    return toCaller(payload);
+  }
+
+  return {
+    async verify(token) {
+      if (!keySet || Date.now() - fetchedAt > maxAgeMs) await refresh();
+      try {
+        return await verifyWithCurrentKeys(token);
+      } catch (error) {
+        if (error instanceof errors.JWKSNoMatchingKey && Date.now() - fetchedAt > cooldownMs) {
+          await refresh();
+          try {
+            return await verifyWithCurrentKeys(token);
+          } catch {
+            throw invalidToken();
+          }
+        }
+        if (error instanceof HttpError) throw error;
+        throw invalidToken();
+      }
+    },
+  };
+}
+
+/** HS256 (`JWT_SECRET`): ask auth's `/validate`, as the original gateway did. */
+export function createValidateVerifier(authFetch: ServiceFetch): TokenVerifier {
+  return {
+    async verify(token) {
+      let response: Response;
+      try {
+        response = await authFetch("/validate", {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}` },
+        });
+      } catch {
+        throw authUnavailable();
+      }
+      if (response.status === 200) return toCaller(await response.json());
+      if (response.status === 401 || response.status === 403) throw invalidToken();
+      throw authUnavailable();
+    },
+  };
+}
+
+/** The bearer token of a request: 401 when there is none. */
+export function bearerToken(request: FastifyRequest): string {
+  const header = request.headers.authorization;
+  const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!match?.[1]) {
+    throw new HttpError(
+      401,
+      "unauthorized",
+      "Missing credentials: send Authorization: Bearer <token> (get one from POST /login).",
+    );
+  }
+  return match[1];
+}

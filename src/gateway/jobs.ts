@@ -1,0 +1,199 @@
+import type { Kysely, Selectable } from "kysely";
+import type { JobEvent } from "../contracts/messages.ts";
+
+export type JobStatus = "queued" | "converting" | "done" | "failed";
+
+interface JobsTable {
+  id: string;
+  owner_id: string;
+  owner_email: string;
+  file_name: string;
+  format: string;
+  size: number;
+  status: JobStatus;
+  progress: number;
+  duration_seconds: number | null;
+  mp3_id: string;
+  mp3_size: number | null;
+  error: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface GatewayDatabase {
+  jobs: JobsTable;
+}
+
+export type JobRow = Selectable<JobsTable>;
+
+/** A job as clients see it (the contract in docs/architecture.md). */
+export interface Job {
+  id: string;
+  status: JobStatus;
+  fileName: string;
+  size: number;
+  createdAt: string;
+  updatedAt: string;
+  progress: number;
+  durationSeconds: number | null;
+  /** The `fid` for `/download`, once the job is done. */
+  mp3Id: string | null;
+  /** Why the job failed, as a sentence for the user. */
+  error: string | null;
+}
+
+export function toJob(row: JobRow): Job {
+  return {
+    id: row.id,
+    status: row.status,
+    fileName: row.file_name,
+    size: Number(row.size),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    progress: Number(row.progress),
+    durationSeconds: row.duration_seconds === null ? null : Number(row.duration_seconds),
+    mp3Id: row.status === "done" ? row.mp3_id : null,
+    error: row.error,
+  };
+}
+
+const unfinished: JobStatus[] = ["queued", "converting"];
+
+export interface NewJob {
+  id: string;
+  ownerId: string;
+  ownerEmail: string;
+  fileName: string;
+  format: string;
+  size: number;
+  mp3Id: string;
+}
+
+/** Every read and write of the jobs table; reads for clients are always scoped to the owner. */
+export function createJobsRepository(db: Kysely<GatewayDatabase>) {
+  const byOwner = (ownerId: string) => db.selectFrom("jobs").where("owner_id", "=", ownerId);
+
+  return {
+    async create(job: NewJob): Promise<JobRow> {
+      const now = new Date().toISOString();
+      const row: JobRow = {
+        id: job.id,
+        owner_id: job.ownerId,
+        owner_email: job.ownerEmail,
+        file_name: job.fileName,
+        format: job.format,
+        size: job.size,
+        status: "queued",
+        progress: 0,
+        duration_seconds: null,
+        mp3_id: job.mp3Id,
+        mp3_size: null,
+        error: null,
+        created_at: now,
+        updated_at: now,
+      };
+      await db.insertInto("jobs").values(row).execute();
+      return row;
+    },
+
+    async get(id: string, ownerId: string): Promise<JobRow | undefined> {
+      return byOwner(ownerId).where("id", "=", id).selectAll().executeTakeFirst();
+    },
+
+    async getDone(mp3Id: string, ownerId: string): Promise<JobRow | undefined> {
+      return byOwner(ownerId)
+        .where("mp3_id", "=", mp3Id)
+        .where("status", "=", "done")
+        .selectAll()
+        .executeTakeFirst();
+    },
+
+    async list(
+      ownerId: string,
+      page: { limit: number; offset: number },
+    ): Promise<{ rows: JobRow[]; total: number }> {
+      const [rows, count] = await Promise.all([
+        byOwner(ownerId)
+          .selectAll()
+          .orderBy("created_at", "desc")
+          .orderBy("id", "desc")
+          .limit(page.limit)
+          .offset(page.offset)
+          .execute(),
+        byOwner(ownerId)
+          .select((eb) => eb.fn.countAll<number>().as("n"))
+          .executeTakeFirstOrThrow(),
+      ]);
+      return { rows, total: Number(count.n) };
+    },
+
+    async delete(id: string, ownerId: string): Promise<boolean> {
+      const result = await db
+        .deleteFrom("jobs")
+        .where("id", "=", id)
+        .where("owner_id", "=", ownerId)
+        .executeTakeFirst();
+      return Number(result.numDeletedRows) > 0;
+    },
+
+    /** Jobs accepted but not finished, oldest first: re-queued at start when the broker is not durable. */
+    async unfinished(): Promise<JobRow[]> {
+      return db
+        .selectFrom("jobs")
+        .selectAll()
+        .where("status", "in", unfinished)
+        .orderBy("created_at")
+        .execute();
+    },
+
+    /**
+     * Applies a converter event and returns the job as it is now, or undefined when the event
+     * changed nothing (unknown job, or the job already finished: events can arrive twice or late).
+     */
+    async apply(event: JobEvent): Promise<JobRow | undefined> {
+      const update = db
+        .updateTable("jobs")
+        .where("id", "=", event.jobId)
+        .where("status", "in", unfinished)
+        .set({ updated_at: new Date().toISOString() });
+      const changed = await (() => {
+        switch (event.type) {
+          case "converting":
+            return update.set({ status: "converting" }).executeTakeFirst();
+          case "progress":
+            return update
+              .set({
+                status: "converting",
+                progress: event.progress,
+                duration_seconds: event.durationSeconds,
+              })
+              .executeTakeFirst();
+          case "done":
+            return update
+              .set({
+                status: "done",
+                progress: 1,
+                mp3_size: event.mp3Size,
+                duration_seconds: event.durationSeconds,
+                error: null,
+              })
+              .executeTakeFirst();
+          case "failed":
+            return update.set({ status: "failed", error: event.error }).executeTakeFirst();
+        }
+      })();
+      if (Number(changed.numUpdatedRows) === 0) return undefined;
+      return db.selectFrom("jobs").selectAll().where("id", "=", event.jobId).executeTakeFirst();
+    },
+
+    async exists(id: string): Promise<boolean> {
+      return (await db.selectFrom("jobs").select("id").where("id", "=", id).executeTakeFirst()) !== undefined;
+    },
+
+    async ping(): Promise<void> {
+      await db.selectFrom("jobs").select("id").limit(1).execute();
+    },
+  };
+}
+
+export type JobsRepository = ReturnType<typeof createJobsRepository>;

@@ -1,0 +1,45 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { HttpError } from "../../platform/http.ts";
+import type { ServiceFetch } from "../../platform/service-fetch.ts";
+
+const forwardedRequestHeaders = ["authorization", "accept", "content-type"] as const;
+const forwardedResponseHeaders = ["content-type", "www-authenticate", "cache-control", "location"] as const;
+
+/**
+ * Login and user management belong to the auth service; the gateway, the only public entry,
+ * passes these requests through unchanged (status, body and the headers that matter).
+ */
+export function registerAuthProxyRoutes(app: FastifyInstance, authFetch: ServiceFetch): void {
+  const forward = async (request: FastifyRequest, reply: FastifyReply) => {
+    const headers: Record<string, string> = {};
+    for (const name of forwardedRequestHeaders) {
+      const value = request.headers[name];
+      if (typeof value === "string") headers[name] = value;
+    }
+    const hasBody = request.body !== undefined && request.method !== "GET";
+    if (hasBody) headers["content-type"] = "application/json";
+    let response: Response;
+    try {
+      response = await authFetch(request.url, {
+        method: request.method,
+        headers,
+        body: hasBody ? JSON.stringify(request.body) : undefined,
+      });
+    } catch (error) {
+      request.log.warn({ err: error }, "auth service unreachable");
+      throw new HttpError(503, "auth_unavailable", "The auth service is not reachable; try again shortly.");
+    }
+    for (const name of forwardedResponseHeaders) {
+      const value = response.headers.get(name);
+      if (value !== null) reply.header(name, value);
+    }
+    return reply.status(response.status).send(Buffer.from(await response.arrayBuffer()));
+  };
+
+  app.post("/login", forward);
+  app.post("/register", forward);
+  app.post("/users", forward);
+  app.get("/users", forward);
+  app.get("/users/:id", forward);
+  app.patch("/users/:id", forward);
+}

@@ -1,0 +1,80 @@
+import path from "node:path";
+import { create as contentDisposition } from "content-disposition";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import rangeParser from "range-parser";
+import { mp3Key } from "../../contracts/messages.ts";
+import { BlobNotFoundError, type BlobStore } from "../../platform/blobs/blob-store.ts";
+import { HttpError } from "../../platform/http.ts";
+import type { Caller } from "../authentication.ts";
+import type { JobsRepository } from "../jobs.ts";
+
+export interface DownloadDeps {
+  jobs: JobsRepository;
+  blobs: BlobStore;
+  authenticate: (request: FastifyRequest) => Promise<Caller>;
+}
+
+const notFound = () => new HttpError(404, "not_found", "No MP3 with this fid.");
+
+/**
+ * `GET|HEAD /download?fid=<mp3Id>`: streams the caller's MP3, with single byte ranges for
+ * seeking players and resumed downloads. Another user's fid is answered exactly like an unknown
+ * one, so ids reveal nothing.
+ */
+export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps): void {
+  app.route<{ Querystring: { fid?: string } }>({
+    method: ["GET", "HEAD"],
+    url: "/download",
+    schema: {
+      querystring: {
+        type: "object",
+        properties: { fid: { type: "string", minLength: 1, maxLength: 100 } },
+        required: ["fid"],
+      },
+    },
+    handler: async (request, reply) => {
+      const caller = await deps.authenticate(request);
+      const job = await deps.jobs.getDone(String(request.query.fid), caller.id);
+      if (!job) throw notFound();
+      const key = mp3Key(job.mp3_id);
+      const stat = await deps.blobs.stat(key);
+      if (!stat) throw notFound();
+
+      reply
+        .header("content-type", "audio/mpeg")
+        .header("accept-ranges", "bytes")
+        .header("content-disposition", contentDisposition(mp3FileName(job.file_name)))
+        .header("etag", `"${job.mp3_id}-${stat.size}"`)
+        .header("cache-control", "private, max-age=0, must-revalidate")
+        .header("last-modified", new Date(job.updated_at).toUTCString());
+
+      let range: { start: number; end: number } | undefined;
+      const header = request.headers.range;
+      if (header !== undefined) {
+        const ranges = rangeParser(stat.size, header, { combine: true });
+        if (ranges === -1) {
+          reply.header("content-range", `bytes */${stat.size}`);
+          throw new HttpError(416, "range_not_satisfiable", `The file has ${stat.size} bytes.`);
+        }
+        // A malformed header, or several ranges, is answered with the whole file (RFC 9110 allows it).
+        if (ranges !== -2 && ranges.length === 1 && ranges[0]) range = ranges[0];
+      }
+      const length = range ? range.end - range.start + 1 : stat.size;
+      reply.header("content-length", length);
+      if (range) reply.status(206).header("content-range", `bytes ${range.start}-${range.end}/${stat.size}`);
+      if (request.method === "HEAD") return reply.send();
+      try {
+        return reply.send(await deps.blobs.get(key, range));
+      } catch (error) {
+        if (error instanceof BlobNotFoundError) throw notFound();
+        throw error;
+      }
+    },
+  });
+}
+
+/** `holiday.mov` → `holiday.mp3`. */
+export function mp3FileName(uploadName: string): string {
+  const base = path.parse(uploadName).name || "audio";
+  return `${base}.mp3`;
+}

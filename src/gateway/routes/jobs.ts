@@ -1,0 +1,66 @@
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { mp3Key, videoKey } from "../../contracts/messages.ts";
+import type { BlobStore } from "../../platform/blobs/blob-store.ts";
+import { HttpError } from "../../platform/http.ts";
+import type { Caller } from "../authentication.ts";
+import { type JobsRepository, toJob } from "../jobs.ts";
+
+export interface JobsRouteDeps {
+  jobs: JobsRepository;
+  blobs: BlobStore;
+  authenticate: (request: FastifyRequest) => Promise<Caller>;
+}
+
+const idParams = {
+  type: "object",
+  properties: { id: { type: "string", format: "uuid" } },
+  required: ["id"],
+} as const;
+
+const notFound = () => new HttpError(404, "not_found", "No job with this id.");
+
+/** The caller's jobs: list (newest first, paginated), one, delete (with its files). */
+export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): void {
+  app.get<{ Querystring: { limit: number; offset: number } }>(
+    "/jobs",
+    {
+      schema: {
+        querystring: {
+          type: "object",
+          properties: {
+            limit: { type: "integer", minimum: 1, maximum: 100, default: 20 },
+            offset: { type: "integer", minimum: 0, default: 0 },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const caller = await deps.authenticate(request);
+      const { limit, offset } = request.query;
+      const { rows, total } = await deps.jobs.list(caller.id, { limit, offset });
+      return { jobs: rows.map(toJob), total, limit, offset };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>("/jobs/:id", { schema: { params: idParams } }, async (request) => {
+    const caller = await deps.authenticate(request);
+    const row = await deps.jobs.get(request.params.id, caller.id);
+    if (!row) throw notFound();
+    return toJob(row);
+  });
+
+  app.delete<{ Params: { id: string } }>(
+    "/jobs/:id",
+    { schema: { params: idParams } },
+    async (request, reply) => {
+      const caller = await deps.authenticate(request);
+      const row = await deps.jobs.get(request.params.id, caller.id);
+      if (!row) throw notFound();
+      // Row first: once it is gone no one can reach the files, and a converter finishing late
+      // finds no job and its MP3 is removed by the job-events handler.
+      await deps.jobs.delete(row.id, caller.id);
+      await Promise.all([deps.blobs.delete(videoKey(row.id)), deps.blobs.delete(mp3Key(row.mp3_id))]);
+      return reply.status(204).send();
+    },
+  );
+}

@@ -1,0 +1,170 @@
+import { randomUUID } from "node:crypto";
+import path from "node:path";
+import type { MultipartFile } from "@fastify/multipart";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { fileTypeStream } from "file-type";
+import { type VideoMessage, videoKey } from "../../contracts/messages.ts";
+import type { BlobStore } from "../../platform/blobs/blob-store.ts";
+import type { Broker } from "../../platform/broker/broker.ts";
+import { HttpError } from "../../platform/http.ts";
+import type { Caller } from "../authentication.ts";
+import { type JobRow, type JobsRepository, toJob } from "../jobs.ts";
+import { demuxerFor } from "../media-formats.ts";
+
+export interface UploadDeps {
+  jobs: JobsRepository;
+  blobs: BlobStore;
+  broker: Broker;
+  videoQueue: string;
+  maxUploadBytes: number;
+  authenticate: (request: FastifyRequest) => Promise<Caller>;
+  onAccepted: (row: JobRow) => void;
+}
+
+interface StoredUpload {
+  jobId: string;
+  fileName: string;
+  format: string;
+  size: number;
+}
+
+/** Room for the multipart envelope around the file itself. */
+const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
+
+/**
+ * `POST /upload`: the file streams from the request straight into the blob store (never whole
+ * in memory or on the gateway's disk). The container is sniffed from its first bytes. The answer
+ * is 202 only once the blob, the job row and the queue message are all stored, so an accepted
+ * upload survives a crash; anything that fails before that is undone.
+ */
+export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): void {
+  const { jobs, blobs, broker } = deps;
+  const tooLarge = () =>
+    new HttpError(
+      413,
+      "payload_too_large",
+      `The file is larger than the limit of ${deps.maxUploadBytes} bytes.`,
+    );
+
+  async function store(file: MultipartFile): Promise<StoredUpload> {
+    const sniffed = await fileTypeStream(file.file, { sampleSize: 4100 });
+    const format = demuxerFor(sniffed.fileType?.ext);
+    if (format === undefined) {
+      file.file.resume();
+      throw new HttpError(
+        415,
+        "unsupported_media_type",
+        `This file is not a video or audio container we can convert (detected: ${sniffed.fileType?.mime ?? "unknown data"}).`,
+      );
+    }
+    const jobId = randomUUID();
+    let size: number;
+    try {
+      ({ size } = await blobs.put(videoKey(jobId), sniffed, { contentType: sniffed.fileType?.mime }));
+    } catch (error) {
+      // The request stream failing (too large, malformed, aborted) is the client's problem;
+      // anything else is the storage's.
+      const streamError = file.file.errored ?? sniffed.errored;
+      if (streamError) throw streamError;
+      app.log.error({ err: error }, "blob store failed during upload");
+      throw new HttpError(503, "storage_unavailable", "The upload could not be stored; try again shortly.");
+    }
+    if (file.file.truncated) {
+      await blobs.delete(videoKey(jobId));
+      throw tooLarge();
+    }
+    return { jobId, fileName: cleanFileName(file.filename), format, size };
+  }
+
+  app.post("/upload", async (request, reply) => {
+    const caller = await deps.authenticate(request);
+    if (!request.isMultipart()) {
+      throw new HttpError(400, "bad_request", "Send the video as multipart/form-data with exactly one file.");
+    }
+    if (Number(request.headers["content-length"]) > deps.maxUploadBytes + MULTIPART_OVERHEAD_BYTES)
+      throw tooLarge();
+
+    let upload: StoredUpload | undefined;
+    try {
+      const parts = request.parts({
+        limits: { files: 1, fileSize: deps.maxUploadBytes, fields: 10, parts: 20 },
+      });
+      for await (const part of parts) {
+        if (part.type === "file") upload = await store(part);
+      }
+    } catch (error) {
+      if (upload) await blobs.delete(videoKey(upload.jobId));
+      throw toUploadError(error, tooLarge);
+    }
+    if (!upload) throw new HttpError(400, "bad_request", "The request has no file: send exactly one file.");
+
+    const accepted = upload;
+    const row = await jobs
+      .create({
+        id: accepted.jobId,
+        ownerId: caller.id,
+        ownerEmail: caller.email,
+        fileName: accepted.fileName,
+        format: accepted.format,
+        size: accepted.size,
+        mp3Id: randomUUID(),
+      })
+      .catch(async (error: unknown) => {
+        await blobs.delete(videoKey(accepted.jobId));
+        throw error;
+      });
+    try {
+      await broker.publish(deps.videoQueue, videoMessage(row));
+    } catch (error) {
+      request.log.error({ err: error, jobId: row.id }, "could not queue the job");
+      await jobs.delete(row.id, caller.id);
+      await blobs.delete(videoKey(row.id));
+      throw new HttpError(
+        503,
+        "queue_unavailable",
+        "The job queue is not reachable; the upload was not kept. Try again shortly.",
+      );
+    }
+    deps.onAccepted(row);
+    return reply
+      .status(202)
+      .header("location", `/jobs/${row.id}`)
+      .send({ jobId: row.id, status: row.status, job: toJob(row) });
+  });
+}
+
+export function videoMessage(row: JobRow): VideoMessage {
+  return {
+    version: 1,
+    jobId: row.id,
+    videoKey: videoKey(row.id),
+    mp3Id: row.mp3_id,
+    fileName: row.file_name,
+    format: row.format,
+    owner: { id: row.owner_id, email: row.owner_email },
+  };
+}
+
+function toUploadError(error: unknown, tooLarge: () => HttpError): unknown {
+  if (error instanceof HttpError) return error;
+  const code = (error as { code?: string }).code;
+  if (code === "FST_REQ_FILE_TOO_LARGE") return tooLarge();
+  if (code === "FST_FILES_LIMIT" || code === "FST_PARTS_LIMIT" || code === "FST_FIELDS_LIMIT") {
+    return new HttpError(400, "bad_request", "Send exactly one file per upload.");
+  }
+  return new HttpError(
+    400,
+    "bad_request",
+    `The request is not valid multipart/form-data (${(error as Error).message}).`,
+  );
+}
+
+/** A display name for the upload: the base name only, no control characters, at most 255 bytes. */
+export function cleanFileName(name: string | undefined): string {
+  const base = path
+    .basename((name ?? "").replaceAll("\\", "/"))
+    .replace(/\p{Cc}/gu, "")
+    .trim();
+  const cleaned = base === "" || base === "." || base === ".." ? "upload" : base;
+  return Buffer.byteLength(cleaned) > 255 ? cleaned.slice(0, 200) : cleaned;
+}

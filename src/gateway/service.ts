@@ -1,0 +1,111 @@
+import multipart from "@fastify/multipart";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { Kysely } from "kysely";
+import { JobEvent, mp3Key, parseWith, videoKey } from "../contracts/messages.ts";
+import type { BlobStore } from "../platform/blobs/blob-store.ts";
+import type { Broker, Consumer } from "../platform/broker/broker.ts";
+import type { Config } from "../platform/config.ts";
+import { migrateToLatest } from "../platform/database.ts";
+import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
+import type { Logger } from "../platform/logger.ts";
+import type { ServiceFetch } from "../platform/service-fetch.ts";
+import { bearerToken, type Caller, createJwksVerifier, createValidateVerifier } from "./authentication.ts";
+import { createJobFeed } from "./job-feed.ts";
+import { createJobsRepository, type GatewayDatabase, toJob } from "./jobs.ts";
+import { gatewayMigrations } from "./migrations.ts";
+import { registerAuthProxyRoutes } from "./routes/auth-proxy.ts";
+import { registerDownloadRoute } from "./routes/download.ts";
+import { registerEventsRoute } from "./routes/events.ts";
+import { registerJobRoutes } from "./routes/jobs.ts";
+import { registerUploadRoute, videoMessage } from "./routes/upload.ts";
+
+export interface GatewayDeps {
+  logger: Logger;
+  db: Kysely<GatewayDatabase>;
+  broker: Broker;
+  blobs: BlobStore;
+  /** Reaches the auth service (over HTTP, or in-process in the all-in-one mode). */
+  authFetch: ServiceFetch;
+}
+
+export interface GatewayService {
+  app: FastifyInstance;
+  /** Starts consuming job events (and re-queues unfinished jobs when the broker is not durable). */
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function createGatewayService(config: Config, deps: GatewayDeps): Promise<GatewayService> {
+  const { logger, broker, blobs, authFetch } = deps;
+  await migrateToLatest(deps.db, gatewayMigrations);
+  const jobs = createJobsRepository(deps.db);
+  const feed = createJobFeed();
+  const verifier = config.jwt.secret ? createValidateVerifier(authFetch) : createJwksVerifier(authFetch);
+  const authenticate = (request: FastifyRequest): Promise<Caller> => verifier.verify(bearerToken(request));
+
+  const app = createHttpServer(logger);
+  await app.register(multipart);
+  registerHealthRoutes(app, [
+    { name: "database", check: () => jobs.ping() },
+    { name: "blobs", check: () => blobs.check() },
+    { name: "broker", check: () => broker.check() },
+    {
+      name: "auth",
+      check: async () => {
+        const response = await authFetch("/healthz");
+        if (!response.ok) throw new Error(`auth answered ${response.status}`);
+      },
+    },
+  ]);
+  registerAuthProxyRoutes(app, authFetch);
+  registerUploadRoute(app, {
+    jobs,
+    blobs,
+    broker,
+    authenticate,
+    videoQueue: config.queues.video,
+    maxUploadBytes: config.maxUploadBytes,
+    onAccepted: (row) => feed.publish(row.owner_id, toJob(row)),
+  });
+  registerDownloadRoute(app, { jobs, blobs, authenticate });
+  registerJobRoutes(app, { jobs, blobs, authenticate });
+  registerEventsRoute(app, { feed, authenticate });
+
+  /** Converter events update the job row, then reach the owner's browsers. */
+  async function onJobEvent(event: JobEvent): Promise<void> {
+    const row = await jobs.apply(event);
+    if (row) {
+      feed.publish(row.owner_id, toJob(row));
+      // The upload has served its purpose once the job has ended either way.
+      if (row.status === "done" || row.status === "failed") await blobs.delete(videoKey(row.id));
+    } else if (event.type === "done" && !(await jobs.exists(event.jobId))) {
+      logger.info({ jobId: event.jobId }, "job was deleted while converting; removing its MP3");
+      await blobs.delete(mp3Key(event.mp3Id));
+    }
+  }
+
+  /** The in-process broker forgets messages on exit; the jobs table does not, so it is the source to re-queue from. */
+  async function requeueUnfinished(): Promise<void> {
+    const rows = await jobs.unfinished();
+    for (const row of rows) await broker.publish(config.queues.video, videoMessage(row));
+    if (rows.length > 0) logger.info({ count: rows.length }, "re-queued unfinished jobs");
+  }
+
+  let consumer: Consumer | undefined;
+  return {
+    app,
+    async start() {
+      consumer = await broker.consume<JobEvent>(config.queues.jobEvents, ({ body }) => onJobEvent(body), {
+        parse: parseWith(JobEvent),
+        concurrency: 8,
+        maxAttempts: config.retry.maxAttempts,
+        retryDelayMs: config.retry.delayMs,
+      });
+      if (!broker.durable) await requeueUnfinished();
+    },
+    async close() {
+      await app.close();
+      await consumer?.close();
+    },
+  };
+}

@@ -1,0 +1,138 @@
+import { randomUUID } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, open, realpath, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { pipeline } from "node:stream/promises";
+import { assertValidKey, BlobNotFoundError, type BlobStore } from "./blob-store.ts";
+
+/**
+ * The embedded blob store: each blob is the file `<root>/<key>`. Writes go to `<root>/.tmp/` first
+ * and are renamed into place (same file system, so the rename is atomic); no valid key can name
+ * `.tmp`, because keys start with a letter or digit.
+ */
+export function createFolderBlobStore(root: string): BlobStore {
+  const rootPath = path.resolve(root);
+  const tmpPath = path.join(rootPath, ".tmp");
+
+  /** The key's file, checked lexically to lie inside the root (defence in depth behind the key syntax). */
+  function fileOf(key: string): string {
+    assertValidKey(key);
+    const file = path.join(rootPath, key);
+    if (!isInside(rootPath, file)) throw outsideRoot(key);
+    return file;
+  }
+
+  /** The root with symlinks resolved, created on first use. */
+  async function realRoot(): Promise<string> {
+    await mkdir(rootPath, { recursive: true });
+    return realpath(rootPath);
+  }
+
+  /**
+   * The blob's real path and size, or undefined when there is no such file. A symlink that leads
+   * out of the root is refused rather than followed.
+   */
+  async function find(key: string): Promise<{ file: string; size: number } | undefined> {
+    const file = fileOf(key);
+    const rootReal = await realRoot();
+    const real = await realpathIfExists(file);
+    if (real === undefined) return undefined;
+    if (!isInside(rootReal, real)) throw outsideRoot(key);
+    const stats = await stat(real).catch(undefinedIfMissing);
+    return stats?.isFile() ? { file: real, size: stats.size } : undefined;
+  }
+
+  /** Creates the folders above `file`, after checking that the deepest existing one is really inside the root. */
+  async function makeParent(key: string, file: string): Promise<void> {
+    const rootReal = await realRoot();
+    let existing = path.dirname(file);
+    let real = await realpathIfExists(existing);
+    while (real === undefined) {
+      existing = path.dirname(existing);
+      real = await realpathIfExists(existing);
+    }
+    if (real !== rootReal && !isInside(rootReal, real)) throw outsideRoot(key);
+    await mkdir(path.dirname(file), { recursive: true });
+  }
+
+  return {
+    // contentType is not kept: nothing reads it back from a folder (downloads set their own type).
+    async put(key, body) {
+      const file = fileOf(key);
+      await makeParent(key, file);
+      await mkdir(tmpPath, { recursive: true });
+      const tmp = path.join(tmpPath, `${randomUUID()}.part`);
+      try {
+        // flush: fsync before close, so a crash after the rename cannot leave a blob with holes.
+        await pipeline(body, createWriteStream(tmp, { flags: "wx", flush: true }));
+        const { size } = await stat(tmp);
+        await rename(tmp, file);
+        return { size };
+      } catch (error) {
+        await rm(tmp, { force: true });
+        throw error;
+      }
+    },
+
+    async get(key, range) {
+      if (range) assertRange(range);
+      const blob = await find(key);
+      if (!blob) throw new BlobNotFoundError(key);
+      // Opened here, not lazily by the stream, so a blob deleted meanwhile is a BlobNotFoundError
+      // for the caller rather than an error event on the stream.
+      const handle = await open(blob.file, "r").catch(undefinedIfMissing);
+      if (!handle) throw new BlobNotFoundError(key);
+      return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+    },
+
+    async stat(key) {
+      const blob = await find(key);
+      return blob && { size: blob.size };
+    },
+
+    async delete(key) {
+      const blob = await find(key);
+      if (blob) await unlink(blob.file).catch(undefinedIfMissing);
+    },
+
+    // The blob's own file: nothing to copy, nothing to release.
+    async toLocalFile(key) {
+      const blob = await find(key);
+      if (!blob) throw new BlobNotFoundError(key);
+      return { path: blob.file, release: async () => {} };
+    },
+
+    async check() {
+      await mkdir(tmpPath, { recursive: true });
+      const probe = path.join(tmpPath, `check-${randomUUID()}`);
+      await writeFile(probe, "");
+      await rm(probe);
+    },
+  };
+}
+
+function isInside(folder: string, file: string): boolean {
+  return file.startsWith(folder + path.sep);
+}
+
+function outsideRoot(key: string): Error {
+  return new Error(`blob key ${JSON.stringify(key)} leads outside the blob folder`);
+}
+
+function assertRange(range: { start: number; end: number }): void {
+  const { start, end } = range;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+    throw new RangeError(`invalid byte range ${start}-${end}`);
+  }
+}
+
+async function realpathIfExists(file: string): Promise<string | undefined> {
+  return realpath(file).catch(undefinedIfMissing);
+}
+
+/** A catch handler that turns "no such file" (also "a parent is not a folder") into undefined. */
+function undefinedIfMissing(error: unknown): undefined {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+  throw error;
+}

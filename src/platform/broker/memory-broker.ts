@@ -1,0 +1,206 @@
+import { createLogger, type Logger } from "../logger.ts";
+import {
+  type Broker,
+  type ConsumeOptions,
+  type Consumer,
+  type DeadLetter,
+  deadLetterQueue,
+  type Handler,
+  PermanentError,
+  retryDelay,
+} from "./broker.ts";
+
+/**
+ * The embedded broker: queues in this process's memory, nothing survives a restart (`durable:
+ * false`; the services re-queue unfinished jobs from their tables at start). It keeps the
+ * semantics of `Broker` so the services cannot tell it from RabbitMQ.
+ */
+export function createMemoryBroker(options: { logger?: Logger } = {}): Broker {
+  const logger = options.logger ?? createLogger("info", "broker");
+  const queues = new Map<string, Queue>();
+  const consumers = new Set<Consumer>();
+  const retryTimers = new Set<NodeJS.Timeout>();
+  let closing: Promise<void> | undefined;
+
+  function queueNamed(name: string): Queue {
+    let queue = queues.get(name);
+    if (!queue) {
+      queue = { ready: [], workers: [], next: 0, drainScheduled: false };
+      queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  function enqueue(name: string, message: Message): void {
+    const queue = queueNamed(name);
+    queue.ready.push(message);
+    scheduleDrain(queue);
+  }
+
+  // Dispatch on a later turn of the event loop, never inside publish() or a finishing handler:
+  // no re-entrancy, and a long queue of quick handlers still lets I/O through between messages.
+  function scheduleDrain(queue: Queue): void {
+    if (queue.drainScheduled) return;
+    queue.drainScheduled = true;
+    setImmediate(() => {
+      queue.drainScheduled = false;
+      drain(queue);
+    });
+  }
+
+  function drain(queue: Queue): void {
+    while (!closing && queue.ready.length > 0) {
+      const worker = nextWorkerWithRoom(queue);
+      const message = worker && queue.ready.shift();
+      if (!worker || !message) return;
+      worker.take(message);
+    }
+  }
+
+  // Round robin over the consumers that have room, so competing consumers share the work.
+  function nextWorkerWithRoom(queue: Queue): Worker | undefined {
+    const count = queue.workers.length;
+    for (let i = 0; i < count; i++) {
+      const index = (queue.next + i) % count;
+      const worker = queue.workers[index];
+      if (worker?.hasRoom()) {
+        queue.next = index + 1;
+        return worker;
+      }
+    }
+    return undefined;
+  }
+
+  function retryLater(queue: string, message: Message, delayMs: number): void {
+    // Messages in hand while the broker closes are lost either way: it is not durable.
+    if (closing) return;
+    const timer = setTimeout(() => {
+      retryTimers.delete(timer);
+      enqueue(queue, { json: message.json, attempt: message.attempt + 1 });
+    }, delayMs);
+    retryTimers.add(timer);
+  }
+
+  function deadLetter(queue: string, body: unknown, reason: string, attempts: number): void {
+    const letter: DeadLetter = { queue, reason, attempts, body, deadAt: new Date().toISOString() };
+    logger.warn({ queue, attempts, reason }, "message dead-lettered");
+    enqueue(deadLetterQueue(queue), { json: JSON.stringify(letter), attempt: 1 });
+  }
+
+  function assertOpen(): void {
+    if (closing) throw new Error("the broker is closed");
+  }
+
+  return {
+    durable: false,
+
+    async publish(queue, body) {
+      assertOpen();
+      // A JSON round trip, as over the wire: consumers get plain data, and the publisher's later
+      // changes to its object cannot reach them.
+      const json: string | undefined = JSON.stringify(body);
+      if (json === undefined) throw new TypeError(`message for ${queue} is not JSON-serialisable`);
+      enqueue(queue, { json, attempt: 1 });
+    },
+
+    async consume<T>(queueName: string, handler: Handler<T>, consumeOptions: ConsumeOptions<T>) {
+      assertOpen();
+      const { parse, concurrency, maxAttempts = 5, retryDelayMs = 5000 } = consumeOptions;
+      if (!Number.isInteger(concurrency) || concurrency < 1) {
+        throw new RangeError(`concurrency must be a positive integer, got ${concurrency}`);
+      }
+      if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
+        throw new RangeError(`maxAttempts must be a positive integer, got ${maxAttempts}`);
+      }
+      const queue = queueNamed(queueName);
+      const inFlight = new Set<Promise<void>>();
+
+      // Never rejects: every failure ends as a retry or a dead letter.
+      async function handle(message: Message): Promise<void> {
+        const raw: unknown = JSON.parse(message.json);
+        let body: T;
+        try {
+          body = parse(raw);
+        } catch (error) {
+          deadLetter(queueName, raw, reasonOf(error), message.attempt);
+          return;
+        }
+        try {
+          await handler({ body, attempt: message.attempt, isLastAttempt: message.attempt >= maxAttempts });
+        } catch (error) {
+          if (error instanceof PermanentError || message.attempt >= maxAttempts) {
+            deadLetter(queueName, raw, reasonOf(error), message.attempt);
+            return;
+          }
+          const delayMs = retryDelay(retryDelayMs, message.attempt);
+          logger.warn(
+            { queue: queueName, attempt: message.attempt, delayMs, err: error },
+            "message handler failed; retrying",
+          );
+          retryLater(queueName, message, delayMs);
+        }
+      }
+
+      const worker: Worker = {
+        hasRoom: () => inFlight.size < concurrency,
+        take(message) {
+          const done = handle(message).finally(() => {
+            inFlight.delete(done);
+            scheduleDrain(queue);
+          });
+          inFlight.add(done);
+        },
+      };
+      queue.workers.push(worker);
+      scheduleDrain(queue);
+
+      const consumer: Consumer = {
+        async close() {
+          // Messages not yet taken stay in the queue for the other consumers.
+          queue.workers = queue.workers.filter((w) => w !== worker);
+          await Promise.all(inFlight);
+          // Only now, so that a broker.close() meanwhile still waits for these handlers.
+          consumers.delete(consumer);
+        },
+      };
+      consumers.add(consumer);
+      return consumer;
+    },
+
+    async check() {
+      assertOpen();
+    },
+
+    close() {
+      closing ??= (async () => {
+        await Promise.all([...consumers].map((c) => c.close()));
+        for (const timer of retryTimers) clearTimeout(timer);
+        retryTimers.clear();
+      })();
+      return closing;
+    },
+  };
+}
+
+interface Message {
+  /** The body as published, serialised once: every delivery decodes a fresh copy. */
+  json: string;
+  attempt: number;
+}
+
+interface Queue {
+  ready: Message[];
+  workers: Worker[];
+  /** Where the round robin over `workers` goes on. */
+  next: number;
+  drainScheduled: boolean;
+}
+
+interface Worker {
+  hasRoom(): boolean;
+  take(message: Message): void;
+}
+
+function reasonOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
