@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -228,12 +228,32 @@ test("an internal failure is retried, and on the last attempt the job fails with
   assert.deepEqual(await readdir(c.workDir), []);
 });
 
-test("close waits for the conversion in hand", async (t) => {
-  const c = await startConverter();
+test("close stops the conversion in hand, and its message comes back to the next converter", async (t) => {
+  // Real ffmpeg reading its input at playback speed, so the conversion is certainly still running.
+  const realtimeFfmpeg = path.join(dir, "realtime-ffmpeg");
+  await writeFile(realtimeFfmpeg, '#!/bin/sh\nexec ffmpeg -re "$@"\n');
+  await chmod(realtimeFfmpeg, 0o755);
+  const c = await startConverter({ ffmpegPath: realtimeFfmpeg });
   t.after(c.close);
   await c.submit(videoWithSound);
   await waitFor(() => c.events.length === 1, "the converting event");
+
+  const closing = Date.now();
   await c.converter.close();
-  await waitFor(() => c.mails.length === 1, "the mp3 message", 1000);
+  assert.ok(Date.now() - closing < 1500, "close does not wait for ffmpeg to finish");
+  assert.deepEqual(c.mails, []);
+  assert.ok(c.events.every((e) => e.type === "converting" || e.type === "progress"));
+  assert.deepEqual(await readdir(c.workDir), []);
+
+  const next = createConverter(c.config, {
+    logger: createLogger("silent", "converter"),
+    broker: c.broker,
+    blobs: c.blobs,
+    ffmpegPath: "ffmpeg",
+  });
+  await next.start();
+  t.after(() => next.close());
+  await waitFor(() => c.mails.length === 1, "the mp3 message");
+  assert.equal(c.mails[0]?.outcome, "done");
   assert.equal(c.events.at(-1)?.type, "done");
 });

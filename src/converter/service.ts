@@ -30,7 +30,10 @@ export interface ConverterDeps {
 
 export interface Converter {
   start(): Promise<void>;
-  /** Stops taking messages and waits for the conversions in hand to finish. */
+  /**
+   * Stops taking messages and stops the conversions in hand: their messages are not acknowledged,
+   * so they come back (redelivered by the broker, or re-queued from the jobs table at start).
+   */
   close(): Promise<void>;
 }
 
@@ -44,6 +47,7 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
   // Under the data dir, not the OS temp dir: it is the volume sized for videos.
   const workDir = path.join(config.dataDir, "tmp", "converter");
   let consumer: Consumer | undefined;
+  const shutdown = new AbortController();
 
   const publishEvent = (event: JobEvent): Promise<void> => broker.publish(config.queues.jobEvents, event);
   const publishMp3 = (message: Mp3Message): Promise<void> => broker.publish(config.queues.mp3, message);
@@ -65,6 +69,8 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
       }
       log.info({ ms: elapsedMs(), ...result }, "conversion finished");
     } catch (error) {
+      // Stopped by close(): not the file's fault nor a failure; leave the message unacknowledged.
+      if (shutdown.signal.aborted) throw error;
       if (error instanceof ConversionError) {
         // The file's fault: retrying gives the same answer, so the job fails now, with the reason.
         log.info({ ms: elapsedMs(), reason: error.reason }, "conversion failed: %s", error.message);
@@ -117,6 +123,7 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
         format: video.format,
         timeoutSeconds: config.ffmpeg.timeoutSeconds,
         onProgress: (fraction, inputDuration) => progress.update(fraction, inputDuration),
+        signal: shutdown.signal,
       });
       // Progress events must not arrive after the outcome.
       await progress.settled();
@@ -165,6 +172,8 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
   return {
     async start() {
       if (consumer) throw new Error("the converter is already started");
+      // Scratch files left by a process that died mid-conversion are of no use to anyone.
+      await rm(workDir, { recursive: true, force: true });
       await mkdir(workDir, { recursive: true });
       consumer = await broker.consume(config.queues.video, handle, {
         parse: parseWith(VideoMessage),
@@ -181,6 +190,7 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
     async close() {
       const running = consumer;
       consumer = undefined;
+      shutdown.abort();
       await running?.close();
     },
   };

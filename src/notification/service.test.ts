@@ -141,8 +141,8 @@ describe("notifier", () => {
     const flaky: Mailer = {
       ...real,
       async send(mail) {
-        calls++;
         await real.send(mail);
+        calls++;
         if (calls === 1) throw new Error("connection reset");
       },
     };
