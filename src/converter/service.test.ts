@@ -241,7 +241,7 @@ test("close stops the conversion in hand, and its message comes back to the next
   const closing = Date.now();
   await c.converter.close();
   assert.ok(Date.now() - closing < 1500, "close does not wait for ffmpeg to finish");
-  assert.deepEqual(c.mails, []);
+  assert.equal(c.mails.length, 0);
   assert.ok(c.events.every((e) => e.type === "converting" || e.type === "progress"));
   assert.deepEqual(await readdir(c.workDir), []);
 

@@ -15,6 +15,11 @@ const optionalString = z
   .optional()
   .transform((v) => (v === "" ? undefined : v));
 const url = z.url();
+function urlWithScheme(schemes: string[]) {
+  return z.url().refine((v) => schemes.includes(new URL(v).protocol.slice(0, -1)), {
+    message: `must be a URL starting with ${schemes.map((s) => `${s}://`).join(" or ")}`,
+  });
+}
 
 const schema = {
   HOST: z.string().min(1).default("0.0.0.0"),
@@ -39,6 +44,29 @@ const schema = {
   JOB_EVENTS_QUEUE: z.string().min(1).default("job-events"),
   RETRY_DELAY_MS: nonNegativeNumber.default(5000),
   MAX_ATTEMPTS: positiveInt.default(5),
+  // Distributed backends: each one unset means its embedded default.
+  DATABASE_URL: urlWithScheme(["mysql", "mariadb"]).optional(),
+  MYSQL_HOST: optionalString,
+  MYSQL_PORT: port.default(3306),
+  MYSQL_USER: z.string().min(1).default("root"),
+  MYSQL_PASSWORD: z.string().default(""),
+  MYSQL_DB: optionalString,
+  AMQP_URL: urlWithScheme(["amqp", "amqps"]).optional(),
+  S3_BUCKET: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "must be a valid S3 bucket name")
+    .optional(),
+  AWS_ENDPOINT_URL_S3: url.optional(),
+  AWS_REGION: z.string().min(1).default("us-east-1"),
+  AWS_ACCESS_KEY_ID: optionalString,
+  AWS_SECRET_ACCESS_KEY: optionalString,
+  S3_FORCE_PATH_STYLE: z.enum(["true", "false"]).default("false"),
+  SMTP_URL: urlWithScheme(["smtp", "smtps"]).optional(),
+  AUTH_SVC_ADDRESS: z
+    .string()
+    .transform((v) => (/^https?:\/\//.test(v) ? v : `http://${v}`))
+    .pipe(url)
+    .optional(),
 } as const;
 
 type Schema = typeof schema;
@@ -61,6 +89,24 @@ export interface Config {
   retentionHours: number;
   queues: { video: string; mp3: string; jobEvents: string };
   retry: { delayMs: number; maxAttempts: number };
+  /** MySQL/MariaDB URL (from DATABASE_URL or the original's MYSQL_*); undefined = SQLite under DATA_DIR. */
+  databaseUrl: string | undefined;
+  /** RabbitMQ URL; undefined = the in-process broker. */
+  amqpUrl: string | undefined;
+  /** S3-compatible storage; undefined = a folder under DATA_DIR. */
+  s3:
+    | {
+        bucket: string;
+        endpoint: string | undefined;
+        region: string;
+        forcePathStyle: boolean;
+        credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
+      }
+    | undefined;
+  /** SMTP server URL (smtp:// or smtps://, credentials in the URL); undefined = the outbox folder. */
+  smtpUrl: string | undefined;
+  /** The auth service's base URL for a gateway running alone; undefined = in the same process. */
+  authServiceAddress: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -82,6 +128,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (r.ADMIN_PASSWORD !== undefined && r.ADMIN_EMAIL === undefined) {
     throw new ConfigError("Invalid environment variable ADMIN_PASSWORD: set ADMIN_EMAIL with it");
   }
+  if ((r.AWS_ACCESS_KEY_ID === undefined) !== (r.AWS_SECRET_ACCESS_KEY === undefined)) {
+    throw new ConfigError(
+      "Invalid environment variable AWS_SECRET_ACCESS_KEY: set it together with AWS_ACCESS_KEY_ID",
+    );
+  }
   return {
     host: r.HOST,
     port: r.PORT,
@@ -98,5 +149,33 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retentionHours: r.RETENTION_HOURS,
     queues: { video: r.VIDEO_QUEUE, mp3: r.MP3_QUEUE, jobEvents: r.JOB_EVENTS_QUEUE },
     retry: { delayMs: r.RETRY_DELAY_MS, maxAttempts: r.MAX_ATTEMPTS },
+    databaseUrl: r.DATABASE_URL ?? mysqlUrlFromOriginalVariables(r),
+    amqpUrl: r.AMQP_URL,
+    s3: r.S3_BUCKET
+      ? {
+          bucket: r.S3_BUCKET,
+          endpoint: r.AWS_ENDPOINT_URL_S3,
+          region: r.AWS_REGION,
+          forcePathStyle: r.S3_FORCE_PATH_STYLE === "true",
+          credentials:
+            r.AWS_ACCESS_KEY_ID && r.AWS_SECRET_ACCESS_KEY
+              ? { accessKeyId: r.AWS_ACCESS_KEY_ID, secretAccessKey: r.AWS_SECRET_ACCESS_KEY }
+              : undefined,
+        }
+      : undefined,
+    smtpUrl: r.SMTP_URL,
+    authServiceAddress: r.AUTH_SVC_ADDRESS?.replace(/\/+$/, ""),
   };
+}
+
+/** The original system's MYSQL_HOST/PORT/USER/PASSWORD/DB, as one URL (only when MYSQL_HOST is set). */
+function mysqlUrlFromOriginalVariables(r: Raw): string | undefined {
+  if (!r.MYSQL_HOST) return undefined;
+  const url = new URL("mysql://placeholder");
+  url.hostname = r.MYSQL_HOST;
+  url.port = String(r.MYSQL_PORT);
+  url.username = r.MYSQL_USER;
+  url.password = r.MYSQL_PASSWORD;
+  url.pathname = `/${r.MYSQL_DB ?? "vid2mp3"}`;
+  return url.toString();
 }
