@@ -1,6 +1,7 @@
 import multipart from "@fastify/multipart";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Kysely } from "kysely";
+import { z } from "zod";
 import { JobEvent, mp3Key, parseWith, videoKey } from "../contracts/messages.ts";
 import type { BlobStore } from "../platform/blobs/blob-store.ts";
 import type { Broker, Consumer } from "../platform/broker/broker.ts";
@@ -11,13 +12,23 @@ import type { Logger } from "../platform/logger.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
 import { bearerToken, type Caller, createJwksVerifier, createValidateVerifier } from "./authentication.ts";
 import { createJobFeed } from "./job-feed.ts";
-import { createJobsRepository, type GatewayDatabase, toJob } from "./jobs.ts";
+import { createJobsRepository, type GatewayDatabase, type Job, type JobRow, toJob } from "./jobs.ts";
 import { gatewayMigrations } from "./migrations.ts";
 import { registerAuthProxyRoutes } from "./routes/auth-proxy.ts";
 import { registerDownloadRoute } from "./routes/download.ts";
 import { registerEventsRoute } from "./routes/events.ts";
 import { registerJobRoutes } from "./routes/jobs.ts";
 import { registerUploadRoute, videoMessage } from "./routes/upload.ts";
+
+/** What one replica tells the others about a changed job. */
+const JobUpdate = z.object({
+  ownerId: z.string().min(1),
+  job: z.object({ id: z.string(), status: z.string() }).loose(),
+});
+interface JobUpdate {
+  ownerId: string;
+  job: Job;
+}
 
 export interface GatewayDeps {
   logger: Logger;
@@ -65,17 +76,32 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     authenticate,
     videoQueue: config.queues.video,
     maxUploadBytes: config.maxUploadBytes,
-    onAccepted: (row) => feed.publish(row.owner_id, toJob(row)),
+    onAccepted: (row) => announce(row),
   });
   registerDownloadRoute(app, { jobs, blobs, authenticate });
   registerJobRoutes(app, { jobs, blobs, authenticate });
   registerEventsRoute(app, { feed, authenticate });
 
+  // Every gateway replica relays job changes to the browsers connected to it, whichever replica
+  // stored the change.
+  const updatesTopic = `${config.queues.jobEvents}.updates`;
+  function announce(row: JobRow): void {
+    const update: JobUpdate = { ownerId: row.owner_id, job: toJob(row) };
+    broker.broadcast(updatesTopic, update).catch((error: unknown) => {
+      logger.warn({ err: error, jobId: row.id }, "could not broadcast a job update");
+    });
+  }
+  function relay(body: unknown): void {
+    const update = JobUpdate.safeParse(body);
+    if (update.success) feed.publish(update.data.ownerId, update.data.job as unknown as Job);
+    else logger.warn({ body }, "ignored a malformed job update");
+  }
+
   /** Converter events update the job row, then reach the owner's browsers. */
   async function onJobEvent(event: JobEvent): Promise<void> {
     const row = await jobs.apply(event);
     if (row) {
-      feed.publish(row.owner_id, toJob(row));
+      announce(row);
       // The upload has served its purpose once the job has ended either way.
       if (row.status === "done" || row.status === "failed") await blobs.delete(videoKey(row.id));
     } else if (event.type === "done" && !(await jobs.exists(event.jobId))) {
@@ -92,9 +118,11 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
   }
 
   let consumer: Consumer | undefined;
+  let subscription: Consumer | undefined;
   return {
     app,
     async start() {
+      subscription = await broker.subscribe(updatesTopic, relay);
       consumer = await broker.consume<JobEvent>(config.queues.jobEvents, ({ body }) => onJobEvent(body), {
         parse: parseWith(JobEvent),
         concurrency: 8,
@@ -106,6 +134,7 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     async close() {
       await app.close();
       await consumer?.close();
+      await subscription?.close();
     },
   };
 }

@@ -281,6 +281,55 @@ export function brokerContract(
       assert.deepEqual(handled, [1], "the closed consumer took nothing more");
     });
 
+    it("broadcasts to every current subscriber of a topic, and to no one after unsubscribing", async () => {
+      const topic = uniqueQueue("topic");
+      const heardByA: unknown[] = [];
+      const heardByB: unknown[] = [];
+      const bothHeard = countdown(2);
+      const a = await broker.subscribe(topic, (body) => {
+        heardByA.push(body);
+        bothHeard.tick();
+      });
+      const b = await broker.subscribe(topic, (body) => {
+        heardByB.push(body);
+        bothHeard.tick();
+      });
+      await broker.broadcast(topic, { n: 1 });
+      await bothHeard.done;
+      assert.deepEqual(heardByA, [{ n: 1 }]);
+      assert.deepEqual(heardByB, [{ n: 1 }]);
+
+      await a.close();
+      const bHeardAgain = deferred();
+      const c = await broker.subscribe(uniqueQueue("other-topic"), () => assert.fail("wrong topic"));
+      await b.close();
+      const d = await broker.subscribe(topic, () => bHeardAgain.resolve());
+      await broker.broadcast(topic, { n: 2 });
+      await bHeardAgain.promise;
+      await sleep(50);
+      assert.deepEqual(heardByA, [{ n: 1 }], "a closed subscription hears nothing");
+      assert.deepEqual(heardByB, [{ n: 1 }], "a closed subscription hears nothing");
+      await c.close();
+      await d.close();
+    });
+
+    it("keeps a subscription going when its listener throws", async () => {
+      const topic = uniqueQueue("throwing-topic");
+      const heard: number[] = [];
+      const second = deferred();
+      const subscription = await broker.subscribe(topic, (body) => {
+        const { n } = asNumbered(body);
+        heard.push(n);
+        if (n === 1) throw new Error("listener failed");
+        second.resolve();
+      });
+      await broker.broadcast(topic, { n: 1 });
+      await broker.broadcast(topic, { n: 2 });
+      await second.promise;
+      assert.deepEqual(heard, [1, 2]);
+      await subscription.close();
+    });
+
     it("survives handlers and parsers that throw anything, synchronously or not", async () => {
       const unhandled: unknown[] = [];
       const onUnhandled = (reason: unknown) => unhandled.push(reason);

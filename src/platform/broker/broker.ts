@@ -12,6 +12,13 @@ export interface Broker {
   /** Resolves once the broker has taken the message (publisher confirm); rejects otherwise. */
   publish(queue: string, body: object): Promise<void>;
   consume<T>(queue: string, handler: Handler<T>, options: ConsumeOptions<T>): Promise<Consumer>;
+  /**
+   * Fan-out for live notifications: every current subscriber of `topic` (each gateway replica)
+   * gets the message once; nothing is kept for subscribers that are not there.
+   */
+  broadcast(topic: string, body: object): Promise<void>;
+  /** Listens to a topic until the returned consumer is closed. A throwing listener is logged, never fatal. */
+  subscribe(topic: string, listener: (body: unknown) => void): Promise<Consumer>;
   /** Throws when the broker cannot be reached (readiness checks). */
   check(): Promise<void>;
   close(): Promise<void>;

@@ -20,6 +20,7 @@ export function createMemoryBroker(options: { logger?: Logger } = {}): Broker {
   const queues = new Map<string, Queue>();
   const consumers = new Set<Consumer>();
   const retryTimers = new Set<NodeJS.Timeout>();
+  const topics = new Map<string, Set<(body: unknown) => void>>();
   let closing: Promise<void> | undefined;
 
   function queueNamed(name: string): Queue {
@@ -165,6 +166,39 @@ export function createMemoryBroker(options: { logger?: Logger } = {}): Broker {
       };
       consumers.add(consumer);
       return consumer;
+    },
+
+    async broadcast(topic, body) {
+      assertOpen();
+      const json: string | undefined = JSON.stringify(body);
+      if (json === undefined) throw new TypeError(`message for ${topic} is not JSON-serialisable`);
+      for (const listener of topics.get(topic) ?? []) {
+        setImmediate(() => {
+          try {
+            listener(JSON.parse(json));
+          } catch (error) {
+            logger.warn({ topic, err: error }, "broadcast listener failed");
+          }
+        });
+      }
+    },
+
+    async subscribe(topic, listener) {
+      assertOpen();
+      let listeners = topics.get(topic);
+      if (!listeners) {
+        listeners = new Set();
+        topics.set(topic, listeners);
+      }
+      listeners.add(listener);
+      const subscription: Consumer = {
+        async close() {
+          listeners.delete(listener);
+          consumers.delete(subscription);
+        },
+      };
+      consumers.add(subscription);
+      return subscription;
     },
 
     async check() {
