@@ -3,10 +3,7 @@ import { Command, InvalidArgumentError } from "commander";
 import packageJson from "../../package.json" with { type: "json" };
 import { ConfigError, loadConfig } from "../platform/config.ts";
 import { createLogger } from "../platform/logger.ts";
-import { startAllInOne } from "./all-in-one.ts";
-
-const services = ["all"] as const;
-type ServiceName = (typeof services)[number];
+import { type ServiceName, serve, serviceNames } from "./serve.ts";
 
 const program = new Command()
   .name("vid2mp3")
@@ -17,9 +14,11 @@ const program = new Command()
 program
   .command("serve")
   .description(
-    "Run the service(s). `all` runs the whole system in this process on the embedded backends under DATA_DIR.",
+    "Run one service, or `all` of them in this process. Backends come from the environment: MySQL/MariaDB " +
+      "(DATABASE_URL or MYSQL_*), RabbitMQ (AMQP_URL), S3 (S3_BUCKET), SMTP (SMTP_URL); each one unset is " +
+      "its embedded default under DATA_DIR.",
   )
-  .argument("[service]", `which service to run: ${services.join(", ")}`, parseService, "all")
+  .argument("[service]", `which service to run: ${serviceNames.join(", ")}`, parseService, "all")
   .addHelpText(
     "after",
     `
@@ -29,14 +28,14 @@ Configuration is read from environment variables (see docs/architecture.md), e.g
   .action(async (service: ServiceName) => {
     const config = loadConfig();
     const logger = createLogger(config.logLevel, service === "all" ? "vid2mp3" : service);
-    const system = await startAllInOne(config, logger);
-    logger.info({ url: system.url, dataDir: config.dataDir }, `vid2mp3 is ready on ${system.url}`);
+    const system = await serve(service, config, logger);
+    logger.info({ url: system.url, dataDir: config.dataDir }, `vid2mp3 ${service} is ready on ${system.url}`);
     stopOnSignal(() => system.close(), logger);
   });
 
 function parseService(value: string): ServiceName {
-  if (!(services as readonly string[]).includes(value)) {
-    throw new InvalidArgumentError(`expected one of: ${services.join(", ")}`);
+  if (!(serviceNames as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(`expected one of: ${serviceNames.join(", ")}`);
   }
   return value as ServiceName;
 }

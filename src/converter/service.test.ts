@@ -144,14 +144,21 @@ test("a video becomes an MP3 in the blob store, with converting, progress and do
   assert.deepEqual(await readdir(c.workDir), [], "temporary files removed");
 });
 
-test("a redelivered message converts again into the same MP3 key", async (t) => {
+test("a redelivered message of a converted job tells the outcome again without converting again", async (t) => {
   const c = await startConverter();
   t.after(c.close);
   const job = await c.submit(videoWithSound);
   await waitFor(() => c.mails.length === 1, "the first mp3 message");
   const first = await c.blobs.stat(mp3Key(job.mp3Id));
+  const eventsOfFirstDelivery = c.events.length;
   await c.broker.publish(c.config.queues.video, job);
   await waitFor(() => c.mails.length === 2, "the second mp3 message");
+
+  assert.deepEqual(
+    c.events.slice(eventsOfFirstDelivery).map((e) => e.type),
+    ["converting", "done"],
+    "no progress: ffmpeg did not run again",
+  );
 
   assert.deepEqual(await c.blobs.stat(mp3Key(job.mp3Id)), first);
   assert.deepEqual(

@@ -93,6 +93,15 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
   ): Promise<"video gone" | { mp3Size: number; durationSeconds: number | null }> {
     await publishEvent({ version: 1, jobId: video.jobId, at: now(), type: "converting" });
 
+    // A redelivery of a job whose MP3 was already stored (the ack was lost): the blob is whole,
+    // since puts are atomic, so only the outcome needs telling again.
+    const stored = await blobs.stat(mp3Key(video.mp3Id));
+    if (stored) {
+      log.info("MP3 already stored by an earlier delivery; not converting again");
+      await announceDone(video, stored.size, null);
+      return { mp3Size: stored.size, durationSeconds: null };
+    }
+
     let local: LocalFile;
     try {
       local = await blobs.toLocalFile(video.videoKey, workDir);
@@ -131,30 +140,38 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
       const { size: mp3Size } = await blobs.put(mp3Key(video.mp3Id), createReadStream(mp3File), {
         contentType: "audio/mpeg",
       });
-      await publishEvent({
-        version: 1,
-        jobId: video.jobId,
-        at: now(),
-        type: "done",
-        mp3Id: video.mp3Id,
-        mp3Size,
-        durationSeconds,
-      });
-      await publishMp3({
-        version: 1,
-        outcome: "done",
-        jobId: video.jobId,
-        mp3Id: video.mp3Id,
-        fileName: video.fileName,
-        email: video.owner.email,
-        durationSeconds,
-      });
+      await announceDone(video, mp3Size, durationSeconds);
       return { mp3Size, durationSeconds };
     } finally {
       await progress.settled();
       await rm(mp3File, { force: true });
       await local.release();
     }
+  }
+
+  async function announceDone(
+    video: VideoMessage,
+    mp3Size: number,
+    durationSeconds: number | null,
+  ): Promise<void> {
+    await publishEvent({
+      version: 1,
+      jobId: video.jobId,
+      at: now(),
+      type: "done",
+      mp3Id: video.mp3Id,
+      mp3Size,
+      durationSeconds,
+    });
+    await publishMp3({
+      version: 1,
+      outcome: "done",
+      jobId: video.jobId,
+      mp3Id: video.mp3Id,
+      fileName: video.fileName,
+      email: video.owner.email,
+      durationSeconds,
+    });
   }
 
   async function fail(video: VideoMessage, error: string): Promise<void> {

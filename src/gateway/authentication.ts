@@ -42,19 +42,23 @@ export function createJwksVerifier(
   let fetchedAt = 0;
   let inflight: Promise<void> | undefined;
 
+  async function load(): Promise<void> {
+    try {
+      const response = await authFetch("/.well-known/jwks.json");
+      if (!response.ok) throw new Error(`JWKS answered ${response.status}`);
+      keySet = createLocalJWKSet((await response.json()) as JSONWebKeySet);
+      fetchedAt = Date.now();
+    } catch {
+      throw authUnavailable();
+    }
+  }
+
   async function refresh(): Promise<void> {
-    inflight ??= (async () => {
-      try {
-        const response = await authFetch("/.well-known/jwks.json");
-        if (!response.ok) throw new Error(`JWKS answered ${response.status}`);
-        keySet = createLocalJWKSet((await response.json()) as JSONWebKeySet);
-        fetchedAt = Date.now();
-      } catch {
-        throw authUnavailable();
-      } finally {
-        inflight = undefined;
-      }
-    })();
+    // Cleared in a later microtask, after the assignment: a fetch that fails at once (even one
+    // that throws synchronously) must not leave a settled promise behind to be reused forever.
+    inflight ??= load().finally(() => {
+      inflight = undefined;
+    });
     return inflight;
   }
 

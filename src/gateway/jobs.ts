@@ -161,7 +161,9 @@ export function createJobsRepository(db: Kysely<GatewayDatabase>) {
           case "converting":
             return update.set({ status: "converting" }).executeTakeFirst();
           case "progress":
+            // Events may arrive late or twice: progress only ever moves forward.
             return update
+              .where("progress", "<=", event.progress)
               .set({
                 status: "converting",
                 progress: event.progress,
@@ -174,8 +176,9 @@ export function createJobsRepository(db: Kysely<GatewayDatabase>) {
                 status: "done",
                 progress: 1,
                 mp3_size: event.mp3Size,
-                duration_seconds: event.durationSeconds,
                 error: null,
+                // A redelivered job whose MP3 was already stored reports no duration: keep the known one.
+                ...(event.durationSeconds === null ? {} : { duration_seconds: event.durationSeconds }),
               })
               .executeTakeFirst();
           case "failed":

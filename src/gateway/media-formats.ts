@@ -50,7 +50,10 @@ const demuxerByDetectedExtension: Record<string, string> = {
 
 /** The ffmpeg demuxer for a detected container extension, or undefined when we do not convert it. */
 export function demuxerFor(detectedExtension: string | undefined): string | undefined {
-  return detectedExtension === undefined ? undefined : demuxerByDetectedExtension[detectedExtension];
+  // Own keys only: "constructor" or "__proto__" must not reach Object.prototype.
+  return detectedExtension !== undefined && Object.hasOwn(demuxerByDetectedExtension, detectedExtension)
+    ? demuxerByDetectedExtension[detectedExtension]
+    : undefined;
 }
 
 export const acceptedExtensions: readonly string[] = Object.keys(demuxerByDetectedExtension);

@@ -1,5 +1,8 @@
 import type { Kysely, Migration } from "kysely";
 
+/** The gateway's migration bookkeeping table: services can share one database. */
+export const GATEWAY_MIGRATION_TABLE = "gateway_migrations";
+
 /** The gateway's own database: one row per conversion job. Portable SQL only (SQLite and MySQL). */
 export const gatewayMigrations: Record<string, Migration> = {
   "2026-11-26-001-jobs": {

@@ -13,7 +13,7 @@ import type { ServiceFetch } from "../platform/service-fetch.ts";
 import { bearerToken, type Caller, createJwksVerifier, createValidateVerifier } from "./authentication.ts";
 import { createJobFeed } from "./job-feed.ts";
 import { createJobsRepository, type GatewayDatabase, type Job, type JobRow, toJob } from "./jobs.ts";
-import { gatewayMigrations } from "./migrations.ts";
+import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
 import { registerAuthProxyRoutes } from "./routes/auth-proxy.ts";
 import { registerDownloadRoute } from "./routes/download.ts";
 import { registerEventsRoute } from "./routes/events.ts";
@@ -48,7 +48,7 @@ export interface GatewayService {
 
 export async function createGatewayService(config: Config, deps: GatewayDeps): Promise<GatewayService> {
   const { logger, broker, blobs, authFetch } = deps;
-  await migrateToLatest(deps.db, gatewayMigrations);
+  await migrateToLatest(deps.db, gatewayMigrations, { table: GATEWAY_MIGRATION_TABLE });
   const jobs = createJobsRepository(deps.db);
   const feed = createJobFeed();
   const verifier = config.jwt.secret ? createValidateVerifier(authFetch) : createJwksVerifier(authFetch);

@@ -7,9 +7,19 @@ import { z } from "zod";
  * with one line that names the variable.
  */
 
-const port = z.coerce.number().int().min(0).max(65535);
-const positiveInt = z.coerce.number().int().positive();
-const nonNegativeNumber = z.coerce.number().nonnegative();
+/** Plain decimal digits only: " " or "0x1F90" are mistakes, not numbers. */
+const wholeNumber = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .regex(/^\d+$/, "must be a whole number")
+    .transform(Number)
+    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+const port = wholeNumber(0, 65535);
+const positiveInt = wholeNumber(1);
+const nonNegativeNumber = z
+  .string()
+  .regex(/^\d+(\.\d+)?$/, "must be a number")
+  .transform(Number);
 const optionalString = z
   .string()
   .optional()

@@ -14,11 +14,15 @@ export interface RunningServer {
 }
 
 /**
- * Starts `vid2mp3 serve all` as a real OS process on a free port and resolves once it logs that
- * it is ready. `env` adds to a minimal environment (DATA_DIR is required).
+ * Starts `vid2mp3 serve <service>` (default `all`) as a real OS process on a free port and
+ * resolves once it logs that it is ready. `env` adds to a minimal environment (DATA_DIR is required).
  */
-export async function startServer(env: Record<string, string>, timeoutMs = 30_000): Promise<RunningServer> {
-  const child = spawn(process.execPath, [main, "serve", "all"], {
+export async function startServer(
+  env: Record<string, string>,
+  options: { service?: string; timeoutMs?: number } = {},
+): Promise<RunningServer> {
+  const { service = "all", timeoutMs = 30_000 } = options;
+  const child = spawn(process.execPath, [main, "serve", service], {
     env: { PATH: process.env.PATH ?? "", PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -163,8 +163,18 @@ function toUploadError(error: unknown, tooLarge: () => HttpError): unknown {
 export function cleanFileName(name: string | undefined): string {
   const base = path
     .basename((name ?? "").replaceAll("\\", "/"))
-    .replace(/\p{Cc}/gu, "")
+    // Control characters, and the bidi overrides that make "evil\u202Egpj.mp4" look like a JPEG.
+    .replace(/[\p{Cc}\u200E\u200F\u202A-\u202E\u2066-\u2069]/gu, "")
     .trim();
   const cleaned = base === "" || base === "." || base === ".." ? "upload" : base;
-  return Buffer.byteLength(cleaned) > 255 ? cleaned.slice(0, 200) : cleaned;
+  if (Buffer.byteLength(cleaned) <= 255) return cleaned;
+  // Cut at a whole character (code point), so neither the byte bound nor UTF-8 breaks.
+  let bounded = "";
+  let bytes = 0;
+  for (const char of cleaned) {
+    bytes += Buffer.byteLength(char);
+    if (bytes > 255) break;
+    bounded += char;
+  }
+  return bounded;
 }

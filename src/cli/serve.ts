@@ -1,0 +1,178 @@
+import type { FastifyInstance } from "fastify";
+import { AUTH_DEFAULT_PORT, type AuthDatabase, createAuthService } from "../auth/service.ts";
+import { createConverter } from "../converter/service.ts";
+import type { GatewayDatabase } from "../gateway/jobs.ts";
+import { createGatewayService } from "../gateway/service.ts";
+import { createNotifier } from "../notification/service.ts";
+import {
+  describeBackends,
+  openBlobStore,
+  openBroker,
+  openMailer,
+  openServiceDatabase,
+} from "../platform/backends.ts";
+import type { BlobStore } from "../platform/blobs/blob-store.ts";
+import type { Broker } from "../platform/broker/broker.ts";
+import type { Config } from "../platform/config.ts";
+import { ConfigError } from "../platform/config.ts";
+import { locateFfmpeg } from "../platform/ffmpeg.ts";
+import { createHttpServer, type ReadinessCheck, registerHealthRoutes } from "../platform/http.ts";
+import type { Logger } from "../platform/logger.ts";
+import { httpServiceFetch, injectServiceFetch, type ServiceFetch } from "../platform/service-fetch.ts";
+
+export const serviceNames = ["all", "auth", "gateway", "converter", "notification"] as const;
+export type ServiceName = (typeof serviceNames)[number];
+
+/** Ports when PORT is unset: the original's for auth and gateway; the workers' serve health checks only. */
+const defaultPorts: Record<ServiceName, number> = {
+  all: 8080,
+  gateway: 8080,
+  auth: AUTH_DEFAULT_PORT,
+  converter: 8081,
+  notification: 8082,
+};
+
+export interface RunningService {
+  url: string;
+  /** Stops taking work, lets the work in hand end, then closes the backends. */
+  close(): Promise<void>;
+}
+
+/** Starts one service (or `all` of them in this process) on the backends the configuration selects. */
+export async function serve(name: ServiceName, config: Config, logger: Logger): Promise<RunningService> {
+  logger.info({ service: name, backends: describeBackends(config) }, "starting");
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async () => {
+    // In reverse order of opening: what depends on a backend stops before the backend.
+    for (const close of closers.reverse()) await close();
+  };
+  try {
+    const app = await startService(name, config, logger, (close) => closers.push(close));
+    const url = await app.listen({ host: config.host, port: config.port ?? defaultPorts[name] });
+    return { url, close: closeAll };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}
+
+/** Builds the services and returns the one HTTP app to listen with; `onClose` collects the shutdown steps. */
+async function startService(
+  name: ServiceName,
+  config: Config,
+  logger: Logger,
+  onClose: (close: () => Promise<void>) => void,
+): Promise<FastifyInstance> {
+  const withBroker = async () => {
+    const broker = await openBroker(config, logger);
+    onClose(() => broker.close());
+    return broker;
+  };
+  const withBlobs = () => openBlobStore(config, logger);
+  const withMailer = () => {
+    const mailer = openMailer(config, logger);
+    onClose(() => mailer.close());
+    return mailer;
+  };
+  const withDatabase = <DB>(service: string) => {
+    const db = openServiceDatabase<DB>(config, service);
+    onClose(() => db.destroy());
+    return db;
+  };
+  const auth = async () => {
+    const service = await createAuthService(config, {
+      logger: logger.child({ service: "auth" }),
+      db: withDatabase<AuthDatabase>("auth"),
+    });
+    onClose(() => service.close());
+    return service.app;
+  };
+  const converter = async (broker: Broker, blobs: BlobStore) => {
+    const ffmpeg = await locateFfmpeg(config.ffmpeg.path);
+    logger.info({ path: ffmpeg.path, source: ffmpeg.source, version: ffmpeg.version }, "using ffmpeg");
+    const worker = createConverter(config, {
+      logger: logger.child({ service: "converter" }),
+      broker,
+      blobs,
+      ffmpegPath: ffmpeg.path,
+    });
+    await worker.start();
+    onClose(() => worker.close());
+  };
+  const notifier = async (broker: Broker) => {
+    const mailer = withMailer();
+    const worker = createNotifier(config, {
+      logger: logger.child({ service: "notification" }),
+      broker,
+      mailer,
+    });
+    await worker.start();
+    onClose(() => worker.close());
+    return mailer;
+  };
+  const gateway = async (broker: Broker, blobs: BlobStore, authFetch: ServiceFetch) => {
+    const service = await createGatewayService(config, {
+      logger: logger.child({ service: "gateway" }),
+      db: withDatabase<GatewayDatabase>("gateway"),
+      broker,
+      blobs,
+      authFetch,
+    });
+    await service.start();
+    onClose(() => service.close());
+    return service.app;
+  };
+
+  switch (name) {
+    case "auth":
+      return auth();
+    case "gateway": {
+      if (!config.authServiceAddress) {
+        throw new ConfigError(
+          "Missing environment variable AUTH_SVC_ADDRESS: `serve gateway` needs the auth service's address",
+        );
+      }
+      const broker = await withBroker();
+      return gateway(broker, await withBlobs(), httpServiceFetch(config.authServiceAddress));
+    }
+    case "converter": {
+      const broker = await withBroker();
+      const blobs = await withBlobs();
+      await converter(broker, blobs);
+      return workerHttp(logger, onClose, [
+        { name: "broker", check: () => broker.check() },
+        { name: "blobs", check: () => blobs.check() },
+      ]);
+    }
+    case "notification": {
+      const broker = await withBroker();
+      const mailer = await notifier(broker);
+      return workerHttp(logger, onClose, [
+        { name: "broker", check: () => broker.check() },
+        { name: "mail", check: () => mailer.check() },
+      ]);
+    }
+    case "all": {
+      // One process: the gateway reaches auth by inject(), the workers share the broker.
+      const broker = await withBroker();
+      const blobs = await withBlobs();
+      const authApp = await auth();
+      await authApp.ready();
+      await notifier(broker);
+      await converter(broker, blobs);
+      return gateway(broker, blobs, injectServiceFetch(authApp));
+    }
+  }
+}
+
+/** Workers answer health checks over HTTP (Kubernetes probes), nothing else. */
+function workerHttp(
+  logger: Logger,
+  onClose: (close: () => Promise<void>) => void,
+  checks: ReadinessCheck[],
+): FastifyInstance {
+  const app = createHttpServer(logger);
+  registerHealthRoutes(app, checks);
+  onClose(() => app.close());
+  return app;
+}

@@ -1,0 +1,269 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import { gatewayClient } from "./support/client.ts";
+import { createTestDatabase } from "./support/mariadb.ts";
+import { audioDuration, makeVideo } from "./support/media.ts";
+import { streamingMultipart } from "./support/multipart.ts";
+import { createTestVhost } from "./support/rabbitmq.ts";
+import { startS3Server } from "./support/s3-server.ts";
+import { type RunningServer, startServer } from "./support/server.ts";
+import { startSmtpServer } from "./support/smtp-server.ts";
+
+const run = promisify(execFile);
+const ADMIN = { email: "admin@example.com", password: "admin-password-1" };
+
+/**
+ * The four services as separate OS processes, like pods, on the real backends: MariaDB (one
+ * database per service), RabbitMQ (a vhost of its own), an S3 server process and an SMTP server
+ * process, all started here and removed afterwards.
+ */
+describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", { timeout: 180_000 }, () => {
+  let dir: string;
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const processes: RunningServer[] = [];
+  let common: Record<string, string>;
+  let gatewayEnv: Record<string, string>;
+  let smtp: Awaited<ReturnType<typeof startSmtpServer>>;
+  let gateway: RunningServer;
+  let client: ReturnType<typeof gatewayClient>;
+  let token: string;
+  const media = (name: string) => path.join(dir, name);
+
+  async function start(service: string, env: Record<string, string> = {}): Promise<RunningServer> {
+    const server = await startServer(
+      { ...common, DATA_DIR: await mkdtemp(path.join(dir, `${service}-`)), ...env },
+      { service },
+    );
+    processes.push(server);
+    return server;
+  }
+
+  const finishedConversions = (server: RunningServer, jobId: string) =>
+    server
+      .output()
+      .split("\n")
+      .filter((line) => line.includes(jobId) && line.includes('"conversion finished"')).length;
+
+  async function upload(file: string): Promise<string> {
+    const response = await client.upload(token, file);
+    assert.equal(response.status, 202, await response.clone().text());
+    return ((await response.json()) as { jobId: string }).jobId;
+  }
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-distributed-"));
+    await Promise.all([
+      makeVideo(media("talk.mp4"), { seconds: 3 }),
+      makeVideo(media("long.mp4"), { seconds: 6 }),
+      makeVideo(media("short.mp4"), { seconds: 1 }),
+    ]);
+    const [authDb, gatewayDb, vhost, s3] = await Promise.all([
+      createTestDatabase(),
+      createTestDatabase(),
+      createTestVhost(),
+      startS3Server(),
+    ]);
+    smtp = await startSmtpServer();
+    cleanups.push(authDb.drop, gatewayDb.drop, vhost.delete, s3.stop, smtp.stop);
+    common = {
+      AMQP_URL: vhost.url,
+      S3_BUCKET: `vid2mp3-e2e-${randomUUID().slice(0, 8)}`,
+      AWS_ENDPOINT_URL_S3: s3.endpoint,
+      AWS_ACCESS_KEY_ID: s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+      S3_FORCE_PATH_STYLE: "true",
+      SMTP_URL: smtp.url,
+      RETRY_DELAY_MS: "200",
+    };
+    const auth = await start("auth", {
+      DATABASE_URL: authDb.url,
+      ADMIN_EMAIL: ADMIN.email,
+      ADMIN_PASSWORD: ADMIN.password,
+    });
+    gatewayEnv = { DATABASE_URL: gatewayDb.url, AUTH_SVC_ADDRESS: auth.url };
+    gateway = await start("gateway", gatewayEnv);
+    await start("notification");
+    client = gatewayClient(gateway.url);
+    token = await client.token(ADMIN.email, ADMIN.password);
+  });
+
+  after(async () => {
+    await Promise.all(processes.map((p) => p.stop("SIGKILL")));
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("runs the original's curl flow: login, upload, the mail with the fid, download", async () => {
+    const converter = await start("converter");
+    const curl = async (...args: string[]) =>
+      (await run("curl", ["-sS", "--fail-with-body", ...args])).stdout;
+    const jwt = await curl("-X", "POST", `${gateway.url}/login`, "-u", `${ADMIN.email}:${ADMIN.password}`);
+    const { jobId } = JSON.parse(
+      await curl(
+        "-X",
+        "POST",
+        "-F",
+        `file=@${media("talk.mp4")}`,
+        "-H",
+        `Authorization: Bearer ${jwt}`,
+        `${gateway.url}/upload`,
+      ),
+    ) as { jobId: string };
+
+    const job = await client.waitForJob(jwt, jobId);
+    assert.equal(job.status, "done", JSON.stringify(job));
+    const mail = await smtp.waitForMessage((m) => (m.text ?? "").includes(String(job.mp3Id)), 15_000);
+    assert.equal(mail.to && "text" in mail.to ? mail.to.text : undefined, ADMIN.email);
+
+    const mp3 = media("talk.mp3");
+    await curl(
+      "--output",
+      mp3,
+      "-H",
+      `Authorization: Bearer ${jwt}`,
+      `${gateway.url}/download?fid=${job.mp3Id}`,
+    );
+    const [source, converted] = await Promise.all([audioDuration(media("talk.mp4")), audioDuration(mp3)]);
+    assert.ok(Math.abs(source - converted) <= 0.1, `MP3 lasts ${converted} s, the video's audio ${source} s`);
+    assert.equal(finishedConversions(converter, jobId), 1);
+    await converter.stop();
+  });
+
+  it("shares the queue between two converters, and both do work", async () => {
+    const converters = [await start("converter"), await start("converter")];
+    const jobIds = [];
+    for (let i = 0; i < 6; i++) jobIds.push(await upload(media("short.mp4")));
+    for (const jobId of jobIds) assert.equal((await client.waitForJob(token, jobId)).status, "done");
+    for (const converter of converters) {
+      const count = jobIds.reduce((n, id) => n + finishedConversions(converter, id), 0);
+      assert.ok(count > 0, "each converter converted some of the jobs");
+    }
+    const total = jobIds.reduce(
+      (n, id) => n + converters.reduce((m, c) => m + finishedConversions(c, id), 0),
+      0,
+    );
+    assert.equal(total, jobIds.length, "each job converted once");
+    await Promise.all(converters.map((c) => c.stop()));
+  });
+
+  it("finishes a job once on another converter after its converter is killed mid-conversion", async () => {
+    // Real ffmpeg reading at playback speed: the 6-second video takes 6 s, long enough to kill it.
+    const realtimeFfmpeg = media("realtime-ffmpeg");
+    await writeFile(
+      realtimeFfmpeg,
+      '#!/bin/sh\ncase "$1" in -version) ;; *) set -- -re "$@" ;; esac\nexec ffmpeg "$@"\n',
+    );
+    await chmod(realtimeFfmpeg, 0o755);
+    const doomed = await start("converter", { FFMPEG_PATH: realtimeFfmpeg });
+    const jobId = await upload(media("long.mp4"));
+    for (let i = 0; ; i++) {
+      const job = (await (await client.job(token, jobId)).json()) as { status: string; progress: number };
+      if (job.status === "converting" && job.progress > 0) break;
+      assert.ok(i < 100, "the conversion started");
+      await sleep(100);
+    }
+    await doomed.stop("SIGKILL");
+
+    const survivor = await start("converter");
+    const job = await client.waitForJob(token, jobId);
+    assert.equal(job.status, "done", JSON.stringify(job));
+    assert.equal(finishedConversions(doomed, jobId), 0);
+    assert.equal(finishedConversions(survivor, jobId), 1);
+    await sleep(500);
+    const mails = (await smtp.messages()).filter((m) => (m.text ?? "").includes(String(job.mp3Id)));
+    assert.equal(mails.length, 1, "one mail for the job");
+    await survivor.stop();
+  });
+
+  it("loses no accepted upload when RabbitMQ closes every connection mid-stream, and converts none twice", async () => {
+    const converter = await start("converter");
+    const accepted: string[] = [];
+    let refused = 0;
+    for (let i = 0; i < 8; i++) {
+      if (i === 3) await run("rabbitmqctl", ["close_all_connections", "vid2mp3 fault test"]);
+      const response = await client.upload(token, media("short.mp4"));
+      if (response.status === 202) accepted.push(((await response.json()) as { jobId: string }).jobId);
+      else {
+        assert.equal(response.status, 503, "an upload that is not accepted says so clearly");
+        refused++;
+      }
+    }
+    assert.ok(accepted.length >= 5, `most uploads were accepted (${refused} refused)`);
+    for (const jobId of accepted) {
+      const job = await client.waitForJob(token, jobId, 60_000);
+      assert.equal(job.status, "done", JSON.stringify(job));
+      assert.ok(finishedConversions(converter, jobId) <= 1, `job ${jobId} converted at most once`);
+    }
+    await converter.stop();
+  });
+
+  it("relays job events to a browser connected to another gateway replica", async () => {
+    const converter = await start("converter");
+    const replica = await start("gateway", gatewayEnv);
+    const events = await fetch(`${replica.url}/events`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(events.status, 200);
+    assert.match(String(events.headers.get("content-type")), /text\/event-stream/);
+    const jobId = await upload(media("short.mp4"));
+
+    const reader = events.body?.pipeThrough(new TextDecoderStream()).getReader();
+    assert.ok(reader);
+    let seen = "";
+    const deadline = Date.now() + 20_000;
+    while (!new RegExp(`"id":"${jobId}","status":"done"`).test(seen)) {
+      assert.ok(Date.now() < deadline, `the replica relayed the job's events; got:\n${seen}`);
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += value;
+    }
+    assert.match(seen, /event: job/);
+    await reader.cancel();
+    await Promise.all([converter.stop(), replica.stop()]);
+  });
+
+  it("answers 503 and keeps no job when the S3 server stops during an upload", async () => {
+    const s3 = await startS3Server();
+    cleanups.push(s3.stop);
+    const db = await createTestDatabase();
+    cleanups.push(db.drop);
+    const lonely = await start("gateway", {
+      ...gatewayEnv,
+      DATABASE_URL: db.url,
+      AWS_ENDPOINT_URL_S3: s3.endpoint,
+      AWS_ACCESS_KEY_ID: s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    });
+    const video = await readFile(media("long.mp4"));
+    const serverStopped = Promise.withResolvers<void>();
+    async function* slowFile() {
+      yield video.subarray(0, 64 * 1024);
+      await serverStopped.promise;
+      yield video.subarray(64 * 1024);
+      for (let i = 0; i < 8; i++) yield Buffer.alloc(1024 * 1024, i);
+    }
+    const { contentType, body } = streamingMultipart("doomed.mp4", slowFile());
+    const response = fetch(`${lonely.url}/upload`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": contentType },
+      body,
+      duplex: "half",
+    } as RequestInit);
+    await sleep(300);
+    await s3.kill();
+    serverStopped.resolve();
+
+    const answer = await response;
+    assert.equal(answer.status, 503, await answer.clone().text());
+    const { error } = (await answer.json()) as { error: { code: string; message: string } };
+    assert.equal(error.code, "storage_unavailable");
+    const jobs = (await (await gatewayClient(lonely.url).jobs(token)).json()) as { total: number };
+    assert.equal(jobs.total, 0, "no job row left behind");
+    await lonely.stop();
+  });
+});
