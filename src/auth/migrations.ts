@@ -18,6 +18,9 @@ export interface AuthDatabase {
   users: UsersTable;
 }
 
+/** The auth service's migration bookkeeping table: services can share one database. */
+export const AUTH_MIGRATION_TABLE = "auth_migrations";
+
 /** Named so they sort in the order they must run; never edit one that has shipped, add a new one. */
 export const authMigrations: Record<string, Migration> = {
   "0001_create_users": {

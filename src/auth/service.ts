@@ -5,7 +5,7 @@ import { migrateToLatest } from "../platform/database.ts";
 import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
 import { type BootstrapOptions, ensureFirstAdmin } from "./bootstrap.ts";
-import { type AuthDatabase, authMigrations } from "./migrations.ts";
+import { AUTH_MIGRATION_TABLE, type AuthDatabase, authMigrations } from "./migrations.ts";
 import { prepareLoginTiming } from "./passwords.ts";
 import { registerAuthRoutes } from "./routes.ts";
 import { createTokenService, type TokenServiceOptions } from "./tokens.ts";
@@ -38,7 +38,7 @@ export interface AuthService {
  */
 export async function createAuthService(config: Config, deps: AuthServiceDeps): Promise<AuthService> {
   const { logger, db } = deps;
-  await migrateToLatest(db, authMigrations);
+  await migrateToLatest(db, authMigrations, { table: AUTH_MIGRATION_TABLE });
   const users = createUsersRepository(db);
   const tokens = await createTokenService(config, deps.tokens);
   await Promise.all([ensureFirstAdmin(users, config, logger, deps.bootstrap), prepareLoginTiming()]);

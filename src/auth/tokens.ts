@@ -183,6 +183,17 @@ function parseEd25519PrivateJwk(text: string, source: string): Ed25519PrivateJwk
 }
 
 /**
+ * A new Ed25519 private key as a JWK (JSON) with its thumbprint as `kid`: what JWT_PRIVATE_KEY
+ * takes, and what a first start writes to the data dir.
+ */
+export async function generateSigningKey(): Promise<string> {
+  const { privateKey } = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
+  const jwk = await exportJWK(privateKey);
+  const kid = await calculateJwkThumbprint(jwk);
+  return JSON.stringify({ ...jwk, kid, alg: "EdDSA", use: "sig" });
+}
+
+/**
  * Reuses the key from an earlier start, or makes one. The new key is written to a temporary file
  * and hard-linked into place: the link fails if another process got there first, so two services
  * starting together on one data dir still end up with one key and nobody reads a half-written file.
@@ -193,14 +204,9 @@ async function loadOrCreateKeyFile(file: string): Promise<Ed25519PrivateJwk> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
-  const { privateKey } = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
-  const jwk = await exportJWK(privateKey);
-  const kid = await calculateJwkThumbprint(jwk);
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const temporary = `${file}.${randomUUID()}.tmp`;
-  await writeFile(temporary, `${JSON.stringify({ ...jwk, kid, alg: "EdDSA", use: "sig" })}\n`, {
-    mode: 0o600,
-  });
+  await writeFile(temporary, `${await generateSigningKey()}\n`, { mode: 0o600 });
   try {
     await link(temporary, file);
   } catch (error) {

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Kysely, Selectable } from "kysely";
+import { isUniqueViolation } from "../platform/database.ts";
 import type { AuthDatabase, UsersTable } from "./migrations.ts";
 
 export interface User {
@@ -61,9 +62,11 @@ export function createUsersRepository(db: Kysely<AuthDatabase>): UsersRepository
       try {
         await db.insertInto("users").values(row).execute();
       } catch (error) {
-        // Each dialect words a unique violation differently; asking again is portable.
-        if (await repository.findByEmail(row.email)) {
-          throw new DuplicateEmailError(`A user with the e-mail ${row.email} already exists.`);
+        // The id is a fresh UUID, so the unique index that refused the row is the e-mail's.
+        if (isUniqueViolation(error)) {
+          throw new DuplicateEmailError(`A user with the e-mail ${row.email} already exists.`, {
+            cause: error,
+          });
         }
         throw error;
       }
@@ -101,7 +104,7 @@ export function createUsersRepository(db: Kysely<AuthDatabase>): UsersRepository
         .selectFrom("users")
         .select((eb) => eb.fn.countAll().as("n"))
         .executeTakeFirstOrThrow();
-      // MySQL returns COUNT(*) as a string, SQLite as a number.
+      // COUNT(*) is a number on SQLite; MySQL's BIGINT may come as a string: convert either way.
       return Number(n);
     },
     async update(id, changes) {
@@ -110,7 +113,8 @@ export function createUsersRepository(db: Kysely<AuthDatabase>): UsersRepository
       if (changes.admin !== undefined) values.admin = changes.admin ? 1 : 0;
       if (changes.passwordHash !== undefined) values.password_hash = changes.passwordHash;
       const result = await db.updateTable("users").set(values).where("id", "=", id).executeTakeFirst();
-      if (result.numUpdatedRows === 0n) return undefined;
+      // A bigint on both dialects; MySQL counts matched rows (mysql2's FOUND_ROWS), as SQLite does.
+      if (Number(result.numUpdatedRows) === 0) return undefined;
       return repository.findById(id);
     },
   };

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from "commander";
 import packageJson from "../../package.json" with { type: "json" };
+import { generateSigningKey } from "../auth/tokens.ts";
 import { ConfigError, loadConfig } from "../platform/config.ts";
 import { createLogger } from "../platform/logger.ts";
 import { type ServiceName, serve, serviceNames } from "./serve.ts";
@@ -31,6 +32,15 @@ Configuration is read from environment variables (see docs/architecture.md), e.g
     const system = await serve(service, config, logger);
     logger.info({ url: system.url, dataDir: config.dataDir }, `vid2mp3 ${service} is ready on ${system.url}`);
     stopOnSignal(() => system.close(), logger);
+  });
+
+program
+  .command("keygen")
+  .description(
+    "Print a new Ed25519 signing key (a private JWK with its kid) for JWT_PRIVATE_KEY: every auth replica must sign with the same key.",
+  )
+  .action(async () => {
+    process.stdout.write(`${await generateSigningKey()}\n`);
   });
 
 function parseService(value: string): ServiceName {

@@ -68,9 +68,13 @@ async function startService(
     onClose(() => broker.close());
     return broker;
   };
-  const withBlobs = () => openBlobStore(config, logger);
-  const withMailer = () => {
-    const mailer = openMailer(config, logger);
+  const withBlobs = async () => {
+    const { blobs, close } = await openBlobStore(config, logger);
+    onClose(close);
+    return blobs;
+  };
+  const withMailer = async () => {
+    const mailer = await openMailer(config, logger);
     onClose(() => mailer.close());
     return mailer;
   };
@@ -100,7 +104,7 @@ async function startService(
     onClose(() => worker.close());
   };
   const notifier = async (broker: Broker) => {
-    const mailer = withMailer();
+    const mailer = await withMailer();
     const worker = createNotifier(config, {
       logger: logger.child({ service: "notification" }),
       broker,

@@ -79,6 +79,9 @@ const schema = {
     .optional(),
 } as const;
 
+/** Every environment variable loadConfig reads (deploy manifests are checked against it). */
+export const configVariableNames = Object.freeze(Object.keys(schema)) as readonly (keyof typeof schema)[];
+
 type Schema = typeof schema;
 type Raw = { [K in keyof Schema]: z.output<Schema[K]> };
 

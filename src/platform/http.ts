@@ -1,4 +1,5 @@
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import { isDatabaseUnavailable } from "./database.ts";
 import type { Logger } from "./logger.ts";
 
 /** An error the client can act on: answered as `{error: {code, message}}` with its status. */
@@ -44,6 +45,13 @@ export function createHttpServer(logger: Logger, options: { bodyLimit?: number }
   }) as unknown as FastifyInstance;
 
   app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
+    if (!(error instanceof HttpError) && isDatabaseUnavailable(error)) {
+      request.log.warn({ err: error }, "database unavailable");
+      return reply
+        .status(503)
+        .header("Retry-After", "5")
+        .send(errorBody(503, "database_unavailable", "The database is not reachable; try again shortly."));
+    }
     const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
     if (status >= 500 && !(error instanceof HttpError)) {
       request.log.error({ err: error }, "request failed");

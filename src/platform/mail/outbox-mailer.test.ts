@@ -3,11 +3,33 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
+import { simpleParser } from "mailparser";
 import { pino } from "pino";
 import type { Mail } from "./mailer.ts";
+import { mailerContract } from "./mailer-contract.ts";
 import { createOutboxMailer, readOutboxMail } from "./outbox-mailer.ts";
 
 const from = "vid2mp3 <no-reply@vid2mp3.example>";
+
+mailerContract("outbox mailer", async () => {
+  const root = await mkdtemp(path.join(tmpdir(), "outbox-contract-"));
+  const dir = path.join(root, "outbox");
+  return {
+    mailer: createOutboxMailer({ dir, from, logger: pino({ level: "silent" }) }),
+    from,
+    async received() {
+      const files = await readdir(dir).catch(() => []);
+      const mails = files.filter((name) => name.endsWith(".eml"));
+      return Promise.all(mails.map(async (name) => simpleParser(await readFile(path.join(dir, name)))));
+    },
+    async breakBackend() {
+      // A file where the folder should be: nothing can be written there.
+      await rm(dir, { recursive: true, force: true });
+      await writeFile(dir, "");
+    },
+    cleanup: () => rm(root, { recursive: true, force: true }),
+  };
+});
 
 function capturingLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];

@@ -4,9 +4,9 @@ import { access, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { createTransport } from "nodemailer";
-import addressparser from "nodemailer/lib/addressparser";
 import type { Logger } from "../logger.ts";
 import type { Mailer } from "./mailer.ts";
+import { assertSafeMailId, buildMessage } from "./message.ts";
 
 /**
  * The embedded mail backend: instead of talking SMTP, every mail is rendered to a complete
@@ -19,25 +19,18 @@ export function createOutboxMailer(options: { dir: string; from: string; logger:
   const { dir, from, logger } = options;
   // Rendering only: the stream transport hands back the finished message instead of sending it.
   const renderer = createTransport({ streamTransport: true, buffer: true });
-  const messageIdDomain = domainOf(from);
 
   return {
     async send(mail) {
-      assertSafeMailId(mail.id);
-      const info = await renderer.sendMail({
-        from,
-        to: mail.to,
-        subject: mail.subject,
-        text: mail.text,
-        html: mail.html,
-        // Derived from the mail id so that the copies of a re-sent mail are recognisably one mail.
-        messageId: `<${mail.id}@${messageIdDomain}>`,
-        date: new Date(),
-        // RFC 3834: an automatic notification, so auto-responders stay quiet.
-        headers: { "Auto-Submitted": "auto-generated" },
-      });
+      const info = await renderer.sendMail(buildMessage(mail, from));
       const file = path.join(dir, `${mail.id}.eml`);
-      await writeAtomically(file, info.message);
+      try {
+        await writeAtomically(file, info.message);
+      } catch (error) {
+        throw new Error(`could not write mail ${mail.id} to the outbox ${dir}: ${(error as Error).message}`, {
+          cause: error,
+        });
+      }
       logger.info({ to: mail.to, subject: mail.subject, file }, "mail written to outbox");
     },
 
@@ -52,14 +45,7 @@ export function createOutboxMailer(options: { dir: string; from: string; logger:
   };
 }
 
-/** Mail ids become file names: a strict alphabet keeps them from leaving the folder or hiding. */
-const safeMailId = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
-
-export function assertSafeMailId(id: string): void {
-  if (!safeMailId.test(id) || id.includes("..")) {
-    throw new Error(`unsafe mail id ${JSON.stringify(id)}: use letters, digits, '.', '_' and '-' only`);
-  }
-}
+export { assertSafeMailId };
 
 async function writeAtomically(file: string, content: Buffer | Readable): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
@@ -72,12 +58,6 @@ async function writeAtomically(file: string, content: Buffer | Readable): Promis
     await rm(temp, { force: true });
     throw error;
   }
-}
-
-function domainOf(from: string): string {
-  const first = addressparser(from, { flatten: true })[0];
-  const domain = first?.address?.split("@")[1];
-  return domain && /^[A-Za-z0-9.-]+$/.test(domain) ? domain : "vid2mp3.localhost";
 }
 
 /** A mail read back from the outbox: decoded headers and both bodies. */

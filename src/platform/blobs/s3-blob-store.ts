@@ -1,0 +1,332 @@
+import { randomUUID } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { finished, Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  S3Client,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import type { Logger } from "../logger.ts";
+import { assertValidKey, BlobNotFoundError, type BlobStore } from "./blob-store.ts";
+
+export interface S3BlobStoreOptions {
+  bucket: string;
+  /** An S3-compatible endpoint (MinIO, Ceph, Garage, s3rver); undefined = AWS itself. */
+  endpoint?: string | undefined;
+  region: string;
+  /** `http://host/bucket/key` instead of `http://bucket.host/key`, as most self-hosted stores want. */
+  forcePathStyle: boolean;
+  /** Undefined = the SDK's default chain (environment, web identity / IRSA, instance metadata). */
+  credentials?: { accessKeyId: string; secretAccessKey: string } | undefined;
+  logger?: Logger | undefined;
+  /**
+   * Multipart part size in bytes, at least 5 MiB (S3's minimum) and the default. An upload holds
+   * about `partSize × (queueSize + 2)` bytes in memory (parts in flight, the part filling, the
+   * chunker's copy), briefly up to two parts more, whatever the file size: 20–30 MiB with the
+   * defaults. S3 allows 10 000 parts, so 5 MiB parts allow objects up to 48 GiB.
+   */
+  partSize?: number;
+  /** Parts uploaded in parallel (default 2: one uploading while the next one fills). */
+  queueSize?: number;
+}
+
+export interface S3BlobStore extends BlobStore {
+  /** Creates the bucket when it does not exist yet (service start); an existing bucket is fine. */
+  ensureBucket(): Promise<void>;
+  /** Closes the client's idle connections. */
+  close(): void;
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * The distributed blob store: one S3 object per key in one bucket, on AWS or any S3-compatible
+ * server. Uploads stream through lib-storage's multipart upload with a bounded part size and queue,
+ * so memory stays flat for any file size; downloads stream the response body.
+ */
+export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
+  const { bucket, logger } = options;
+  const partSize = options.partSize ?? 5 * MiB;
+  const queueSize = options.queueSize ?? 2;
+  const where = `S3 bucket ${bucket}${options.endpoint ? ` at ${options.endpoint}` : ""}`;
+
+  const client = new S3Client({
+    region: options.region,
+    ...(options.endpoint !== undefined && { endpoint: options.endpoint }),
+    forcePathStyle: options.forcePathStyle,
+    ...(options.credentials !== undefined && { credentials: options.credentials }),
+    // Since 3.729 the SDK adds CRC32 checksums to every upload and validates them on downloads by
+    // default ("WHEN_SUPPORTED"). Many S3-compatible servers (s3rver, older MinIO, Ceph, Garage)
+    // reject the new checksum headers or trailers, or send none back. Only when an operation
+    // requires a checksum is one computed; the transport (TLS, TCP) and S3's own MD5/ETag checks
+    // still guard the bytes.
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+    // Standard retry mode with exponential backoff and jitter: a connection refused or a 5xx/503
+    // SlowDown is tried three times in about a second, then surfaces to the caller (the gateway
+    // answers 503; the broker redelivers a converter's message later).
+    maxAttempts: 3,
+    retryMode: "standard",
+    requestHandler: {
+      // Reaching the server at all.
+      connectionTimeout: 5_000,
+      // From sending the request (including one part's body) to the response headers: 5 MiB in
+      // 60 s is 87 kB/s, far slower than any store next to the cluster.
+      requestTimeout: 60_000,
+      throwOnRequestTimeout: true,
+      // A response that stalls this long mid-body is dead. A slow HTTP client downloading through
+      // the gateway only pauses the stream for as long as its own socket is blocked.
+      socketTimeout: 120_000,
+      httpAgent: { keepAlive: true, maxSockets: 64 },
+      httpsAgent: { keepAlive: true, maxSockets: 64 },
+    },
+  });
+
+  async function put(
+    key: string,
+    body: Readable | AsyncIterable<Uint8Array>,
+    putOptions?: { contentType?: string },
+  ): Promise<{ size: number }> {
+    assertValidKey(key);
+    const source = body instanceof Readable ? body : Readable.from(body);
+    // The first error is the one reported: the body's own (the client went away; the caller tells
+    // it apart through `stream.errored`) as it is, else the first failed S3 request.
+    let failure: { error: unknown; fromBody: boolean } | undefined;
+    let size = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        size += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    const stop = (error: unknown, fromBody: boolean) => {
+      failure ??= { error, fromBody };
+      source.unpipe(counter);
+      counter.destroy(error as Error);
+    };
+    // Also a body destroyed without an error ("premature close"): otherwise the upload would wait
+    // for its end forever.
+    finished(source, (error) => {
+      if (error) stop(error, true);
+    });
+    source.pipe(counter);
+
+    // Upload sends all its requests through this client: the first one that fails stops the body at
+    // once, so the other part uploaders, waiting for a slow client's next part, fail now instead of
+    // whenever that part would be complete.
+    const watched = Object.create(client) as S3Client;
+    const send = client.send.bind(client) as (command: unknown, options?: unknown) => Promise<unknown>;
+    Object.assign(watched, {
+      send: (command: unknown, sendOptions?: unknown) =>
+        send(command, sendOptions).catch((error: unknown) => {
+          stop(error, false);
+          throw error;
+        }),
+    });
+
+    const upload = new Upload({
+      client: watched,
+      params: {
+        Bucket: bucket,
+        Key: key,
+        Body: counter,
+        ...(putOptions?.contentType !== undefined && { ContentType: putOptions.contentType }),
+      },
+      partSize,
+      queueSize,
+      // On failure Upload aborts the multipart upload, so no parts are left behind.
+      leavePartsOnError: false,
+    });
+    try {
+      await upload.done();
+    } catch (error) {
+      if (failure !== undefined && error !== failure.error && upload.uploadId !== undefined) {
+        // Upload's AbortMultipartUpload failed (the server is gone, or does not implement it): the
+        // object was never completed, so nothing is visible, but the parts stay stored until a
+        // bucket lifecycle rule (AbortIncompleteMultipartUpload) removes them.
+        logger?.warn(
+          { err: error, key, uploadId: upload.uploadId },
+          "could not abort a failed multipart upload",
+        );
+      }
+      // Release the body (a file's descriptor, a paused request) without marking it as errored:
+      // the caller must still see that the failure was not the body's.
+      if (!source.readableEnded && !source.destroyed) source.destroy();
+      if (failure?.fromBody) throw failure.error;
+      const reported = failure?.error ?? error;
+      throw new Error(`could not store ${key} in ${where}: ${describe(reported)}`, { cause: reported });
+    }
+    logger?.debug({ key, size, multipartUploadId: upload.uploadId }, "blob stored");
+    return { size };
+  }
+
+  async function get(key: string, range?: { start: number; end: number }): Promise<Readable> {
+    assertValidKey(key);
+    if (range) assertRange(range);
+    try {
+      const response = await client.send(
+        new GetObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          ...(range && { Range: `bytes=${range.start}-${range.end}` }),
+        }),
+      );
+      if (!(response.Body instanceof Readable)) throw new Error(`${where} answered ${key} without a body`);
+      return range ? exactly(response.Body, range, response.ContentRange) : response.Body;
+    } catch (error) {
+      if (isNotFound(error)) throw new BlobNotFoundError(key);
+      if (errorName(error) === "InvalidRange") {
+        throw new RangeError(`byte range ${range?.start}-${range?.end} lies outside ${key}`);
+      }
+      throw error;
+    }
+  }
+
+  return {
+    put,
+    get,
+
+    async stat(key) {
+      assertValidKey(key);
+      try {
+        const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+        return { size: head.ContentLength ?? 0 };
+      } catch (error) {
+        if (isNotFound(error)) return undefined;
+        throw error;
+      }
+    },
+
+    async delete(key) {
+      assertValidKey(key);
+      // S3 answers 204 for a key that does not exist, so this is idempotent as it is.
+      try {
+        await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+      }
+    },
+
+    async toLocalFile(key, tmpDir) {
+      const body = await get(key);
+      await mkdir(tmpDir, { recursive: true });
+      const file = path.join(tmpDir, `${randomUUID()}-${key.replaceAll("/", "_")}`);
+      try {
+        // Streamed to disk: never the whole object in memory.
+        await pipeline(body, createWriteStream(file, { flags: "wx", mode: 0o600 }));
+      } catch (error) {
+        body.destroy();
+        await rm(file, { force: true });
+        throw error;
+      }
+      return { path: file, release: () => rm(file, { force: true }) };
+    },
+
+    async check() {
+      try {
+        await client.send(new HeadBucketCommand({ Bucket: bucket }));
+      } catch (error) {
+        const reason = isNotFound(error) ? "the bucket does not exist" : describe(error);
+        throw new Error(`${where} is not usable: ${reason}`, { cause: error });
+      }
+    },
+
+    async ensureBucket() {
+      try {
+        await client.send(new HeadBucketCommand({ Bucket: bucket }));
+        return;
+      } catch (error) {
+        if (!isNotFound(error))
+          throw new Error(`${where} is not usable: ${describe(error)}`, { cause: error });
+      }
+      try {
+        await client.send(new CreateBucketCommand({ Bucket: bucket }));
+        logger?.info({ bucket }, "bucket created");
+      } catch (error) {
+        // Another replica starting at the same moment created it first.
+        if (errorName(error) !== "BucketAlreadyOwnedByYou") {
+          throw new Error(`could not create ${where}: ${describe(error)}`, { cause: error });
+        }
+      }
+    },
+
+    close() {
+      client.destroy();
+    },
+  };
+}
+
+function assertRange(range: { start: number; end: number }): void {
+  const { start, end } = range;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+    throw new RangeError(`invalid byte range ${start}-${end}`);
+  }
+}
+
+/**
+ * The requested bytes, even from a server that widens the range or ignores it (s3rver answers
+ * `bytes=0-0` with the whole object; a plain HTTP 200 has no Content-Range). Passed through
+ * untouched when the server sent what was asked for.
+ */
+function exactly(
+  body: Readable,
+  range: { start: number; end: number },
+  contentRange: string | undefined,
+): Readable {
+  const served = /^bytes (\d+)-(\d+)\/(?:\d+|\*)$/.exec(contentRange ?? "");
+  const servedStart = served ? Number(served[1]) : 0;
+  const servedEnd = served ? Number(served[2]) : Number.POSITIVE_INFINITY;
+  if (servedStart === range.start && servedEnd <= range.end) return body;
+  if (servedStart > range.start) {
+    body.destroy();
+    throw new Error(`the server sent bytes from ${servedStart} for a range from ${range.start}`);
+  }
+  async function* slice(skip: number, length: number) {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      const part = chunk.subarray(skip, skip + length);
+      skip = Math.max(0, skip - chunk.length);
+      length -= part.length;
+      if (part.length > 0) yield part;
+      // Leaving the loop destroys the response: the rest is not downloaded.
+      if (length === 0) return;
+    }
+  }
+  return Readable.from(slice(range.start - servedStart, range.end - range.start + 1), { objectMode: false });
+}
+
+function errorName(error: unknown): string | undefined {
+  return error instanceof Error ? error.name : undefined;
+}
+
+/**
+ * A missing key: `NoSuchKey` from GET, a bodyless 404 (`NotFound`) from HEAD. A missing bucket on
+ * GET/DELETE (`NoSuchBucket`) is a broken configuration, not a missing blob; on HEAD it cannot be
+ * told apart.
+ */
+function isNotFound(error: unknown): boolean {
+  const name = errorName(error);
+  if (name === "NoSuchBucket") return false;
+  if (name === "NoSuchKey" || name === "NotFound") return true;
+  return (
+    (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode === 404
+  );
+}
+
+/**
+ * One line for logs and readiness output. Node's failed connection attempts can be an
+ * AggregateError with an empty message, so the code of the first inner error is used then.
+ */
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  if (error.message) return error.message;
+  const inner = error instanceof AggregateError ? error.errors[0] : undefined;
+  const code = (inner as NodeJS.ErrnoException | undefined)?.code ?? (error as NodeJS.ErrnoException).code;
+  return code ?? error.name;
+}
