@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { afterEach, beforeEach, describe, it } from "node:test";
+import { afterEach, beforeEach, describe, it as nodeIt } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   type Broker,
@@ -14,21 +14,31 @@ import {
 /**
  * The behaviour every `Broker` must show, as node:test suites. Each adapter's test file calls this
  * with a factory, so the embedded and the RabbitMQ broker are held to the very same tests.
+ * `cleanup` must also cope with a broker the test closed already.
  */
 export function brokerContract(
   name: string,
   open: () => Promise<{ broker: Broker; cleanup(): Promise<void> }>,
 ): void {
-  describe(`${name}: Broker contract`, { timeout: 10_000 }, () => {
+  // A time limit per test: the factory and cleanup (a RabbitMQ vhost each) have their own.
+  const it = (title: string, fn: () => Promise<void>) => nodeIt(title, { timeout: 10_000 }, fn);
+
+  describe(`${name}: Broker contract`, () => {
     let broker: Broker;
     let cleanup: () => Promise<void>;
 
-    beforeEach(async () => {
-      ({ broker, cleanup } = await open());
-    });
-    afterEach(async () => {
-      await cleanup();
-    });
+    beforeEach(
+      async () => {
+        ({ broker, cleanup } = await open());
+      },
+      { timeout: 30_000 },
+    );
+    afterEach(
+      async () => {
+        await cleanup();
+      },
+      { timeout: 30_000 },
+    );
 
     it("is reachable", async () => {
       await broker.check();
@@ -383,6 +393,67 @@ export function brokerContract(
       } finally {
         process.off("unhandledRejection", onUnhandled);
       }
+    });
+
+    it("rejects a body that is not JSON-serialisable, and nonsensical consume options", async () => {
+      const circular: Record<string, unknown> = {};
+      circular.self = circular;
+      const queue = uniqueQueue("invalid-input");
+      await assert.rejects(broker.publish(queue, circular), TypeError);
+      await assert.rejects(
+        broker.publish(queue, () => {}),
+        /not JSON-serialisable/,
+      );
+      await assert.rejects(broker.broadcast(queue, circular), TypeError);
+      for (const concurrency of [0, 1.5, Number.NaN]) {
+        await assert.rejects(
+          broker.consume(queue, async () => {}, { parse: asNumbered, concurrency }),
+          RangeError,
+        );
+      }
+      await assert.rejects(
+        broker.consume(queue, async () => {}, { parse: asNumbered, concurrency: 1, maxAttempts: 0 }),
+        RangeError,
+      );
+    });
+
+    it("close() waits for the handlers in hand, then refuses work; closing twice is fine", async () => {
+      const queue = uniqueQueue("broker-close");
+      const started = deferred();
+      const release = deferred();
+      let finished = false;
+      await broker.consume(
+        queue,
+        async () => {
+          started.resolve();
+          await release.promise;
+          finished = true;
+        },
+        { parse: asNumbered, concurrency: 1 },
+      );
+      await broker.publish(queue, { n: 1 });
+      await started.promise;
+      let closed = false;
+      const closing = broker.close().then(() => {
+        closed = true;
+      });
+      await sleep(30);
+      assert.equal(closed, false, "close() must wait for the handler in hand");
+      release.resolve();
+      await closing;
+      assert.equal(finished, true);
+      await broker.close();
+      await assert.rejects(broker.check(), /closed/);
+      await assert.rejects(broker.publish(queue, {}), /closed/);
+      await assert.rejects(broker.broadcast(queue, {}), /closed/);
+      await assert.rejects(
+        broker.subscribe(queue, () => {}),
+        /closed/,
+      );
+      await assert.rejects(
+        broker.consume(queue, async () => {}, { parse: asNumbered, concurrency: 1 }),
+        /closed/,
+      );
     });
   });
 }
