@@ -40,7 +40,7 @@ interface System {
   close(): Promise<void>;
 }
 
-async function startSystem(): Promise<System> {
+async function startSystem(env: Record<string, string> = {}): Promise<System> {
   const dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-gateway-"));
   const config = loadConfig({
     DATA_DIR: dir,
@@ -49,6 +49,7 @@ async function startSystem(): Promise<System> {
     ADMIN_PASSWORD: ADMIN.password,
     MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES),
     RETRY_DELAY_MS: "10",
+    ...env,
   });
   const logger = createLogger("silent", "test");
   const authDb = openDatabase<AuthDatabase>({ sqliteFile: path.join(dir, "auth.sqlite") });
@@ -449,5 +450,25 @@ describe("gateway whose broker cannot take messages", () => {
       checks.filter((c) => !c.ok).map((c) => c.name),
       ["broker"],
     );
+  });
+});
+
+describe("gateway with HS256 tokens (JWT_SECRET), asking auth's /validate as the original did", () => {
+  let system: System;
+  before(async () => {
+    system = await startSystem({ JWT_SECRET: "a-shared-secret-of-at-least-32-characters" });
+  });
+  after(() => system.close());
+
+  test("a token from login is accepted, a forged one is refused with 403", async () => {
+    const token = await login(system, ADMIN.email, ADMIN.password);
+    const [, payload] = token.split(".");
+    assert.equal(JSON.parse(Buffer.from(String(payload), "base64url").toString()).username, ADMIN.email);
+    const jobs = await system.gateway.app.inject({ url: "/jobs", headers: bearer(token) });
+    assert.equal(jobs.statusCode, 200, jobs.body);
+
+    const forged = `${token.slice(0, token.lastIndexOf(".") + 1)}${"A".repeat(43)}`;
+    const refused = await system.gateway.app.inject({ url: "/jobs", headers: bearer(forged) });
+    assert.equal(refused.statusCode, 403);
   });
 });

@@ -189,6 +189,18 @@ export function createJobsRepository(db: Kysely<GatewayDatabase>) {
       return db.selectFrom("jobs").selectAll().where("id", "=", event.jobId).executeTakeFirst();
     },
 
+    /** Finished jobs (done or failed) last changed before `before`, oldest first. */
+    async finishedBefore(before: string, limit: number): Promise<JobRow[]> {
+      return db
+        .selectFrom("jobs")
+        .selectAll()
+        .where("status", "in", ["done", "failed"])
+        .where("updated_at", "<", before)
+        .orderBy("updated_at")
+        .limit(limit)
+        .execute();
+    },
+
     async exists(id: string): Promise<boolean> {
       return (await db.selectFrom("jobs").select("id").where("id", "=", id).executeTakeFirst()) !== undefined;
     },

@@ -14,6 +14,7 @@ import { bearerToken, type Caller, createJwksVerifier, createValidateVerifier } 
 import { createJobFeed } from "./job-feed.ts";
 import { createJobsRepository, type GatewayDatabase, type Job, type JobRow, toJob } from "./jobs.ts";
 import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
+import { createRetention } from "./retention.ts";
 import { registerAuthProxyRoutes } from "./routes/auth-proxy.ts";
 import { registerDownloadRoute } from "./routes/download.ts";
 import { registerEventsRoute } from "./routes/events.ts";
@@ -117,6 +118,8 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     if (rows.length > 0) logger.info({ count: rows.length }, "re-queued unfinished jobs");
   }
 
+  const retention = createRetention({ jobs, blobs, logger, retentionHours: config.retentionHours });
+
   let consumer: Consumer | undefined;
   let subscription: Consumer | undefined;
   return {
@@ -130,8 +133,10 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
         retryDelayMs: config.retry.delayMs,
       });
       if (!broker.durable) await requeueUnfinished();
+      retention.start();
     },
     async close() {
+      retention.stop();
       await app.close();
       await consumer?.close();
       await subscription?.close();
