@@ -156,6 +156,19 @@ describe("createJwksVerifier", () => {
     assert.equal(auth.state.calls, 2);
   });
 
+  test("with auth down, stale keys still verify, and the refresh waits for the cooldown", async () => {
+    const key = await signingKey();
+    const auth = jwksEndpoint(key);
+    const verifier = createJwksVerifier(auth.fetch, { maxAgeMs: 50, refetchCooldownMs: 10_000 });
+    const token = await sign(key);
+    await verifier.verify(token);
+    auth.state.down = "network";
+    await sleep(70);
+    assert.deepEqual(await verifier.verify(token), ALICE, "the cached key still verifies");
+    assert.deepEqual(await verifier.verify(token), ALICE);
+    assert.equal(auth.state.calls, 2, "one failed refresh, then none until the cooldown");
+  });
+
   test("concurrent first requests share one JWKS fetch", async () => {
     const key = await signingKey();
     const auth = jwksEndpoint(key);

@@ -41,6 +41,7 @@ export function createJwksVerifier(
   let keySet: ReturnType<typeof createLocalJWKSet> | undefined;
   let fetchedAt = 0;
   let inflight: Promise<void> | undefined;
+  let staleRetryAt = 0;
 
   async function load(): Promise<void> {
     try {
@@ -74,7 +75,14 @@ export function createJwksVerifier(
 
   return {
     async verify(token) {
-      if (!keySet || Date.now() - fetchedAt > maxAgeMs) await refresh();
+      if (!keySet) await refresh();
+      else if (Date.now() - fetchedAt > maxAgeMs && Date.now() >= staleRetryAt) {
+        // Stale keys still verify the tokens they signed: an auth outage must not lock users out,
+        // nor make every request wait for it; the refresh is tried again after the cooldown.
+        await refresh().catch(() => {
+          staleRetryAt = Date.now() + cooldownMs;
+        });
+      }
       try {
         return await verifyWithCurrentKeys(token);
       } catch (error) {
