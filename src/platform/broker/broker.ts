@@ -60,6 +60,11 @@ export interface DeadLetter {
   deadAt: string;
 }
 
+/** The broker cannot be reached (now, or within the wait): the caller may answer 503 and retry later. */
+export class BrokerUnavailableError extends Error {
+  override name = "BrokerUnavailableError";
+}
+
 /** Thrown by a handler for a failure that retrying cannot fix. */
 export class PermanentError extends Error {
   override name = "PermanentError";

@@ -1,14 +1,6 @@
 import { createLogger, type Logger } from "../logger.ts";
-import {
-  type Broker,
-  type ConsumeOptions,
-  type Consumer,
-  type DeadLetter,
-  deadLetterQueue,
-  type Handler,
-  PermanentError,
-  retryDelay,
-} from "./broker.ts";
+import { type Broker, type ConsumeOptions, type Consumer, deadLetterQueue, type Handler } from "./broker.ts";
+import { consumeSettings, deadLetter, decide, encodeBody } from "./delivery.ts";
 
 /**
  * The embedded broker: queues in this process's memory, nothing survives a restart (`durable:
@@ -82,10 +74,16 @@ export function createMemoryBroker(options: { logger?: Logger } = {}): Broker {
     retryTimers.add(timer);
   }
 
-  function deadLetter(queue: string, body: unknown, reason: string, attempts: number): void {
-    const letter: DeadLetter = { queue, reason, attempts, body, deadAt: new Date().toISOString() };
-    logger.warn({ queue, attempts, reason }, "message dead-lettered");
-    enqueue(deadLetterQueue(queue), { json: JSON.stringify(letter), attempt: 1 });
+  function sendToDeadLetterQueue(
+    queue: string,
+    attempts: number,
+    failure: { reason: string; body: unknown },
+  ) {
+    logger.warn({ queue, attempts, reason: failure.reason }, "message dead-lettered");
+    enqueue(deadLetterQueue(queue), {
+      json: JSON.stringify(deadLetter(queue, attempts, failure)),
+      attempt: 1,
+    });
   }
 
   function assertOpen(): void {
@@ -99,51 +97,25 @@ export function createMemoryBroker(options: { logger?: Logger } = {}): Broker {
       assertOpen();
       // A JSON round trip, as over the wire: consumers get plain data, and the publisher's later
       // changes to its object cannot reach them.
-      const json: string | undefined = JSON.stringify(body);
-      if (json === undefined) throw new TypeError(`message for ${queue} is not JSON-serialisable`);
-      enqueue(queue, { json, attempt: 1 });
+      enqueue(queue, { json: encodeBody(queue, body), attempt: 1 });
     },
 
     async consume<T>(queueName: string, handler: Handler<T>, consumeOptions: ConsumeOptions<T>) {
       assertOpen();
-      const { parse, concurrency, maxAttempts = 5, retryDelayMs = 5000 } = consumeOptions;
-      if (!Number.isInteger(concurrency) || concurrency < 1) {
-        throw new RangeError(`concurrency must be a positive integer, got ${concurrency}`);
-      }
-      if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
-        throw new RangeError(`maxAttempts must be a positive integer, got ${maxAttempts}`);
-      }
+      const settings = consumeSettings(consumeOptions);
       const queue = queueNamed(queueName);
       const inFlight = new Set<Promise<void>>();
 
       // Never rejects: every failure ends as a retry or a dead letter.
       async function handle(message: Message): Promise<void> {
         const raw: unknown = JSON.parse(message.json);
-        let body: T;
-        try {
-          body = parse(raw);
-        } catch (error) {
-          deadLetter(queueName, raw, reasonOf(error), message.attempt);
-          return;
-        }
-        try {
-          await handler({ body, attempt: message.attempt, isLastAttempt: message.attempt >= maxAttempts });
-        } catch (error) {
-          if (error instanceof PermanentError || message.attempt >= maxAttempts) {
-            deadLetter(queueName, raw, reasonOf(error), message.attempt);
-            return;
-          }
-          const delayMs = retryDelay(retryDelayMs, message.attempt);
-          logger.warn(
-            { queue: queueName, attempt: message.attempt, delayMs, err: error },
-            "message handler failed; retrying",
-          );
-          retryLater(queueName, message, delayMs);
-        }
+        const outcome = await decide(queueName, raw, message.attempt, handler, settings, logger);
+        if (outcome.kind === "dead") sendToDeadLetterQueue(queueName, message.attempt, outcome);
+        else if (outcome.kind === "retry") retryLater(queueName, message, outcome.delayMs);
       }
 
       const worker: Worker = {
-        hasRoom: () => inFlight.size < concurrency,
+        hasRoom: () => inFlight.size < settings.concurrency,
         take(message) {
           const done = handle(message).finally(() => {
             inFlight.delete(done);
@@ -170,8 +142,7 @@ export function createMemoryBroker(options: { logger?: Logger } = {}): Broker {
 
     async broadcast(topic, body) {
       assertOpen();
-      const json: string | undefined = JSON.stringify(body);
-      if (json === undefined) throw new TypeError(`message for ${topic} is not JSON-serialisable`);
+      const json = encodeBody(topic, body);
       for (const listener of topics.get(topic) ?? []) {
         setImmediate(() => {
           try {
@@ -233,8 +204,4 @@ interface Queue {
 interface Worker {
   hasRoom(): boolean;
   take(message: Message): void;
-}
-
-function reasonOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
