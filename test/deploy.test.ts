@@ -782,7 +782,14 @@ describe("deploy/Dockerfile", () => {
     ]) {
       assert.ok(ignored(file), `${file} must be excluded`);
     }
-    for (const file of ["package.json", "package-lock.json", "src/cli/main.ts", "src/platform/config.ts"]) {
+    for (const file of [
+      "package.json",
+      "package-lock.json",
+      "src/cli/main.ts",
+      "src/platform/config.ts",
+      "web/index.html",
+      "web/assets/app.js",
+    ]) {
       assert.ok(!ignored(file), `${file} must be in the build context`);
     }
   });

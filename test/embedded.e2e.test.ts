@@ -19,6 +19,17 @@ describe("the whole system in one process (embedded default)", () => {
   let client: ReturnType<typeof gatewayClient>;
   let adminToken: string;
   const media = (name: string) => path.join(dir, name);
+  /** A mail from the outbox; the notification is sent after the job ends, so it may take a moment. */
+  async function outboxMail(name: string): Promise<string> {
+    for (let i = 0; ; i++) {
+      try {
+        return await readFile(path.join(dir, "data", "outbox", name), "utf8");
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "ENOENT" || i >= 100) throw error;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-e2e-"));
@@ -80,7 +91,7 @@ describe("the whole system in one process (embedded default)", () => {
     const [source, converted] = await Promise.all([audioDuration(media("holiday.mp4")), audioDuration(mp3)]);
     assert.ok(Math.abs(source - converted) <= 0.1, `MP3 lasts ${converted} s, the video's audio ${source} s`);
 
-    const mail = await readFile(path.join(dir, "data", "outbox", `${accepted.jobId}-ready.eml`), "utf8");
+    const mail = await outboxMail(`${accepted.jobId}-ready.eml`);
     assert.match(mail, new RegExp(`To: ${ADMIN.email}`));
     assert.ok(mail.includes(String(job.mp3Id)), "the mail names the fid");
   });
@@ -148,7 +159,7 @@ describe("the whole system in one process (embedded default)", () => {
     assert.equal(job.status, "failed");
     assert.match(String(job.error), /no audio/i);
     assert.equal(job.mp3Id, null);
-    const mail = await readFile(path.join(dir, "data", "outbox", `${jobId}-failed.eml`), "utf8");
+    const mail = await outboxMail(`${jobId}-failed.eml`);
     assert.match(mail, /no audio/i);
   });
 

@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { authApiRoutes } from "../contracts/auth-api.ts";
 import type { Config } from "../platform/config.ts";
-import { HttpError } from "../platform/http.ts";
+import { errorResponse, HttpError } from "../platform/http.ts";
+import { documentedOnly } from "../platform/openapi.ts";
 import { parseBasicCredentials, parseBearerToken } from "./credentials.ts";
 import { hashPassword, verifyLogin } from "./passwords.ts";
 import {
@@ -79,7 +81,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser("*", { parseAs: "buffer" }, (_request, _body, done) => done(null, undefined));
 
-    scope.post("/login", async (request, reply) => {
+    scope.post("/login", { schema: authApiRoutes.login }, async (request, reply) => {
       reply.header("Cache-Control", "no-store");
       const credentials = parseBasicCredentials(request.headers.authorization);
       let user: User | undefined;
@@ -99,15 +101,19 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
       return reply.type("text/plain; charset=utf-8").send(issued.token);
     });
 
-    scope.post("/validate", async (request, reply) => (await authenticate(request, reply)).claims);
+    scope.post(
+      "/validate",
+      { schema: validateSchema },
+      async (request, reply) => (await authenticate(request, reply)).claims,
+    );
   });
 
-  app.get("/.well-known/jwks.json", async (_request, reply) => {
+  app.get("/.well-known/jwks.json", { schema: jwksSchema }, async (_request, reply) => {
     reply.header("Cache-Control", "public, max-age=300");
     return tokens.jwks();
   });
 
-  app.post("/register", async (request, reply) => {
+  app.post("/register", { schema: authApiRoutes.register, ...documentedOnly }, async (request, reply) => {
     if (!config.registrationOpen) {
       throw new HttpError(
         403,
@@ -131,25 +137,25 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
       adminIds.set(request, user.id);
     });
 
-    admin.post("/users", async (request, reply) => {
+    admin.post("/users", { schema: authApiRoutes.createUser, ...documentedOnly }, async (request, reply) => {
       const body = parseRequest(newUserBody, request.body);
       const user = await createUser(body.email, body.password, body.admin ?? false);
       request.log.info({ userId: user.id, admin: user.admin, by: adminIds.get(request) }, "user created");
       return reply.code(201).header("Location", `/users/${user.id}`).send(toPublicUser(user));
     });
 
-    admin.get("/users", async (request) => {
+    admin.get("/users", { schema: authApiRoutes.listUsers, ...documentedOnly }, async (request) => {
       const page = parseRequest(userListQuery, request.query);
       const { users: list, total } = await users.list(page);
       return { users: list.map(toPublicUser), total };
     });
 
-    admin.get("/users/:id", async (request) => {
+    admin.get("/users/:id", { schema: authApiRoutes.getUser, ...documentedOnly }, async (request) => {
       const { id } = parseRequest(userIdParams, request.params);
       return toPublicUser(await findUserOr404(id));
     });
 
-    admin.patch("/users/:id", async (request) => {
+    admin.patch("/users/:id", { schema: authApiRoutes.updateUser, ...documentedOnly }, async (request) => {
       const { id } = parseRequest(userIdParams, request.params);
       const changes = parseRequest(userChangesBody, request.body);
       // Guard against the one mistake an admin cannot undo alone: locking themselves out.
@@ -189,6 +195,49 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     return user;
   }
 }
+
+const validateSchema = {
+  summary: "Check a token: its decoded claims",
+  description:
+    "What the gateway asks when tokens are HS256-signed (JWT_SECRET); with EdDSA it verifies locally.",
+  tags: ["auth"],
+  security: [{ bearerAuth: [] }],
+  response: {
+    200: {
+      description: "The token's claims",
+      type: "object",
+      properties: {
+        sub: { type: "string", description: "User id" },
+        username: { type: "string", format: "email", description: "The user's e-mail (the original's name)" },
+        admin: { type: "boolean" },
+        iss: { type: "string" },
+        aud: { anyOf: [{ type: "string" }, { type: "array", items: { type: "string" } }] },
+        iat: { type: "integer" },
+        exp: { type: "integer" },
+        jti: { type: "string" },
+      },
+      required: ["sub", "username", "admin", "iss", "aud", "iat", "exp", "jti"],
+      additionalProperties: true,
+    },
+    401: errorResponse("No token"),
+    403: errorResponse("Invalid or expired token, or a disabled account"),
+  },
+} as const;
+
+const jwksSchema = {
+  summary: "The public keys that verify tokens (JWKS)",
+  tags: ["auth"],
+  security: [],
+  response: {
+    200: {
+      description: "A JSON Web Key Set (empty with HS256)",
+      type: "object",
+      properties: { keys: { type: "array", items: { type: "object", additionalProperties: true } } },
+      required: ["keys"],
+      additionalProperties: true,
+    },
+  },
+} as const;
 
 function notFound(id: string): HttpError {
   return new HttpError(404, "not_found", `No user with id ${id}.`);

@@ -1,9 +1,11 @@
 import type { FastifyInstance } from "fastify";
 import { type Kysely, sql } from "kysely";
+import { sharedAuthApiSchemas } from "../contracts/auth-api.ts";
 import type { Config } from "../platform/config.ts";
 import { migrateToLatest } from "../platform/database.ts";
 import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
+import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
 import { type BootstrapOptions, ensureFirstAdmin } from "./bootstrap.ts";
 import { AUTH_MIGRATION_TABLE, type AuthDatabase, authMigrations } from "./migrations.ts";
 import { prepareLoginTiming } from "./passwords.ts";
@@ -24,6 +26,8 @@ export interface AuthServiceDeps {
   /** Tests only: where the generated admin password is printed, and the token clock. */
   bootstrap?: BootstrapOptions;
   tokens?: TokenServiceOptions;
+  /** Where its metrics go; by default a registry of its own. */
+  metrics?: ServiceMetrics;
 }
 
 export interface AuthService {
@@ -44,7 +48,11 @@ export async function createAuthService(config: Config, deps: AuthServiceDeps): 
   await Promise.all([ensureFirstAdmin(users, config, logger, deps.bootstrap), prepareLoginTiming()]);
   logger.info({ algorithm: tokens.algorithm }, "auth service ready");
 
-  const app = createHttpServer(logger);
+  const app = await createHttpServer(logger, {
+    metrics: deps.metrics ?? createServiceMetrics("auth"),
+    openapi: { title: "vid2mp3 auth", version: "1", description: "Users, login and token validation." },
+  });
+  for (const schema of sharedAuthApiSchemas) app.addSchema(schema);
   registerHealthRoutes(app, [
     { name: "database", check: async () => void (await sql`select 1`.execute(db)) },
   ]);

@@ -18,10 +18,9 @@ import { ConfigError } from "../platform/config.ts";
 import { locateFfmpeg } from "../platform/ffmpeg.ts";
 import { createHttpServer, type ReadinessCheck, registerHealthRoutes } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
+import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
 import { httpServiceFetch, injectServiceFetch, type ServiceFetch } from "../platform/service-fetch.ts";
-
-export const serviceNames = ["all", "auth", "gateway", "converter", "notification"] as const;
-export type ServiceName = (typeof serviceNames)[number];
+import type { ServiceName } from "./service-names.ts";
 
 /** Ports when PORT is unset: the original's for auth and gateway; the workers' serve health checks only. */
 const defaultPorts: Record<ServiceName, number> = {
@@ -78,6 +77,13 @@ async function startService(
     onClose(() => mailer.close());
     return mailer;
   };
+  // One metrics registry per service; `serve all` has the process metrics once (service="all").
+  const registries: ServiceMetrics[] = [];
+  const metricsFor = (service: string) => {
+    const metrics = createServiceMetrics(service, { processMetrics: name !== "all" });
+    registries.push(metrics);
+    return metrics;
+  };
   const withDatabase = <DB>(service: string) => {
     const db = openServiceDatabase<DB>(config, service);
     onClose(() => db.destroy());
@@ -87,11 +93,12 @@ async function startService(
     const service = await createAuthService(config, {
       logger: logger.child({ service: "auth" }),
       db: withDatabase<AuthDatabase>("auth"),
+      metrics: metricsFor("auth"),
     });
     onClose(() => service.close());
     return service.app;
   };
-  const converter = async (broker: Broker, blobs: BlobStore) => {
+  const converter = async (broker: Broker, blobs: BlobStore, metrics: ServiceMetrics) => {
     const ffmpeg = await locateFfmpeg(config.ffmpeg.path);
     logger.info({ path: ffmpeg.path, source: ffmpeg.source, version: ffmpeg.version }, "using ffmpeg");
     const worker = createConverter(config, {
@@ -99,28 +106,36 @@ async function startService(
       broker,
       blobs,
       ffmpegPath: ffmpeg.path,
+      metrics,
     });
     await worker.start();
     onClose(() => worker.close());
   };
-  const notifier = async (broker: Broker) => {
+  const notifier = async (broker: Broker, metrics: ServiceMetrics) => {
     const mailer = await withMailer();
     const worker = createNotifier(config, {
       logger: logger.child({ service: "notification" }),
       broker,
       mailer,
+      metrics,
     });
     await worker.start();
     onClose(() => worker.close());
     return mailer;
   };
   const gateway = async (broker: Broker, blobs: BlobStore, authFetch: ServiceFetch) => {
+    const metrics = metricsFor("gateway");
+    // `serve all`: the gateway's /metrics is the whole process's.
+    if (name === "all") {
+      for (const other of [createServiceMetrics("all"), ...registries]) metrics.include(other);
+    }
     const service = await createGatewayService(config, {
       logger: logger.child({ service: "gateway" }),
       db: withDatabase<GatewayDatabase>("gateway"),
       broker,
       blobs,
       authFetch,
+      metrics,
     });
     await service.start();
     onClose(() => service.close());
@@ -142,16 +157,18 @@ async function startService(
     case "converter": {
       const broker = await withBroker();
       const blobs = await withBlobs();
-      await converter(broker, blobs);
-      return workerHttp(logger, onClose, [
+      const metrics = metricsFor("converter");
+      await converter(broker, blobs, metrics);
+      return workerHttp(logger, metrics, onClose, [
         { name: "broker", check: () => broker.check() },
         { name: "blobs", check: () => blobs.check() },
       ]);
     }
     case "notification": {
       const broker = await withBroker();
-      const mailer = await notifier(broker);
-      return workerHttp(logger, onClose, [
+      const metrics = metricsFor("notification");
+      const mailer = await notifier(broker, metrics);
+      return workerHttp(logger, metrics, onClose, [
         { name: "broker", check: () => broker.check() },
         { name: "mail", check: () => mailer.check() },
       ]);
@@ -162,20 +179,21 @@ async function startService(
       const blobs = await withBlobs();
       const authApp = await auth();
       await authApp.ready();
-      await notifier(broker);
-      await converter(broker, blobs);
+      await notifier(broker, metricsFor("notification"));
+      await converter(broker, blobs, metricsFor("converter"));
       return gateway(broker, blobs, injectServiceFetch(authApp));
     }
   }
 }
 
-/** Workers answer health checks over HTTP (Kubernetes probes), nothing else. */
-function workerHttp(
+/** Workers answer health checks (Kubernetes probes) and metrics over HTTP, nothing else. */
+async function workerHttp(
   logger: Logger,
+  metrics: ServiceMetrics,
   onClose: (close: () => Promise<void>) => void,
   checks: ReadinessCheck[],
-): FastifyInstance {
-  const app = createHttpServer(logger);
+): Promise<FastifyInstance> {
+  const app = await createHttpServer(logger, { metrics });
   registerHealthRoutes(app, checks);
   onClose(() => app.close());
   return app;

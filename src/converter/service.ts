@@ -7,7 +7,9 @@ import { BlobNotFoundError, type BlobStore, type LocalFile } from "../platform/b
 import type { Broker, Consumer, Delivery } from "../platform/broker/broker.ts";
 import type { Config } from "../platform/config.ts";
 import type { Logger } from "../platform/logger.ts";
+import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
 import { ConversionError } from "./conversion-error.ts";
+import { type ConversionOutcome, createConverterMetrics } from "./metrics.ts";
 import { createProgressReporter } from "./progress-reporter.ts";
 import { transcode } from "./transcode.ts";
 
@@ -26,6 +28,8 @@ export interface ConverterDeps {
   blobs: BlobStore;
   /** From `locateFfmpeg` at start-up. */
   ffmpegPath: string;
+  /** Where its metrics go (the worker's `/metrics`); by default a registry nobody reads. */
+  metrics?: ServiceMetrics;
 }
 
 export interface Converter {
@@ -48,12 +52,30 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
   const workDir = path.join(config.dataDir, "tmp", "converter");
   let consumer: Consumer | undefined;
   const shutdown = new AbortController();
+  const metrics = createConverterMetrics(
+    deps.metrics ?? createServiceMetrics("converter", { processMetrics: false }),
+  );
 
   const publishEvent = (event: JobEvent): Promise<void> => broker.publish(config.queues.jobEvents, event);
   const publishMp3 = (message: Mp3Message): Promise<void> => broker.publish(config.queues.mp3, message);
   const now = (): string => new Date().toISOString();
 
-  async function handle({ body: video, attempt, isLastAttempt }: Delivery<VideoMessage>): Promise<void> {
+  async function handle(delivery: Delivery<VideoMessage>): Promise<void> {
+    const ended = metrics.conversionStarted();
+    try {
+      ended(await convertOnce(delivery));
+    } catch (error) {
+      // Stopped by close(): not an outcome; the message comes back.
+      ended(shutdown.signal.aborted ? undefined : "retried");
+      throw error;
+    }
+  }
+
+  async function convertOnce({
+    body: video,
+    attempt,
+    isLastAttempt,
+  }: Delivery<VideoMessage>): Promise<ConversionOutcome> {
     const log = logger.child({ jobId: video.jobId, attempt });
     const started = performance.now();
     const elapsedMs = (): number => Math.round(performance.now() - started);
@@ -65,9 +87,10 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
           { videoKey: video.videoKey, ms: elapsedMs() },
           "video no longer stored (job deleted?); skipped",
         );
-        return;
+        return "skipped";
       }
       log.info({ ms: elapsedMs(), ...result }, "conversion finished");
+      return "done";
     } catch (error) {
       // Stopped by close(): not the file's fault nor a failure; leave the message unacknowledged.
       if (shutdown.signal.aborted) throw error;
@@ -75,12 +98,12 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
         // The file's fault: retrying gives the same answer, so the job fails now, with the reason.
         log.info({ ms: elapsedMs(), reason: error.reason }, "conversion failed: %s", error.message);
         await fail(video, error.message);
-        return;
+        return "failed";
       }
       if (isLastAttempt) {
         log.error({ err: error, ms: elapsedMs() }, "conversion failed on the last attempt; job failed");
         await fail(video, INTERNAL_ERROR_MESSAGE);
-        return;
+        return "failed";
       }
       // Ours (ffmpeg missing, disk full, store or broker down): the broker retries after a delay.
       throw error;

@@ -271,7 +271,7 @@ describe("createValidateVerifier", () => {
 
 describe("bearerToken", () => {
   async function tokenOf(authorization: string | undefined) {
-    const app = createHttpServer(createLogger("silent", "test"));
+    const app = await createHttpServer(createLogger("silent", "test"));
     app.get("/", async (request) => ({ token: bearerToken(request) }));
     const response = await app.inject({
       method: "GET",

@@ -2,6 +2,7 @@ import multipart from "@fastify/multipart";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Kysely } from "kysely";
 import { z } from "zod";
+import { sharedAuthApiSchemas } from "../contracts/auth-api.ts";
 import { JobEvent, mp3Key, parseWith, videoKey } from "../contracts/messages.ts";
 import type { BlobStore } from "../platform/blobs/blob-store.ts";
 import type { Broker, Consumer } from "../platform/broker/broker.ts";
@@ -9,10 +10,12 @@ import type { Config } from "../platform/config.ts";
 import { migrateToLatest } from "../platform/database.ts";
 import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
+import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
 import { bearerToken, type Caller, createJwksVerifier, createValidateVerifier } from "./authentication.ts";
 import { createJobFeed } from "./job-feed.ts";
 import { createJobsRepository, type GatewayDatabase, type Job, type JobRow, toJob } from "./jobs.ts";
+import { createGatewayMetrics } from "./metrics.ts";
 import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
 import { createRetention } from "./retention.ts";
 import { registerAuthProxyRoutes } from "./routes/auth-proxy.ts";
@@ -20,6 +23,8 @@ import { registerDownloadRoute } from "./routes/download.ts";
 import { registerEventsRoute } from "./routes/events.ts";
 import { registerJobRoutes } from "./routes/jobs.ts";
 import { registerUploadRoute, videoMessage } from "./routes/upload.ts";
+import { registerWebRoutes } from "./routes/web.ts";
+import { sharedGatewaySchemas } from "./schemas.ts";
 
 /** What one replica tells the others about a changed job. */
 const JobUpdate = z.object({
@@ -38,6 +43,8 @@ export interface GatewayDeps {
   blobs: BlobStore;
   /** Reaches the auth service (over HTTP, or in-process in the all-in-one mode). */
   authFetch: ServiceFetch;
+  /** Where its metrics go; by default a registry of its own. */
+  metrics?: ServiceMetrics;
 }
 
 export interface GatewayService {
@@ -55,7 +62,13 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
   const verifier = config.jwt.secret ? createValidateVerifier(authFetch) : createJwksVerifier(authFetch);
   const authenticate = (request: FastifyRequest): Promise<Caller> => verifier.verify(bearerToken(request));
 
-  const app = createHttpServer(logger);
+  const serviceMetrics = deps.metrics ?? createServiceMetrics("gateway");
+  const metrics = createGatewayMetrics(serviceMetrics);
+  const app = await createHttpServer(logger, {
+    metrics: serviceMetrics,
+    openapi: { title: "vid2mp3", version: "1", description: "Upload a video, get its MP3." },
+  });
+  for (const schema of [...sharedGatewaySchemas, ...sharedAuthApiSchemas]) app.addSchema(schema);
   await app.register(multipart);
   registerHealthRoutes(app, [
     { name: "database", check: () => jobs.ping() },
@@ -78,10 +91,12 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     videoQueue: config.queues.video,
     maxUploadBytes: config.maxUploadBytes,
     onAccepted: (row) => announce(row),
+    metrics,
   });
   registerDownloadRoute(app, { jobs, blobs, authenticate });
   registerJobRoutes(app, { jobs, blobs, authenticate });
-  registerEventsRoute(app, { feed, authenticate });
+  registerEventsRoute(app, { feed, authenticate, metrics });
+  registerWebRoutes(app);
 
   // Every gateway replica relays job changes to the browsers connected to it, whichever replica
   // stored the change.
@@ -104,7 +119,10 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     if (row) {
       announce(row);
       // The upload has served its purpose once the job has ended either way.
-      if (row.status === "done" || row.status === "failed") await blobs.delete(videoKey(row.id));
+      if (row.status === "done" || row.status === "failed") {
+        metrics.jobFinished(row.status);
+        await blobs.delete(videoKey(row.id));
+      }
     } else if (event.type === "done" && !(await jobs.exists(event.jobId))) {
       logger.info({ jobId: event.jobId }, "job was deleted while converting; removing its MP3");
       await blobs.delete(mp3Key(event.mp3Id));

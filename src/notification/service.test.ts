@@ -63,7 +63,11 @@ describe("notifier", () => {
 
   const outbox = () => path.join(dir, "outbox");
   const outboxMailer = () => createOutboxMailer({ dir: outbox(), from: "vid2mp3 <no@vid2mp3.test>", logger });
-  const mailFiles = async () => (await readdir(outbox()).catch(() => [])).sort();
+  /** The finished mails (a mail being written is a hidden temp file until it is renamed into place). */
+  const mailFiles = async () =>
+    (await readdir(outbox()).catch(() => []))
+      .filter((name) => name.endsWith(".eml") && !name.startsWith("."))
+      .sort();
 
   beforeEach(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "notifier-"));

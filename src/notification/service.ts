@@ -3,6 +3,8 @@ import type { Broker, Consumer } from "../platform/broker/broker.ts";
 import type { Config } from "../platform/config.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { Mailer } from "../platform/mail/mailer.ts";
+import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
+import { createNotifierMetrics } from "./metrics.ts";
 import { renderMail } from "./templates.ts";
 
 export interface Notifier {
@@ -21,9 +23,18 @@ const concurrency = 4;
  */
 export function createNotifier(
   config: Config,
-  deps: { logger: Logger; broker: Broker; mailer: Mailer },
+  deps: {
+    logger: Logger;
+    broker: Broker;
+    mailer: Mailer;
+    /** Where its metrics go (the worker's `/metrics`); by default a registry nobody reads. */
+    metrics?: ServiceMetrics;
+  },
 ): Notifier {
   const { broker, mailer } = deps;
+  const metrics = createNotifierMetrics(
+    deps.metrics ?? createServiceMetrics("notification", { processMetrics: false }),
+  );
   const logger = deps.logger.child({ component: "notifier" });
   // Links in mails need an address the user's browser reaches; without PUBLIC_URL, the local gateway.
   const publicUrl = config.publicUrl ?? `http://localhost:${config.port ?? 8080}`;
@@ -40,8 +51,10 @@ export function createNotifier(
             await mailer.send(mail);
           } catch (error) {
             logger.warn({ err: error, jobId: body.jobId, mailId: mail.id, attempt }, "sending mail failed");
+            metrics.mailFailed();
             throw error;
           }
+          metrics.mailSent(body.outcome === "done" ? "ready" : "failed");
           logger.info({ jobId: body.jobId, mailId: mail.id, outcome: body.outcome }, "owner notified");
         },
         {

@@ -1,6 +1,8 @@
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { isDatabaseUnavailable } from "./database.ts";
 import type { Logger } from "./logger.ts";
+import { registerMetrics, type ServiceMetrics } from "./metrics.ts";
+import { type OpenApiInfo, registerOpenApi } from "./openapi.ts";
 
 /** An error the client can act on: answered as `{error: {code, message}}` with its status. */
 export class HttpError extends Error {
@@ -32,17 +34,72 @@ const codeByStatus: Record<number, string> = {
   503: "unavailable",
 };
 
+/** The JSON schema of `ErrorBody`, shared by every service as `{ $ref: "Error#" }`. */
+export const errorSchema = {
+  $id: "Error",
+  type: "object",
+  description: "Every error: a machine-readable code and a sentence the user can act on.",
+  properties: {
+    error: {
+      type: "object",
+      properties: {
+        code: { type: "string", examples: ["not_found"] },
+        message: { type: "string", examples: ["No job with this id."] },
+      },
+      required: ["code", "message"],
+    },
+  },
+  required: ["error"],
+} as const;
+
+/** A response schema entry for an error status. */
+export const errorResponse = (description: string) => ({ description, $ref: "Error#" }) as const;
+
+export interface RegisteredRoute {
+  methods: string[];
+  url: string;
+}
+
+const routesByApp = new WeakMap<FastifyInstance, RegisteredRoute[]>();
+
+/** Every route added to a server made by `createHttpServer` (Fastify's automatic HEAD routes included). */
+export function registeredRoutes(app: FastifyInstance): readonly RegisteredRoute[] {
+  return routesByApp.get(app) ?? [];
+}
+
+export interface HttpServerOptions {
+  bodyLimit?: number;
+  /** Request durations and `GET /metrics`. */
+  metrics?: ServiceMetrics;
+  /** `GET /openapi.json`, generated from the routes' schemas (only routes with tags are listed). */
+  openapi?: OpenApiInfo;
+}
+
 /**
  * A Fastify instance with the project's defaults: pino logging, one error format for every
- * service, and server errors never leaking internals to the client.
+ * service, server errors never leaking internals to the client, and (with the options) metrics
+ * and the OpenAPI document. Async because the OpenAPI plugin must be loaded before any route
+ * is added.
  */
-export function createHttpServer(logger: Logger, options: { bodyLimit?: number } = {}): FastifyInstance {
+export async function createHttpServer(
+  logger: Logger,
+  options: HttpServerOptions = {},
+): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     return503OnClosing: true,
     forceCloseConnections: "idle",
   }) as unknown as FastifyInstance;
+  app.addSchema(errorSchema);
+  const routes: RegisteredRoute[] = [];
+  routesByApp.set(app, routes);
+  app.addHook("onRoute", (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    routes.push({ methods: [...methods], url: route.url });
+  });
+  if (options.openapi) await registerOpenApi(app, options.openapi);
+  if (options.metrics) registerMetrics(app, options.metrics);
 
   app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
     if (!(error instanceof HttpError) && isDatabaseUnavailable(error)) {
@@ -79,19 +136,72 @@ export interface ReadinessCheck {
 
 /** `/healthz`: the process is alive. `/readyz`: every backend it needs answers (503 naming the ones that don't). */
 export function registerHealthRoutes(app: FastifyInstance, checks: ReadinessCheck[]): void {
-  app.get("/healthz", async () => ({ status: "ok" }));
-  app.get("/readyz", async (_request, reply) => {
-    const results = await Promise.all(
-      checks.map(async ({ name, check }) => {
-        try {
-          await check();
-          return { name, ok: true };
-        } catch (error) {
-          return { name, ok: false, error: (error as Error).message };
-        }
-      }),
-    );
-    const ready = results.every((r) => r.ok);
-    return reply.status(ready ? 200 : 503).send({ status: ready ? "ready" : "unavailable", checks: results });
-  });
+  app.get(
+    "/healthz",
+    {
+      schema: {
+        summary: "Liveness: the process answers",
+        tags: ["operations"],
+        security: [],
+        response: {
+          200: {
+            description: "Alive",
+            type: "object",
+            properties: { status: { type: "string", const: "ok" } },
+            required: ["status"],
+          },
+        },
+      },
+    },
+    async () => ({ status: "ok" }),
+  );
+  const readiness = {
+    type: "object",
+    properties: {
+      status: { type: "string", enum: ["ready", "unavailable"] },
+      checks: {
+        type: "array",
+        items: {
+          type: "object",
+          properties: {
+            name: { type: "string" },
+            ok: { type: "boolean" },
+            error: { type: "string", description: "Why the check failed" },
+          },
+          required: ["name", "ok"],
+        },
+      },
+    },
+    required: ["status", "checks"],
+  } as const;
+  app.get(
+    "/readyz",
+    {
+      schema: {
+        summary: "Readiness: every backend this service needs answers",
+        tags: ["operations"],
+        security: [],
+        response: {
+          200: { description: "Ready", ...readiness },
+          503: { description: "A backend does not answer (the failing checks say which)", ...readiness },
+        },
+      },
+    },
+    async (_request, reply) => {
+      const results = await Promise.all(
+        checks.map(async ({ name, check }) => {
+          try {
+            await check();
+            return { name, ok: true };
+          } catch (error) {
+            return { name, ok: false, error: (error as Error).message };
+          }
+        }),
+      );
+      const ready = results.every((r) => r.ok);
+      return reply
+        .status(ready ? 200 : 503)
+        .send({ status: ready ? "ready" : "unavailable", checks: results });
+    },
+  );
 }

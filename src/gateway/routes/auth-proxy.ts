@@ -1,6 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { HttpError } from "../../platform/http.ts";
+import { authApiRoutes } from "../../contracts/auth-api.ts";
+import { errorResponse, HttpError } from "../../platform/http.ts";
+import { documentedOnly } from "../../platform/openapi.ts";
 import type { ServiceFetch } from "../../platform/service-fetch.ts";
+
+const authUnavailable = errorResponse("The auth service is not reachable");
 
 const forwardedRequestHeaders = ["authorization", "accept", "content-type"] as const;
 const forwardedResponseHeaders = ["content-type", "www-authenticate", "cache-control", "location"] as const;
@@ -36,10 +40,23 @@ export function registerAuthProxyRoutes(app: FastifyInstance, authFetch: Service
     return reply.status(response.status).send(Buffer.from(await response.arrayBuffer()));
   };
 
-  app.post("/login", forward);
-  app.post("/register", forward);
-  app.post("/users", forward);
-  app.get("/users", forward);
-  app.get("/users/:id", forward);
-  app.patch("/users/:id", forward);
+  // The schemas document auth's API; the request reaches auth as sent (auth validates it), and the
+  // answer is passed on as bytes, which Fastify never re-serialises.
+  const routes = [
+    ["POST", "/login", authApiRoutes.login],
+    ["POST", "/register", authApiRoutes.register],
+    ["POST", "/users", authApiRoutes.createUser],
+    ["GET", "/users", authApiRoutes.listUsers],
+    ["GET", "/users/:id", authApiRoutes.getUser],
+    ["PATCH", "/users/:id", authApiRoutes.updateUser],
+  ] as const;
+  for (const [method, url, schema] of routes) {
+    app.route({
+      method,
+      url,
+      schema: { ...schema, response: { ...schema.response, 503: authUnavailable } },
+      ...documentedOnly,
+      handler: forward,
+    });
+  }
 }

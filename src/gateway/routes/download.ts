@@ -4,7 +4,8 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import rangeParser from "range-parser";
 import { mp3Key } from "../../contracts/messages.ts";
 import { BlobNotFoundError, type BlobStore } from "../../platform/blobs/blob-store.ts";
-import { HttpError } from "../../platform/http.ts";
+import { errorResponse, HttpError } from "../../platform/http.ts";
+import { bearer } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
 import type { JobsRepository } from "../jobs.ts";
 
@@ -13,6 +14,14 @@ export interface DownloadDeps {
   blobs: BlobStore;
   authenticate: (request: FastifyRequest) => Promise<Caller>;
 }
+
+const audioHeaders = {
+  "content-disposition": { type: "string", description: 'attachment; filename="<upload name>.mp3"' },
+  "content-length": { type: "integer" },
+  "accept-ranges": { type: "string", const: "bytes" },
+  etag: { type: "string" },
+  "last-modified": { type: "string" },
+} as const;
 
 const notFound = () => new HttpError(404, "not_found", "No MP3 with this fid.");
 
@@ -26,10 +35,38 @@ export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps):
     method: ["GET", "HEAD"],
     url: "/download",
     schema: {
+      summary: "Download a finished job's MP3",
+      description:
+        "Also `HEAD`. One byte range (`Range: bytes=…`) is answered 206; several ranges or a malformed header get the whole file.",
+      tags: ["jobs"],
+      security: bearer,
       querystring: {
         type: "object",
-        properties: { fid: { type: "string", minLength: 1, maxLength: 100 } },
+        properties: {
+          fid: { type: "string", minLength: 1, maxLength: 100, description: "The job's `mp3Id`" },
+        },
         required: ["fid"],
+      },
+      headers: {
+        type: "object",
+        properties: { range: { type: "string", description: "One byte range, e.g. `bytes=0-1023`" } },
+      },
+      response: {
+        200: {
+          description: "The whole MP3",
+          headers: audioHeaders,
+          content: { "audio/mpeg": { schema: { type: "string", format: "binary" } } },
+        },
+        206: {
+          description: "The requested range",
+          headers: { ...audioHeaders, "content-range": { type: "string" } },
+          content: { "audio/mpeg": { schema: { type: "string", format: "binary" } } },
+        },
+        400: errorResponse("No fid"),
+        401: errorResponse("No token"),
+        403: errorResponse("Invalid or expired token"),
+        404: errorResponse("No finished job of yours has this fid"),
+        416: errorResponse("The range lies beyond the file; `Content-Range: bytes */<size>`"),
       },
     },
     handler: async (request, reply) => {

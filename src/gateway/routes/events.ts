@@ -1,13 +1,34 @@
 import type { ServerResponse } from "node:http";
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { errorResponse } from "../../platform/http.ts";
+import { bearer } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
 import type { JobFeed } from "../job-feed.ts";
+import type { GatewayMetrics } from "../metrics.ts";
 
 export interface EventsRouteDeps {
   feed: JobFeed;
   authenticate: (request: FastifyRequest) => Promise<Caller>;
   heartbeatMs?: number;
+  metrics: Pick<GatewayMetrics, "eventStreamOpened">;
 }
+
+const eventsSchema = {
+  summary: "Live changes of your jobs (Server-Sent Events)",
+  description:
+    "Each change is `event: job`, `id: <jobId>:<updatedAt>`, `data: <Job as JSON>`. A comment line every 15 s keeps " +
+    "proxies from closing the stream; `retry: 3000` asks browsers to reconnect after 3 s.",
+  tags: ["jobs"],
+  security: bearer,
+  response: {
+    200: {
+      description: "An endless event stream",
+      content: { "text/event-stream": { schema: { type: "string" } } },
+    },
+    401: errorResponse("No token"),
+    403: errorResponse("Invalid or expired token"),
+  },
+} as const;
 
 /**
  * `GET /events`: Server-Sent Events of the caller's job changes (`event: job`, data = the job).
@@ -19,7 +40,7 @@ export function registerEventsRoute(app: FastifyInstance, deps: EventsRouteDeps)
     for (const stream of open) stream.end();
   });
 
-  app.get("/events", async (request, reply) => {
+  app.get("/events", { schema: eventsSchema }, async (request, reply) => {
     const caller = await deps.authenticate(request);
     const stream = reply.raw;
     reply.hijack();
@@ -35,7 +56,9 @@ export function registerEventsRoute(app: FastifyInstance, deps: EventsRouteDeps)
     });
     const heartbeat = setInterval(() => stream.write(": keep-alive\n\n"), deps.heartbeatMs ?? 15_000);
     open.add(stream);
+    const closed = deps.metrics.eventStreamOpened();
     stream.on("close", () => {
+      closed();
       clearInterval(heartbeat);
       unsubscribe();
       open.delete(stream);

@@ -1,9 +1,11 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { mp3Key, videoKey } from "../../contracts/messages.ts";
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
-import { HttpError } from "../../platform/http.ts";
+import { errorResponse, HttpError } from "../../platform/http.ts";
+import { bearer } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
 import { type JobsRepository, toJob } from "../jobs.ts";
+import { jobListSchema } from "../schemas.ts";
 
 export interface JobsRouteDeps {
   jobs: JobsRepository;
@@ -17,6 +19,11 @@ const idParams = {
   required: ["id"],
 } as const;
 
+const tokenErrors = {
+  401: errorResponse("No token"),
+  403: errorResponse("Invalid or expired token"),
+} as const;
+
 const notFound = () => new HttpError(404, "not_found", "No job with this id.");
 
 /** The caller's jobs: list (newest first, paginated), one, delete (with its files). */
@@ -25,12 +32,20 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
     "/jobs",
     {
       schema: {
+        summary: "Your jobs, newest first",
+        tags: ["jobs"],
+        security: bearer,
         querystring: {
           type: "object",
           properties: {
             limit: { type: "integer", minimum: 1, maximum: 100, default: 20 },
             offset: { type: "integer", minimum: 0, default: 0 },
           },
+        },
+        response: {
+          200: { description: "A page of your jobs", ...jobListSchema },
+          400: errorResponse("Invalid paging"),
+          ...tokenErrors,
         },
       },
     },
@@ -42,7 +57,19 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
     },
   );
 
-  app.get<{ Params: { id: string } }>("/jobs/:id", { schema: { params: idParams } }, async (request) => {
+  const getSchema = {
+    summary: "One of your jobs",
+    tags: ["jobs"],
+    security: bearer,
+    params: idParams,
+    response: {
+      200: { description: "The job", $ref: "Job#" },
+      400: errorResponse("Not a job id"),
+      ...tokenErrors,
+      404: errorResponse("No job of yours has this id"),
+    },
+  } as const;
+  app.get<{ Params: { id: string } }>("/jobs/:id", { schema: getSchema }, async (request) => {
     const caller = await deps.authenticate(request);
     const row = await deps.jobs.get(request.params.id, caller.id);
     if (!row) throw notFound();
@@ -51,7 +78,21 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
 
   app.delete<{ Params: { id: string } }>(
     "/jobs/:id",
-    { schema: { params: idParams } },
+    {
+      schema: {
+        summary: "Delete one of your jobs and its files",
+        description: "A conversion still running finishes, and its MP3 is then removed.",
+        tags: ["jobs"],
+        security: bearer,
+        params: idParams,
+        response: {
+          204: { description: "Deleted", type: "null" },
+          400: errorResponse("Not a job id"),
+          ...tokenErrors,
+          404: errorResponse("No job of yours has this id"),
+        },
+      },
+    },
     async (request, reply) => {
       const caller = await deps.authenticate(request);
       const row = await deps.jobs.get(request.params.id, caller.id);

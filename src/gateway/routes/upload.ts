@@ -1,15 +1,19 @@
 import { randomUUID } from "node:crypto";
 import path from "node:path";
 import type { MultipartFile } from "@fastify/multipart";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { fileTypeStream } from "file-type";
 import { type VideoMessage, videoKey } from "../../contracts/messages.ts";
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
 import type { Broker } from "../../platform/broker/broker.ts";
-import { HttpError } from "../../platform/http.ts";
+import { isDatabaseUnavailable } from "../../platform/database.ts";
+import { errorResponse, HttpError } from "../../platform/http.ts";
+import { bearer, documentedOnly } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
 import { type JobRow, type JobsRepository, toJob } from "../jobs.ts";
 import { demuxerFor } from "../media-formats.ts";
+import type { GatewayMetrics } from "../metrics.ts";
+import { uploadAcceptedSchema } from "../schemas.ts";
 
 export interface UploadDeps {
   jobs: JobsRepository;
@@ -19,7 +23,37 @@ export interface UploadDeps {
   maxUploadBytes: number;
   authenticate: (request: FastifyRequest) => Promise<Caller>;
   onAccepted: (row: JobRow) => void;
+  metrics: Pick<GatewayMetrics, "uploadAccepted" | "uploadRefused">;
 }
+
+const uploadSchema = {
+  summary: "Upload a video (or audio) file to convert to MP3",
+  description:
+    "multipart/form-data with exactly one file part (any field name; other fields are ignored). The file streams " +
+    "into storage; the answer comes once the file, the job and the queue message are stored. The container is " +
+    "recognised from the file's first bytes, not from its name or declared type.",
+  tags: ["jobs"],
+  security: bearer,
+  consumes: ["multipart/form-data"],
+  body: {
+    type: "object",
+    properties: { file: { type: "string", format: "binary", description: "The video or audio file" } },
+    required: ["file"],
+  },
+  response: {
+    202: {
+      description: "Accepted and queued; `Location: /jobs/<jobId>`",
+      headers: { location: { type: "string", description: "/jobs/<jobId>" } },
+      ...uploadAcceptedSchema,
+    },
+    400: errorResponse("Not multipart/form-data, no file, or several files"),
+    401: errorResponse("No token"),
+    403: errorResponse("Invalid or expired token"),
+    413: errorResponse("The file is larger than MAX_UPLOAD_BYTES"),
+    415: errorResponse("Not a video or audio container that can be converted"),
+    503: errorResponse("Storage, queue, database or auth unavailable: nothing was kept"),
+  },
+} as const;
 
 interface StoredUpload {
   jobId: string;
@@ -76,7 +110,16 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
     return { jobId, fileName: cleanFileName(file.filename), format, size };
   }
 
-  app.post("/upload", async (request, reply) => {
+  app.post("/upload", { schema: uploadSchema, ...documentedOnly }, async (request, reply) => {
+    try {
+      return await accept(request, reply);
+    } catch (error) {
+      deps.metrics.uploadRefused(refusalReason(error));
+      throw error;
+    }
+  });
+
+  async function accept(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const caller = await deps.authenticate(request);
     if (!request.isMultipart()) {
       throw new HttpError(400, "bad_request", "Send the video as multipart/form-data with exactly one file.");
@@ -126,11 +169,19 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
       );
     }
     deps.onAccepted(row);
+    deps.metrics.uploadAccepted(row.size);
     return reply
       .status(202)
       .header("location", `/jobs/${row.id}`)
       .send({ jobId: row.id, status: row.status, job: toJob(row) });
-  });
+  }
+}
+
+/** The error code the client is answered with, as the label of a refused upload. */
+function refusalReason(error: unknown): string {
+  if (error instanceof HttpError) return error.code;
+  if (isDatabaseUnavailable(error)) return "database_unavailable";
+  return "internal";
 }
 
 export function videoMessage(row: JobRow): VideoMessage {

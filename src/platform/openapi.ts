@@ -1,0 +1,74 @@
+import swagger from "@fastify/swagger";
+import type { FastifyInstance } from "fastify";
+
+export interface OpenApiInfo {
+  title: string;
+  version: string;
+  description?: string;
+}
+
+/** Security requirements for route schemas (`security: bearer`). */
+export const bearer = [{ bearerAuth: [] }];
+export const basic = [{ basicAuth: [] }];
+export const publicRoute: never[] = [];
+
+/**
+ * Route options for a schema that only documents a request (a body or query the handler validates
+ * itself with zod, or one the gateway passes on to auth untouched): Fastify does not validate or
+ * coerce against it, so the handler still sees the request exactly as it was sent.
+ */
+export const documentedOnly = { validatorCompiler: () => () => true };
+
+/**
+ * `GET /openapi.json`: the OpenAPI 3.1 document generated from the routes' JSON schemas by
+ * @fastify/swagger. Only routes with `tags` are listed (the web UI's pages are not API). Shared
+ * schemas added with `app.addSchema({$id})` become `components.schemas.<$id>`. Must be called
+ * before any route is added: the plugin collects routes as they are registered.
+ */
+export async function registerOpenApi(app: FastifyInstance, info: OpenApiInfo): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info,
+      components: {
+        securitySchemes: {
+          bearerAuth: {
+            type: "http",
+            scheme: "bearer",
+            bearerFormat: "JWT",
+            description: "The token from `POST /login`. Missing: 401; invalid or expired: 403.",
+          },
+          basicAuth: {
+            type: "http",
+            scheme: "basic",
+            description: "E-mail and password, for `POST /login` only.",
+          },
+        },
+      },
+    },
+    hideUntagged: true,
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, i) =>
+        typeof json.$id === "string" ? json.$id : `def-${i}`,
+    },
+  });
+  app.get(
+    "/openapi.json",
+    {
+      schema: {
+        summary: "This OpenAPI document",
+        tags: ["operations"],
+        security: publicRoute,
+        response: {
+          200: {
+            description: "OpenAPI 3.1 document",
+            content: { "application/json": { schema: { type: "object", additionalProperties: true } } },
+          },
+        },
+      },
+    },
+    // Sent as text: the document is made once the routes are known, and no schema re-serialises it.
+    async (_request, reply) =>
+      reply.type("application/json; charset=utf-8").send(JSON.stringify(app.swagger())),
+  );
+}
