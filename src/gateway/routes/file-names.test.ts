@@ -24,6 +24,11 @@ describe("cleanFileName", () => {
     assert.equal(cleanFileName('evil"\r\nSet-Cookie: x=1.mp4'), 'evil"Set-Cookie: x=1.mp4');
   });
 
+  test("decodes the quote a browser or curl escaped as %22, and drops escaped line breaks", () => {
+    assert.equal(cleanFileName("The %22Best%22 Talk.mp4"), 'The "Best" Talk.mp4');
+    assert.equal(cleanFileName("a%0D%0Ab.mp4"), "ab.mp4");
+  });
+
   test("an empty or meaningless name becomes upload", () => {
     for (const name of [undefined, "", "   ", ".", "..", "/", "../", "\u0000\u0001"]) {
       assert.equal(cleanFileName(name), "upload", JSON.stringify(name));

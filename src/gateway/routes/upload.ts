@@ -213,7 +213,13 @@ function toUploadError(error: unknown, tooLarge: () => HttpError): unknown {
 /** A display name for the upload: the base name only, no control characters, at most 255 bytes. */
 export function cleanFileName(name: string | undefined): string {
   const base = path
-    .basename((name ?? "").replaceAll("\\", "/"))
+    // Browsers and curl send `"`, CR and LF in a multipart file name as %22, %0D and %0A (WHATWG).
+    .basename(
+      (name ?? "")
+        .replaceAll("%22", '"')
+        .replace(/%0[AD]/gi, "")
+        .replaceAll("\\", "/"),
+    )
     // Control characters, and the bidi overrides that make "evil\u202Egpj.mp4" look like a JPEG.
     .replace(/[\p{Cc}\u200E\u200F\u202A-\u202E\u2066-\u2069]/gu, "")
     .trim();
