@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ConversionError } from "./conversion-error.ts";
-import { buildFfmpegArgs } from "./ffmpeg-args.ts";
+import { buildFfmpegArgs, buildProbeArgs } from "./ffmpeg-args.ts";
 
 const args = buildFfmpegArgs({ input: "/work/in.mp4", output: "/work/out.mp3", format: "mov" });
 
@@ -29,7 +29,7 @@ test("the first audio stream is mapped explicitly and nothing else", () => {
   for (const flag of ["-vn", "-sn", "-dn"]) assert.ok(args.indexOf(flag) > inputAt, flag);
 });
 
-test("encodes VBR MP3 with a Xing header into our own output, overwriting it", () => {
+test("encodes by default: VBR MP3 with a Xing header into our own output, overwriting it", () => {
   assert.equal(valueAfter("-c:a", inputAt), "libmp3lame");
   assert.equal(valueAfter("-q:a", inputAt), "2");
   assert.equal(valueAfter("-write_xing", inputAt), "1");
@@ -68,6 +68,62 @@ test("refuses demuxers that read other files or URLs, and malformed names", () =
   for (const format of ["hls", "concat", "dash", "lavfi", "image2", "Mov", "mov,mp4", "-i", ""]) {
     assert.throws(
       () => buildFfmpegArgs({ input: "a", output: "b", format }),
+      (error) => error instanceof ConversionError && error.reason === "undecodable",
+      format,
+    );
+  }
+});
+
+const copyArgs = buildFfmpegArgs({
+  input: "/work/in.mp4",
+  output: "/work/out.mp3",
+  format: "mov",
+  audio: "copy",
+});
+const copyInputAt = copyArgs.indexOf("-i");
+
+test("encoding is the default, and says so when asked", () => {
+  assert.deepEqual(
+    buildFfmpegArgs({ input: "/work/in.mp4", output: "/work/out.mp3", format: "mov", audio: "encode" }),
+    args,
+  );
+});
+
+test("copy: the MP3 frames are copied instead of encoded, everything else is as for encoding", () => {
+  assert.equal(copyArgs[copyArgs.indexOf("-c:a", copyInputAt) + 1], "copy");
+  assert.ok(!copyArgs.includes("libmp3lame"));
+  assert.ok(!copyArgs.includes("-q:a"));
+  // Only the codec options differ: same hardened input, same mapping, tags, Xing header, output.
+  const withoutCodec = (list: string[]) => {
+    const at = list.indexOf("-c:a");
+    const end = list[at + 1] === "copy" ? at + 2 : at + 4;
+    return [...list.slice(0, at), ...list.slice(end)];
+  };
+  assert.deepEqual(withoutCodec(copyArgs), withoutCodec(args));
+  assert.equal(copyArgs[copyArgs.indexOf("-map", copyInputAt) + 1], "0:a:0");
+  assert.equal(copyArgs[copyArgs.indexOf("-write_xing", copyInputAt) + 1], "1");
+  assert.equal(copyArgs[copyArgs.indexOf("-f", copyInputAt) + 1], "mp3");
+  assert.equal(copyArgs[copyArgs.indexOf("-progress") + 1], "pipe:1");
+});
+
+test("the probe run opens the input exactly as the conversion does, and writes nothing", () => {
+  const probeArgs = buildProbeArgs({ input: "/work/in.mp4", format: "mov" });
+  assert.deepEqual(
+    probeArgs,
+    args
+      .slice(0, inputAt + 2)
+      .filter((a, i, all) => !["-nostats", "-progress"].includes(a) && all[i - 1] !== "-progress"),
+  );
+  assert.equal(probeArgs.at(-2), "-i", "no output options, no output file");
+  assert.ok(probeArgs.includes("-nostdin"));
+  assert.equal(probeArgs[probeArgs.indexOf("-protocol_whitelist") + 1], "file");
+  assert.equal(probeArgs[probeArgs.indexOf("-f") + 1], "mov");
+});
+
+test("the probe refuses the same demuxers", () => {
+  for (const format of ["hls", "concat", "Mov", ""]) {
+    assert.throws(
+      () => buildProbeArgs({ input: "a", format }),
       (error) => error instanceof ConversionError && error.reason === "undecodable",
       format,
     );

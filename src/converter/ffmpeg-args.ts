@@ -15,7 +15,17 @@ export interface FfmpegArgsInput {
   format: string;
   /** Encoder/decoder threads; one is plenty for audio and keeps a busy converter fair. */
   threads?: number;
+  /**
+   * `encode` (the default) decodes the first audio stream and encodes it with LAME; `copy` puts its
+   * MP3 frames into the output as they are (`-c:a copy`), for a source whose first audio stream
+   * already is MP3 (see `firstAudioCodec`). The mp3 muxer refuses any other codec, so a wrong
+   * `copy` fails instead of producing a file that is not an MP3.
+   */
+  audio?: AudioPath;
 }
+
+/** How the output's audio is made: re-encoded, or the source's MP3 frames copied unchanged. */
+export type AudioPath = "copy" | "encode";
 
 /**
  * Demuxers that open other files or URLs named inside their input (playlists, concat lists,
@@ -43,27 +53,20 @@ const TECHNICAL_TAGS = ["major_brand", "minor_version", "compatible_brands", "en
 
 const FORMAT = /^[a-z0-9_]+$/;
 
-export function buildFfmpegArgs({ input, output, format, threads = 1 }: FfmpegArgsInput): string[] {
-  if (!FORMAT.test(format) || REFUSED_FORMATS.has(format)) throw ConversionError.undecodable();
+export function buildFfmpegArgs({
+  input,
+  output,
+  format,
+  threads = 1,
+  audio = "encode",
+}: FfmpegArgsInput): string[] {
   return [
-    // Never wait for a keypress, and keep stderr to what we parse (duration, errors).
-    "-nostdin",
-    "-hide_banner",
+    // Machine-readable progress (out_time_us, progress=end) on stdout, no stats on stderr.
+    ...globalOptions(),
     "-nostats",
-    // Machine-readable progress (out_time_us, progress=end) on stdout.
     "-progress",
     "pipe:1",
-
-    // Input options: only local files may be opened (no http, no tcp, no data: URLs), and the
-    // demuxer is the one the gateway sniffed, so a file cannot turn itself into a playlist.
-    "-protocol_whitelist",
-    "file",
-    "-f",
-    format,
-    "-threads",
-    String(threads),
-    "-i",
-    fileUrl(input),
+    ...inputOptions(input, format, threads),
 
     // Output: exactly the first audio stream; a file without one fails with a clear message
     // instead of ffmpeg guessing. No video, subtitle or data streams.
@@ -79,12 +82,13 @@ export function buildFfmpegArgs({ input, output, format, threads = 1 }: FfmpegAr
     // ID3v2.3 is what most players and operating systems read reliably.
     "-id3v2_version",
     "3",
-    // LAME VBR quality 2 (~190 kb/s): transparent for almost everyone at a moderate size.
-    "-c:a",
-    "libmp3lame",
-    "-q:a",
-    "2",
-    // The Xing/LAME header lets players show the exact duration and seek in a VBR file.
+    ...(audio === "copy"
+      ? // The source's MP3 frames, byte for byte: lossless, and no decoding or encoding at all.
+        ["-c:a", "copy"]
+      : // LAME VBR quality 2 (~190 kb/s): transparent for almost everyone at a moderate size.
+        ["-c:a", "libmp3lame", "-q:a", "2"]),
+    // The Xing/LAME header lets players show the exact duration and seek in a VBR file. The mp3
+    // muxer writes it from the frames it is given, so copied frames get a correct one too.
     "-write_xing",
     "1",
     "-threads",
@@ -94,6 +98,35 @@ export function buildFfmpegArgs({ input, output, format, threads = 1 }: FfmpegAr
     "-y",
     fileUrl(output),
   ];
+}
+
+/**
+ * The probe run that tells the first audio stream's codec: ffmpeg with the very same input
+ * options as the conversion and no output, so it only opens the input, reads the stream headers
+ * (bounded by ffmpeg's default probe size and analysis duration, the same bounds the conversion
+ * uses, so both see the same streams), prints them on stderr and exits (with code 1: "At least
+ * one output file must be specified"). Nothing is decoded beyond what that needs, nothing written.
+ */
+export function buildProbeArgs({
+  input,
+  format,
+  threads = 1,
+}: Pick<FfmpegArgsInput, "input" | "format" | "threads">): string[] {
+  return [...globalOptions(), ...inputOptions(input, format, threads)];
+}
+
+/** Never wait for a keypress; no banner in the stderr we parse. */
+function globalOptions(): string[] {
+  return ["-nostdin", "-hide_banner"];
+}
+
+/**
+ * Input options: only local files may be opened (no http, no tcp, no data: URLs), and the
+ * demuxer is the one the gateway sniffed, so a file cannot turn itself into a playlist.
+ */
+function inputOptions(input: string, format: string, threads: number): string[] {
+  if (!FORMAT.test(format) || REFUSED_FORMATS.has(format)) throw ConversionError.undecodable();
+  return ["-protocol_whitelist", "file", "-f", format, "-threads", String(threads), "-i", fileUrl(input)];
 }
 
 /**

@@ -6,14 +6,15 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { after, before, test } from "node:test";
+import { pino } from "pino";
 import { JobEvent, Mp3Message, mp3Key, type VideoMessage, videoKey } from "../contracts/messages.ts";
 import { createFolderBlobStore } from "../platform/blobs/folder-blob-store.ts";
 import { type DeadLetter, deadLetterQueue } from "../platform/broker/broker.ts";
 import { createMemoryBroker } from "../platform/broker/memory-broker.ts";
 import { loadConfig } from "../platform/config.ts";
-import { createLogger } from "../platform/logger.ts";
+import { createLogger, type Logger } from "../platform/logger.ts";
 import { createConverter, INTERNAL_ERROR_MESSAGE } from "./service.ts";
-import { makeVideo, probe } from "./test-media.ts";
+import { audioPacketsMd5, makeVbrMp3, makeVideo, probe } from "./test-media.ts";
 
 let dir: string;
 let videoWithSound: string;
@@ -31,7 +32,13 @@ after(async () => {
 });
 
 /** A converter on the real embedded broker and folder store, and the queues it writes to, recorded. */
-async function startConverter({ ffmpegPath = "ffmpeg" } = {}) {
+async function startConverter({
+  ffmpegPath = "ffmpeg",
+  logger = createLogger("silent", "converter"),
+}: {
+  ffmpegPath?: string;
+  logger?: Logger;
+} = {}) {
   const dataDir = await mkdtemp(path.join(dir, "data-"));
   const config = loadConfig({
     DATA_DIR: dataDir,
@@ -39,7 +46,6 @@ async function startConverter({ ffmpegPath = "ffmpeg" } = {}) {
     MAX_ATTEMPTS: "2",
     LOG_LEVEL: "silent",
   });
-  const logger = createLogger("silent", "converter");
   const broker = createMemoryBroker({ logger });
   const blobs = createFolderBlobStore(path.join(dataDir, "blobs"));
   const converter = createConverter(config, { logger, broker, blobs, ffmpegPath });
@@ -142,6 +148,28 @@ test("a video becomes an MP3 in the blob store, with converting, progress and do
     },
   ]);
   assert.deepEqual(await readdir(c.workDir), [], "temporary files removed");
+});
+
+test("an MP3 upload is stored with its frames copied, and the log says which path was taken", async (t) => {
+  const logLines: Record<string, unknown>[] = [];
+  const logger = pino({ level: "info" }, { write: (line: string) => logLines.push(JSON.parse(line)) });
+  const c = await startConverter({ logger });
+  t.after(c.close);
+  const upload = await makeVbrMp3(dir, "song.mp3");
+  const mp3Job = await c.submit(upload, { format: "mp3" });
+  const videoJob = await c.submit(videoWithSound);
+  await waitFor(() => c.mails.length === 2, "the mp3 messages");
+
+  const mp3File = path.join(dir, `${mp3Job.mp3Id}.mp3`);
+  await pipeline(await c.blobs.get(mp3Key(mp3Job.mp3Id)), createWriteStream(mp3File));
+  assert.equal(await audioPacketsMd5(mp3File), await audioPacketsMd5(upload));
+
+  const finished = (jobId: string) =>
+    logLines.find((l) => l.msg === "conversion finished" && l.jobId === jobId);
+  assert.equal(finished(mp3Job.jobId)?.audio, "copy");
+  assert.equal(finished(mp3Job.jobId)?.sourceCodec, "mp3");
+  assert.equal(finished(videoJob.jobId)?.audio, "encode");
+  assert.equal(finished(videoJob.jobId)?.sourceCodec, "aac");
 });
 
 test("a redelivered message of a converted job tells the outcome again without converting again", async (t) => {

@@ -11,7 +11,7 @@ import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.t
 import { ConversionError } from "./conversion-error.ts";
 import { type ConversionOutcome, createConverterMetrics } from "./metrics.ts";
 import { createProgressReporter } from "./progress-reporter.ts";
-import { transcode } from "./transcode.ts";
+import { type AudioPath, transcode } from "./transcode.ts";
 
 /**
  * The converter worker: takes `video` messages, turns the upload into an MP3 with ffmpeg, stores
@@ -39,6 +39,16 @@ export interface Converter {
    * so they come back (redelivered by the broker, or re-queued from the jobs table at start).
    */
   close(): Promise<void>;
+}
+
+/** What the "conversion finished" log line tells besides the time. */
+interface ConvertedSummary {
+  mp3Size: number;
+  durationSeconds: number | null;
+  /** copy / encode; absent when an earlier delivery had stored the MP3. */
+  audio?: AudioPath;
+  sourceCodec?: string | null;
+  copyAbandoned?: string;
 }
 
 /** Shown to the user when the failure was ours and retrying did not help. */
@@ -110,10 +120,7 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
     }
   }
 
-  async function convert(
-    video: VideoMessage,
-    log: Logger,
-  ): Promise<"video gone" | { mp3Size: number; durationSeconds: number | null }> {
+  async function convert(video: VideoMessage, log: Logger): Promise<"video gone" | ConvertedSummary> {
     await publishEvent({ version: 1, jobId: video.jobId, at: now(), type: "converting" });
 
     // A redelivery of a job whose MP3 was already stored (the ack was lost): the blob is whole,
@@ -148,7 +155,7 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
       onError: (error) => log.warn({ err: error }, "could not publish a progress event"),
     });
     try {
-      const { durationSeconds } = await transcode({
+      const { durationSeconds, audio, sourceCodec, copyAbandoned } = await transcode({
         ffmpegPath,
         input: local.path,
         output: mp3File,
@@ -164,7 +171,8 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
         contentType: "audio/mpeg",
       });
       await announceDone(video, mp3Size, durationSeconds);
-      return { mp3Size, durationSeconds };
+      // `audio`: copy (the source's MP3 frames, unchanged) or encode; `copyAbandoned`: why a copy was given up.
+      return { mp3Size, durationSeconds, audio, sourceCodec, ...(copyAbandoned && { copyAbandoned }) };
     } finally {
       await progress.settled();
       await rm(mp3File, { force: true });

@@ -7,17 +7,55 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 
-/** An MP4 with a test picture and, unless `audio: false`, a 440 Hz tone. */
+/**
+ * A video with a test picture and, unless `audio: false`, a 440 Hz tone in `audioCodec` (AAC by
+ * default); the container follows the name's extension (.mp4, .mkv, .avi, …).
+ */
 export async function makeVideo(
   dir: string,
   name: string,
-  { seconds = 2, audio = true }: { seconds?: number; audio?: boolean } = {},
+  {
+    seconds = 2,
+    audio = true,
+    audioCodec = "aac",
+    extra = [],
+  }: { seconds?: number; audio?: boolean; audioCodec?: string; extra?: string[] } = {},
 ): Promise<string> {
   const file = path.join(dir, name);
   const inputs = ["-f", "lavfi", "-i", `testsrc=size=160x120:rate=10:duration=${seconds}`];
   if (audio) inputs.push("-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`);
-  const codecs = ["-c:v", "libx264", "-preset", "ultrafast", ...(audio ? ["-c:a", "aac"] : [])];
-  await run("ffmpeg", ["-nostdin", "-v", "error", "-y", ...inputs, ...codecs, file]);
+  const codecs = ["-c:v", "libx264", "-preset", "ultrafast", ...(audio ? ["-c:a", audioCodec] : [])];
+  await run("ffmpeg", ["-nostdin", "-v", "error", "-y", ...inputs, ...codecs, ...extra, file]);
+  return file;
+}
+
+/**
+ * A VBR MP3 made by LAME, with a title tag: silence, noise, then a tone, so its frames' bitrates
+ * differ widely and only its Xing header gives the right duration (estimated from the first
+ * frame's bitrate it would come out more than twice too long).
+ */
+export async function makeVbrMp3(dir: string, name: string, segmentSeconds = 2): Promise<string> {
+  const file = path.join(dir, name);
+  const d = segmentSeconds;
+  await run("ffmpeg", [
+    "-nostdin",
+    "-v",
+    "error",
+    "-y",
+    ...["-f", "lavfi", "-i", `anullsrc=r=44100:cl=stereo:d=${d}`],
+    ...["-f", "lavfi", "-i", `anoisesrc=r=44100:d=${d}`],
+    ...["-f", "lavfi", "-i", `sine=frequency=440:r=44100:duration=${d}`],
+    ...["-filter_complex", "[0][1][2]concat=n=3:v=0:a=1"],
+    ...["-c:a", "libmp3lame", "-q:a", "2", "-metadata", "title=Tone poem", file],
+  ]);
+  return file;
+}
+
+/** `seconds` of tone as MPEG audio layer II (an .mp2, which the gateway sends to the mp3 demuxer). */
+export async function makeMp2(dir: string, name: string, seconds = 1): Promise<string> {
+  const file = path.join(dir, name);
+  const tone = `sine=frequency=440:duration=${seconds}`;
+  await run("ffmpeg", ["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", tone, "-c:a", "mp2", file]);
   return file;
 }
 
@@ -53,6 +91,8 @@ export interface Probe {
   durationSeconds: number;
   formatName: string;
   codecs: string[];
+  /** The first audio stream's duration (the container's when the stream has none) and bit rate. */
+  audio?: { durationSeconds: number; bitRate: number };
 }
 
 export async function probe(file: string): Promise<Probe> {
@@ -67,11 +107,37 @@ export async function probe(file: string): Promise<Probe> {
   ]);
   const info = JSON.parse(stdout) as {
     format: { duration: string; format_name: string };
-    streams: { codec_name: string }[];
+    streams: { codec_name: string; codec_type: string; duration?: string; bit_rate?: string }[];
   };
+  const audio = info.streams.find((s) => s.codec_type === "audio");
   return {
     durationSeconds: Number(info.format.duration),
     formatName: info.format.format_name,
     codecs: info.streams.map((s) => s.codec_name),
+    ...(audio && {
+      audio: {
+        durationSeconds: Number(audio.duration ?? info.format.duration),
+        bitRate: Number(audio.bit_rate),
+      },
+    }),
   };
+}
+
+/** MD5 of the first audio stream's packets, as the demuxer returns them (not decoded). */
+export async function audioPacketsMd5(file: string): Promise<string> {
+  const { stdout } = await run("ffmpeg", [
+    "-nostdin",
+    "-v",
+    "error",
+    "-i",
+    file,
+    "-map",
+    "0:a:0",
+    "-c",
+    "copy",
+    "-f",
+    "md5",
+    "-",
+  ]);
+  return stdout.trim();
 }

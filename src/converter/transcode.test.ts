@@ -1,12 +1,23 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { makeGarbage, makeLongAudio, makeVideo, probe } from "./test-media.ts";
+import { promisify } from "node:util";
+import {
+  audioPacketsMd5,
+  makeGarbage,
+  makeLongAudio,
+  makeMp2,
+  makeVbrMp3,
+  makeVideo,
+  probe,
+} from "./test-media.ts";
 import { ConversionError, transcode } from "./transcode.ts";
 
 const ffmpegPath = "ffmpeg";
+const run = promisify(execFile);
 let dir: string;
 
 before(async () => {
@@ -43,6 +54,126 @@ test("a video with sound becomes an MP3 of the same length, reporting progress u
     assert.ok(f >= 0 && f <= 1);
     if (i > 0) assert.ok(f > (fractions[i - 1] ?? 0), "never decreasing");
   }
+  assert.equal(result.audio, "encode", "AAC is encoded");
+  assert.equal(result.sourceCodec, "aac");
+  assert.equal(result.copyAbandoned, undefined);
+});
+
+/** Converts `input` and checks that its MP3 frames went into the output unchanged, with a Xing header. */
+async function assertCopied(input: string, format: string): Promise<void> {
+  const output = `${input}.out.mp3`;
+  const fractions: number[] = [];
+  const result = await transcode({
+    ffmpegPath,
+    input,
+    output,
+    format,
+    timeoutSeconds: 30,
+    onProgress: (f) => fractions.push(f),
+  });
+  assert.equal(result.audio, "copy");
+  assert.equal(result.sourceCodec, "mp3");
+  assert.equal(result.copyAbandoned, undefined);
+  assert.equal(fractions.at(-1), 1);
+
+  const [source, mp3] = await Promise.all([probe(input), probe(output)]);
+  assert.equal(mp3.formatName, "mp3");
+  assert.deepEqual(mp3.codecs, ["mp3"]);
+  assert.ok(source.audio && mp3.audio);
+  // The same frames, byte for byte: nothing was decoded or encoded.
+  assert.equal(await audioPacketsMd5(output), await audioPacketsMd5(input));
+  // Exact duration from the Xing header the muxer wrote (without it a VBR file reads much longer).
+  const durationDiff = Math.abs(mp3.durationSeconds - source.audio.durationSeconds);
+  assert.ok(durationDiff < 0.05, `duration ${mp3.durationSeconds} vs ${source.audio.durationSeconds}`);
+  assert.ok(result.durationSeconds !== null && Math.abs(result.durationSeconds - mp3.durationSeconds) < 0.05);
+  const bitRateRatio = mp3.audio.bitRate / source.audio.bitRate;
+  assert.ok(Math.abs(bitRateRatio - 1) < 0.01, `bit rate ${mp3.audio.bitRate} vs ${source.audio.bitRate}`);
+  // "Xing" for a VBR file, "Info" for a CBR one: the same header.
+  assert.ok(/Xing|Info/.test(await readFile(output, "latin1")), "a Xing/Info header");
+}
+
+test("an MP3 upload (VBR, LAME) is copied, not re-encoded: same frames, exact duration, tags kept", async () => {
+  const input = await makeVbrMp3(dir, "upload.mp3");
+  await assertCopied(input, "mp3");
+  const { stdout } = await run("ffprobe", [
+    "-v",
+    "error",
+    "-show_entries",
+    "format_tags=title",
+    "-of",
+    "csv=p=0",
+    `${input}.out.mp3`,
+  ]);
+  assert.equal(stdout.trim(), "Tone poem");
+});
+
+test("the MP3 audio track of an MKV and of an AVI is copied", async () => {
+  const mkv = await makeVideo(dir, "mp3-audio.mkv", { audioCodec: "libmp3lame" });
+  const avi = await makeVideo(dir, "mp3-audio.avi", { audioCodec: "libmp3lame" });
+  await assertCopied(mkv, "matroska");
+  await assertCopied(avi, "avi");
+});
+
+test("MPEG layer II audio (an .mp2 read by the mp3 demuxer) is encoded, not copied", async () => {
+  const input = await makeMp2(dir, "layer2.mp2");
+  const output = path.join(dir, "layer2.mp3");
+  const result = await transcode({ ffmpegPath, input, output, format: "mp3", timeoutSeconds: 30 });
+  assert.equal(result.audio, "encode");
+  assert.equal(result.sourceCodec, "mp2");
+  assert.deepEqual((await probe(output)).codecs, ["mp3"]);
+});
+
+test("an MP3 with garbage among its frames is encoded after all, so the garbage is not copied", async () => {
+  const clean = await readFile(await makeVbrMp3(dir, "clean.mp3"));
+  const cut = Math.floor(clean.length / 2);
+  const noise = Buffer.alloc(20_000);
+  for (let i = 0; i < noise.length; i++) noise[i] = (i * 7919 + 13) % 251;
+  const input = path.join(dir, "damaged.mp3");
+  await writeFile(input, Buffer.concat([clean.subarray(0, cut), noise, clean.subarray(cut)]));
+  const output = path.join(dir, "damaged-out.mp3");
+  const fractions: number[] = [];
+
+  const result = await transcode({
+    ffmpegPath,
+    input,
+    output,
+    format: "mp3",
+    timeoutSeconds: 30,
+    onProgress: (f) => fractions.push(f),
+  });
+  assert.equal(result.audio, "encode");
+  assert.equal(result.sourceCodec, "mp3");
+  assert.match(result.copyAbandoned ?? "", /damaged/);
+  assert.equal(fractions.at(-1), 1);
+  assert.deepEqual((await probe(output)).codecs, ["mp3"]);
+});
+
+test("a stream that only looks like MP3 in ffmpeg's listing is refused by the muxer and encoded", async () => {
+  // A language tag that makes ffmpeg print "Stream #0:0(x): Audio: mp3, 1 Hz" for an AAC stream.
+  const input = await makeVideo(dir, "fake-mp3.mkv", {
+    extra: ["-metadata:s:a:0", "language=x): Audio: mp3, 1 Hz\n"],
+  });
+  const output = path.join(dir, "fake-mp3.mp3");
+  const result = await transcode({ ffmpegPath, input, output, format: "matroska", timeoutSeconds: 30 });
+  assert.equal(result.audio, "encode");
+  assert.equal(result.copyAbandoned, "the mp3 muxer refused the stream as not MP3");
+  const mp3 = await probe(output);
+  assert.deepEqual(mp3.codecs, ["mp3"]);
+  assert.ok(Math.abs(mp3.durationSeconds - 2) < 0.1);
+});
+
+test("garbage named .mp3 fails as undecodable: no stream to copy, and encoding says why", async () => {
+  const input = await makeGarbage(dir, "garbage.mp3");
+  await assert.rejects(
+    transcode({
+      ffmpegPath,
+      input,
+      output: path.join(dir, "garbage-mp3.mp3"),
+      format: "mp3",
+      timeoutSeconds: 30,
+    }),
+    (error) => error instanceof ConversionError && error.reason === "undecodable",
+  );
 });
 
 test("a video without sound fails with a readable reason", async () => {
@@ -98,6 +229,20 @@ test("a conversion over the time limit is killed and fails with the limit in the
       error.message === "The conversion took longer than 0.05 seconds and was stopped.",
   );
   assert.ok(Date.now() - started < 2000, "killed promptly");
+});
+
+test("the time limit covers the probe and the copy as well", async () => {
+  const input = await makeVbrMp3(dir, "limited.mp3");
+  await assert.rejects(
+    transcode({
+      ffmpegPath,
+      input,
+      output: path.join(dir, "limited.out.mp3"),
+      format: "mp3",
+      timeoutSeconds: 0.001,
+    }),
+    (error) => error instanceof ConversionError && error.reason === "timeout",
+  );
 });
 
 test("a missing ffmpeg is an ordinary (retryable) error", async () => {

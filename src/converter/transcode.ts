@@ -1,9 +1,10 @@
-import { spawn } from "node:child_process";
-import { createInterface } from "node:readline";
 import { ConversionError } from "./conversion-error.ts";
-import { buildFfmpegArgs } from "./ffmpeg-args.ts";
+import { type AudioPath, buildFfmpegArgs, buildProbeArgs } from "./ffmpeg-args.ts";
+import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
+import { StreamListing } from "./stream-listing.ts";
 
 export { ConversionError } from "./conversion-error.ts";
+export type { AudioPath } from "./ffmpeg-args.ts";
 
 export interface TranscodeOptions {
   ffmpegPath: string;
@@ -13,11 +14,11 @@ export interface TranscodeOptions {
   output: string;
   /** ffmpeg demuxer name to force (see `buildFfmpegArgs`). */
   format: string;
-  /** Wall-clock limit; ffmpeg is killed after it and the job fails with a readable reason. */
+  /** Wall-clock limit for the whole conversion (probe included); ffmpeg is killed after it and the job fails with a readable reason. */
   timeoutSeconds: number;
   /**
-   * Fraction done, 0..1, never decreasing; 1 once ffmpeg reports the end. Also passes the input's
-   * duration (null when the container does not tell). Must not throw.
+   * Fraction done, 0..1, never decreasing; 1 once ffmpeg has ended successfully. Also passes the
+   * input's duration (null when the container does not tell). Must not throw.
    */
   onProgress?: (fraction: number, inputDurationSeconds: number | null) => void;
   /** Aborting kills ffmpeg; the promise then rejects with an ordinary (retryable) Error. */
@@ -25,75 +26,133 @@ export interface TranscodeOptions {
 }
 
 export interface TranscodeResult {
-  /** Length of the MP3 in seconds (what ffmpeg encoded; the input's duration if unknown), or null. */
+  /** Length of the MP3 in seconds (what ffmpeg wrote; the input's duration if unknown), or null. */
   durationSeconds: number | null;
+  /** `copy`: the source's MP3 frames were copied unchanged; `encode`: decoded and encoded with LAME. */
+  audio: AudioPath;
+  /** Codec of the source's first audio stream as the probe saw it (`mp3`, `aac`, …), or null if unclear. */
+  sourceCodec: string | null;
+  /** Why a copy was tried and given up for encoding (damaged MP3 frames, muxer refused), if it was. */
+  copyAbandoned?: string;
 }
 
 /** How much of ffmpeg's stderr is kept for error messages; a bad file can make it print without end. */
 const STDERR_TAIL_LINES = 30;
 
-/** Runs ffmpeg once (spawned directly, never through a shell) and classifies how it ended. */
+/**
+ * Converts the first audio stream of `input` to an MP3. First a probe run reads the stream headers
+ * (see `buildProbeArgs`); when the first audio stream already is MP3 its frames are copied
+ * (`-c:a copy`: lossless, and an order of magnitude faster), otherwise encoded with LAME. Copying
+ * is only an optimisation: if the copy fails, or the MP3 frames turn out damaged (the mp3 muxer
+ * warns of invalid packets), the conversion is done again by encoding, which decodes what it can
+ * and drops the rest, and which has the last word on how a bad file fails.
+ */
 export async function transcode(options: TranscodeOptions): Promise<TranscodeResult> {
-  const { ffmpegPath, timeoutSeconds, onProgress, signal } = options;
-  const args = buildFfmpegArgs(options);
+  const { ffmpegPath, timeoutSeconds, signal } = options;
+  // Validates the format before anything runs (a refused demuxer is the file's fault).
+  const probeArgs = buildProbeArgs(options);
   signal?.throwIfAborted();
+  const deadline = performance.now() + timeoutSeconds * 1000;
+  const emitProgress = monotonic(options.onProgress);
 
-  return new Promise<TranscodeResult>((resolve, reject) => {
-    const child = spawn(ffmpegPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-    const diagnosis = new StderrDiagnosis();
-    const progress = new ProgressReader(() => diagnosis.inputDurationSeconds, onProgress);
-    let timedOut = false;
-    let aborted = false;
-    let settled = false;
-
-    const settle = (outcome: () => void): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-      outcome();
-    };
-    const kill = (): void => {
-      // SIGKILL: a stuck demuxer may ignore gentler signals, and the output is thrown away anyway.
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    };
-    const onAbort = (): void => {
-      aborted = true;
-      kill();
-    };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      kill();
-    }, timeoutSeconds * 1000);
-    signal?.addEventListener("abort", onAbort, { once: true });
-
-    createInterface({ input: child.stdout, crlfDelay: Number.POSITIVE_INFINITY }).on("line", (line) =>
-      progress.line(line),
-    );
-    createInterface({ input: child.stderr, crlfDelay: Number.POSITIVE_INFINITY }).on("line", (line) =>
-      diagnosis.line(line),
-    );
-
-    child.on("error", (error) => {
-      settle(() =>
-        reject(new Error(`could not run ffmpeg (${ffmpegPath}): ${error.message}`, { cause: error })),
-      );
-    });
-    child.on("close", (code, killSignal) => {
-      settle(() => {
-        if (timedOut) return reject(ConversionError.timeout(timeoutSeconds));
-        if (aborted) return reject(new Error("conversion aborted", { cause: signal?.reason }));
-        const failure = diagnosis.classify(code, killSignal);
-        if (failure) return reject(failure);
-        progress.finish();
-        const encoded = progress.outTimeSeconds;
-        resolve({
-          durationSeconds:
-            encoded !== undefined && encoded > 0 ? encoded : (diagnosis.inputDurationSeconds ?? null),
-        });
-      });
-    });
+  const listing = new StreamListing();
+  const probed = await runFfmpeg({
+    ffmpegPath,
+    args: probeArgs,
+    deadline,
+    signal,
+    onStderrLine: (line) => {
+      listing.line(line);
+      return undefined;
+    },
   });
+  // Its exit code is 1 by design (no output file); only a kill matters.
+  throwIfKilled(probed, options);
+  const sourceCodec = listing.firstAudioCodec();
+
+  let copyAbandoned: string | undefined;
+  if (sourceCodec === "mp3") {
+    const copied = await runConversion(options, "copy", deadline, emitProgress);
+    if (!(copied instanceof Error)) return { ...copied, audio: "copy", sourceCodec };
+    copyAbandoned = copied.message;
+  }
+  const encoded = await runConversion(options, "encode", deadline, emitProgress);
+  if (encoded instanceof Error) throw encoded;
+  return {
+    ...encoded,
+    audio: "encode",
+    sourceCodec,
+    ...(copyAbandoned === undefined ? {} : { copyAbandoned }),
+  };
+}
+
+/** What the mp3 muxer says when copying cannot go on, and what we then log as the reason. */
+const COPY_PROBLEMS: [RegExp, string][] = [
+  // A copied packet that is not an MP3 frame (garbage in a damaged file): copying would carry it
+  // into the MP3, encoding drops it.
+  [/Audio packet of size \d+ .*is invalid/, "the source's MP3 frames are damaged"],
+  // The stream is not MP3 after all (the listing misled the probe).
+  [/Invalid audio stream/, "the mp3 muxer refused the stream as not MP3"],
+];
+
+/**
+ * One conversion run. Resolves with the result, or with the error for a failed run (so a failed
+ * copy can fall back to encoding); rejects for what no second run can help: the time limit, an
+ * abort, ffmpeg that cannot be started.
+ */
+async function runConversion(
+  options: TranscodeOptions,
+  audio: AudioPath,
+  deadline: number,
+  emitProgress: ProgressListener,
+): Promise<{ durationSeconds: number | null } | Error> {
+  const diagnosis = new StderrDiagnosis();
+  const progress = new ProgressReader(() => diagnosis.inputDurationSeconds, emitProgress);
+  let copyProblem: string | undefined;
+  const exit = await runFfmpeg({
+    ffmpegPath: options.ffmpegPath,
+    args: buildFfmpegArgs({ ...options, audio }),
+    deadline,
+    signal: options.signal,
+    onStdoutLine: (line) => progress.line(line),
+    onStderrLine: (line) => {
+      diagnosis.line(line);
+      // Stop a copy at the first sign of trouble: encoding will do it properly.
+      if (audio === "copy") copyProblem ??= COPY_PROBLEMS.find(([pattern]) => pattern.test(line))?.[1];
+      return copyProblem !== undefined;
+    },
+  });
+  if (copyProblem !== undefined) return new Error(copyProblem);
+  throwIfKilled(exit, options);
+  const failure = diagnosis.classify(exit.code, exit.killSignal);
+  if (failure) return failure;
+  progress.finish();
+  const written = progress.outTimeSeconds;
+  return {
+    durationSeconds:
+      written !== undefined && written > 0 ? written : (diagnosis.inputDurationSeconds ?? null),
+  };
+}
+
+function throwIfKilled(exit: FfmpegExit, { timeoutSeconds, signal }: TranscodeOptions): void {
+  if (exit.outcome === "timed out") throw ConversionError.timeout(timeoutSeconds);
+  if (exit.outcome === "aborted") throw new Error("conversion aborted", { cause: signal?.reason });
+}
+
+type ProgressListener = (fraction: number, inputDurationSeconds: number | null) => void;
+
+/** Passes on only increasing fractions (across the runs of one conversion), and never throws. */
+function monotonic(onProgress: TranscodeOptions["onProgress"]): ProgressListener {
+  let last = -1;
+  return (fraction, duration) => {
+    if (fraction <= last) return;
+    last = fraction;
+    try {
+      onProgress?.(fraction, duration);
+    } catch {
+      // Progress is informational; a failing listener must not take the conversion down with it.
+    }
+  };
 }
 
 /**
@@ -121,7 +180,7 @@ class StderrDiagnosis {
     if (/Stream map '0:a:0' matches no streams|does not contain any stream/.test(line)) this.noAudio = true;
     if (/Output file is empty, nothing was encoded/.test(line)) this.emptyOutput = true;
     if (
-      /Invalid data found when processing input|moov atom not found|EBML header parsing failed|Unknown input format|could not find codec parameters|[Dd]ecoder \(codec .*\) not found|no decoder found|Error while decoding|not on whitelist|Unsupported codec/.test(
+      /Invalid data found when processing input|moov atom not found|EBML header parsing failed|Unknown input format|could not find codec parameters|[Dd]ecoder \(codec .*\) not found|no decoder found|Error while decoding|not on whitelist|Unsupported codec|Failed to read frame size/.test(
         line,
       )
     ) {
@@ -153,14 +212,13 @@ class StderrDiagnosis {
 /** Reads `-progress` blocks (key=value lines, each block ending with `progress=continue|end`). */
 class ProgressReader {
   outTimeSeconds: number | undefined;
-  private lastFraction = -1;
   private sawOutTimeUs = false;
   private readonly duration: () => number | undefined;
-  private readonly onProgress: TranscodeOptions["onProgress"];
+  private readonly emit: ProgressListener;
 
-  constructor(duration: () => number | undefined, onProgress: TranscodeOptions["onProgress"]) {
+  constructor(duration: () => number | undefined, emit: ProgressListener) {
     this.duration = duration;
-    this.onProgress = onProgress;
+    this.emit = emit;
   }
 
   line(line: string): void {
@@ -174,29 +232,19 @@ class ProgressReader {
       const micros = Number(value);
       if (Number.isFinite(micros) && micros >= 0) this.outTimeSeconds = micros / 1e6;
     } else if (key === "progress") {
-      if (value === "end") this.finish();
-      else this.report();
+      this.report();
     }
   }
 
-  /** Called when ffmpeg ends successfully, in case the last block was cut short. */
+  /** Called when ffmpeg has ended successfully: only then is the conversion done. */
   finish(): void {
-    this.emit(1);
+    this.emit(1, this.duration() ?? null);
   }
 
   private report(): void {
     const duration = this.duration();
     if (duration === undefined || duration <= 0 || this.outTimeSeconds === undefined) return;
-    this.emit(Math.min(1, this.outTimeSeconds / duration));
-  }
-
-  private emit(fraction: number): void {
-    if (fraction <= this.lastFraction) return;
-    this.lastFraction = fraction;
-    try {
-      this.onProgress?.(fraction, this.duration() ?? null);
-    } catch {
-      // Progress is informational; a failing listener must not take the conversion down with it.
-    }
+    // 1 is kept for success: ffmpeg may still fail (or a copy be given up) after writing it all.
+    this.emit(Math.min(0.99, this.outTimeSeconds / duration), duration);
   }
 }
