@@ -169,6 +169,16 @@ describe("createJwksVerifier", () => {
     assert.equal(auth.state.calls, 2, "one failed refresh, then none until the cooldown");
   });
 
+  test("a token remembered as verified still expires on time", async () => {
+    const key = await signingKey();
+    const verifier = createJwksVerifier(jwksEndpoint(key).fetch);
+    const token = await sign(key, {}, { expiresIn: Math.floor(Date.now() / 1000) + 1 });
+    assert.deepEqual(await verifier.verify(token), ALICE);
+    assert.deepEqual(await verifier.verify(token), ALICE);
+    await sleep(1100);
+    await assertHttpError(verifier.verify(token), 403);
+  });
+
   test("concurrent first requests share one JWKS fetch", async () => {
     const key = await signingKey();
     const auth = jwksEndpoint(key);

@@ -1,0 +1,235 @@
+import { spawn } from "node:child_process";
+import { stat } from "node:fs/promises";
+import path from "node:path";
+import { buildFfmpegArgs } from "../src/converter/ffmpeg-args.ts";
+import {
+  ffmpegVersion,
+  makeAudioHeavy,
+  makeSmallVideo,
+  makeVideo,
+  packagedFfmpeg,
+  systemFfmpeg,
+} from "./media.ts";
+import { mebibytes, median, now, printTable, ratio, say, seconds, withStep } from "./report.ts";
+import { gateway, scratchDir, startSystem } from "./system.ts";
+
+/**
+ * Conversion: the same file converted by raw ffmpeg with vid2mp3's own command line (the
+ * baseline) and end to end through `vid2mp3 serve all` (login, upload, wait for done over SSE,
+ * download). The ratio is the overhead of the whole system around ffmpeg.
+ */
+
+export interface ConversionOptions {
+  quick: boolean;
+  runs: number;
+}
+
+interface Sample {
+  login: number;
+  upload: number;
+  convert: number;
+  download: number;
+  total: number;
+  mp3Bytes: number;
+}
+
+/** Raw ffmpeg with exactly the arguments the converter builds (mov is what the gateway sniffs for MP4). */
+async function rawFfmpeg(binary: string, input: string, output: string): Promise<number> {
+  const args = buildFfmpegArgs({ input, output, format: "mov" });
+  const started = now();
+  const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.setEncoding("utf8");
+  child.stderr.on("data", (chunk: string) => {
+    stderr = (stderr + chunk).slice(-4000);
+  });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", resolve);
+  });
+  const ms = now() - started;
+  if (code !== 0) throw new Error(`${binary} exited with ${code}:\n${stderr}`);
+  return ms;
+}
+
+export async function conversionBench({ quick, runs }: ConversionOptions): Promise<void> {
+  say("\n## 1. Conversion: raw ffmpeg vs end to end through vid2mp3");
+  const dir = await scratchDir("conversion");
+  const ffmpeg = await systemFfmpeg();
+  const packaged = packagedFfmpeg();
+  const other =
+    packaged !== undefined && path.resolve(packaged) !== path.resolve(ffmpeg.path) ? packaged : undefined;
+
+  const videoSeconds = quick ? 10 : 60;
+  const audioSeconds = quick ? 30 : 300;
+  const files = [
+    {
+      name: `${videoSeconds} s video, 640x360 30 fps H.264 + AAC 128k`,
+      file: path.join(dir, `video-${videoSeconds}s.mp4`),
+      make: (f: string) => makeVideo(ffmpeg.path, f, videoSeconds),
+    },
+    {
+      name: `${audioSeconds} s audio-heavy, 160x90 1 fps + AAC 192k noise`,
+      file: path.join(dir, `audio-${audioSeconds}s.mp4`),
+      make: (f: string) => makeAudioHeavy(ffmpeg.path, f, audioSeconds),
+    },
+  ];
+  const warmUpFile = path.join(dir, "warm-up.mp4");
+  await withStep("conversion: generating the test videos with ffmpeg", async (s) => {
+    await makeSmallVideo(ffmpeg.path, warmUpFile, 2);
+    for (const { name, file, make } of files) {
+      s.update(name);
+      await make(file);
+    }
+  });
+
+  const system = await withStep("conversion: starting vid2mp3 serve all", () => startSystem());
+  const serverFfmpeg = await system.logRecord("using ffmpeg");
+  const client = gateway(system.url);
+  const scratchMp3 = path.join(dir, "raw.mp3");
+
+  /** One end-to-end conversion, as a user's script does it; the job is deleted afterwards (not timed). */
+  async function throughVid2mp3(file: string): Promise<Sample> {
+    const t0 = now();
+    const token = await client.login();
+    const t1 = now();
+    const events = await client.events(token);
+    try {
+      const { jobId } = await client.upload(token, file);
+      const t2 = now();
+      const job = await events.next(jobId);
+      const t3 = now();
+      if (job.status !== "done" || !job.mp3Id) throw new Error(`job ${jobId} ${job.status}: ${job.error}`);
+      const mp3Bytes = await client.download(token, job.mp3Id);
+      const t4 = now();
+      await client.deleteJob(token, jobId);
+      return {
+        login: t1 - t0,
+        upload: t2 - t1,
+        convert: t3 - t2,
+        download: t4 - t3,
+        total: t4 - t0,
+        mp3Bytes,
+      };
+    } finally {
+      await events.close();
+    }
+  }
+
+  await withStep("conversion: warming up (each ffmpeg once, vid2mp3 once)", async () => {
+    await rawFfmpeg(ffmpeg.path, warmUpFile, scratchMp3);
+    if (other) await rawFfmpeg(other, warmUpFile, scratchMp3);
+    await throughVid2mp3(warmUpFile);
+  });
+
+  const results: {
+    name: string;
+    size: number;
+    raw: number[];
+    other: number[];
+    vid2mp3: Sample[];
+    rawMp3Bytes: number;
+  }[] = [];
+  for (const { name, file } of files) {
+    const result = {
+      name,
+      size: (await stat(file)).size,
+      raw: [] as number[],
+      other: [] as number[],
+      vid2mp3: [] as Sample[],
+      rawMp3Bytes: 0,
+    };
+    await withStep(`conversion: ${name}`, async (s) => {
+      // Interleaved, so a slow moment of the machine does not land on one side only.
+      for (let i = 1; i <= runs; i++) {
+        s.update(`run ${i}/${runs}, raw ffmpeg`);
+        result.raw.push(await rawFfmpeg(ffmpeg.path, file, scratchMp3));
+        result.rawMp3Bytes = (await stat(scratchMp3)).size;
+        s.update(`run ${i}/${runs}, vid2mp3`);
+        result.vid2mp3.push(await throughVid2mp3(file));
+        if (other) {
+          s.update(`run ${i}/${runs}, npm static ffmpeg`);
+          result.other.push(await rawFfmpeg(other, file, scratchMp3));
+        }
+      }
+    });
+    results.push(result);
+  }
+  await system.stop();
+
+  const med = (samples: Sample[], key: keyof Sample) => median(samples.map((sample) => sample[key]));
+  const rows: string[][] = [];
+  for (const r of results) {
+    const raw = median(r.raw);
+    const total = med(r.vid2mp3, "total");
+    const perFile = total - med(r.vid2mp3, "login");
+    rows.push([
+      `${r.name} (${mebibytes(r.size)}): end to end`,
+      seconds(total),
+      seconds(raw),
+      ratio(total / raw),
+    ]);
+    rows.push([
+      "  same, token already in hand (no login)",
+      seconds(perFile),
+      seconds(raw),
+      ratio(perFile / raw),
+    ]);
+  }
+  printTable(
+    `Conversion time, median of ${runs} run${runs === 1 ? "" : "s"} (baseline: raw ffmpeg, same arguments as the converter)`,
+    ["what", "vid2mp3", "raw ffmpeg", "ratio"],
+    rows,
+    "ratio = vid2mp3 time ÷ raw ffmpeg time: 1.00× would be no overhead at all; the part above 1 is what\n" +
+      "the whole system adds around ffmpeg (HTTP, multipart, storage with fsync, queue, progress events,\n" +
+      "SQLite updates, SSE, download). End to end includes a login (argon2id); the second line is what each\n" +
+      "further file costs a client that keeps its token.",
+  );
+
+  printTable(
+    "Where the vid2mp3 time goes (medians)",
+    ["file", "login", "upload→202", "202→done (SSE)", "download", "raw ffmpeg"],
+    results.map((r) => [
+      r.name.split(",")[0] ?? r.name,
+      seconds(med(r.vid2mp3, "login")),
+      seconds(med(r.vid2mp3, "upload")),
+      seconds(med(r.vid2mp3, "convert")),
+      seconds(med(r.vid2mp3, "download")),
+      seconds(median(r.raw)),
+    ]),
+    "202→done is the queue, the conversion itself (the same ffmpeg command) and the job events until the\n" +
+      "browser is told; compare it with the raw ffmpeg column to see the converter's own overhead.",
+  );
+
+  const used = String(serverFfmpeg?.path ?? "?");
+  say(`\nffmpeg used by vid2mp3: ${used} (found via ${String(serverFfmpeg?.source ?? "?")})`);
+  say(`  ${String(serverFfmpeg?.version ?? ffmpeg.version).replace(/ Copyright.*$/, "")}`);
+  if (path.resolve(used) !== path.resolve(ffmpeg.path)) {
+    say(`  (warning: the benchmark's raw baseline used ${ffmpeg.path})`);
+  }
+  say(
+    `MP3 sizes (same settings, so they should match): ${results
+      .map((r) => `raw ${r.rawMp3Bytes} B vs vid2mp3 ${r.vid2mp3[0]?.mp3Bytes ?? "?"} B`)
+      .join("; ")}`,
+  );
+
+  if (other) {
+    const otherVersion = await ffmpegVersion(other);
+    printTable(
+      `ffmpeg builds: the npm package's static build vs the system one (raw, median of ${runs})`,
+      ["what", "npm static", "system (baseline)", "ratio"],
+      results.map((r) => [
+        r.name,
+        seconds(median(r.other)),
+        seconds(median(r.raw)),
+        ratio(median(r.other) / median(r.raw)),
+      ]),
+      `npm static: ${other}\n  ${otherVersion}\nsystem:     ${ffmpeg.path}\n  ${await ffmpegVersion(ffmpeg.path)}\n` +
+        "ratio = static time ÷ system time: how much slower a laptop without ffmpeg installed converts.",
+    );
+  } else {
+    say(
+      "(no second ffmpeg build to compare: the npm package's static build is missing or is the one in use)",
+    );
+  }
+}
