@@ -5,27 +5,9 @@ import http, { type IncomingMessage, STATUS_CODES } from "node:http";
 import https from "node:https";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import type { Job, JobPage } from "../contracts/jobs.ts";
 
-/** A job as the gateway describes it (`GET /jobs/:id`, the `job` events). */
-export interface Job {
-  id: string;
-  status: "queued" | "converting" | "done" | "failed";
-  fileName: string;
-  size: number;
-  createdAt: string;
-  updatedAt: string;
-  progress: number;
-  durationSeconds: number | null;
-  mp3Id: string | null;
-  error: string | null;
-}
-
-export interface JobPage {
-  jobs: Job[];
-  total: number;
-  limit: number;
-  offset: number;
-}
+export type { Job, JobPage };
 
 export interface User {
   id: string;

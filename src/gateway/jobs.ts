@@ -1,7 +1,8 @@
 import type { Kysely, Selectable } from "kysely";
+import type { Job, JobStatus } from "../contracts/jobs.ts";
 import type { JobEvent } from "../contracts/messages.ts";
 
-export type JobStatus = "queued" | "converting" | "done" | "failed";
+export type { Job, JobStatus };
 
 interface JobsTable {
   id: string;
@@ -25,22 +26,6 @@ export interface GatewayDatabase {
 }
 
 export type JobRow = Selectable<JobsTable>;
-
-/** A job as clients see it (the contract in docs/architecture.md). */
-export interface Job {
-  id: string;
-  status: JobStatus;
-  fileName: string;
-  size: number;
-  createdAt: string;
-  updatedAt: string;
-  progress: number;
-  durationSeconds: number | null;
-  /** The `fid` for `/download`, once the job is done. */
-  mp3Id: string | null;
-  /** Why the job failed, as a sentence for the user. */
-  error: string | null;
-}
 
 export function toJob(row: JobRow): Job {
   return {

@@ -1,0 +1,27 @@
+/** A job's states: `queued → converting → done | failed`, never back. */
+export type JobStatus = "queued" | "converting" | "done" | "failed";
+
+/** A job as the gateway describes it to clients (`/jobs`, `/jobs/:id`, the `job` events). */
+export interface Job {
+  id: string;
+  status: JobStatus;
+  fileName: string;
+  size: number;
+  createdAt: string;
+  updatedAt: string;
+  /** 0..1. */
+  progress: number;
+  durationSeconds: number | null;
+  /** The `fid` for `/download`, once the job is done. */
+  mp3Id: string | null;
+  /** Why the job failed, as a sentence for the user. */
+  error: string | null;
+}
+
+/** A page of `GET /jobs`. */
+export interface JobPage {
+  jobs: Job[];
+  total: number;
+  limit: number;
+  offset: number;
+}
