@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { createWriteStream } from "node:fs";
 import { mkdir, open, realpath, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -62,9 +61,12 @@ export function createFolderBlobStore(root: string): BlobStore {
       await makeParent(key, file);
       await mkdir(tmpPath, { recursive: true });
       const tmp = path.join(tmpPath, `${randomUUID()}.part`);
+      // Opened before any byte flows: a body failing at once must not race the open, which could
+      // otherwise create the file after the clean-up below has run.
+      const handle = await open(tmp, "wx");
       try {
         // flush: fsync before close, so a crash after the rename cannot leave a blob with holes.
-        await pipeline(body, createWriteStream(tmp, { flags: "wx", flush: true }));
+        await pipeline(body, handle.createWriteStream({ flush: true }));
         const { size } = await stat(tmp);
         await rename(tmp, file);
         return { size };
