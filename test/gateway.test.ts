@@ -208,6 +208,20 @@ describe("gateway with auth, broker and blob store in one process", () => {
   });
   after(() => system.close());
 
+  test("repeated failed logins get 429 with Retry-After, and a forged X-Forwarded-For does not dodge it", async () => {
+    const attempt = (forwardedFor: string) =>
+      system.gateway.app.inject({
+        method: "POST",
+        url: "/login",
+        headers: { authorization: basic("victim@example.com", "guess"), "x-forwarded-for": forwardedFor },
+      });
+    for (let i = 0; i < 10; i++) assert.equal((await attempt(`10.0.0.${i}`)).statusCode, 401);
+    const throttled = await attempt("10.0.0.99");
+    assert.equal(throttled.statusCode, 429, throttled.body);
+    assert.ok(Number(throttled.headers["retry-after"]) > 0);
+    assert.equal(throttled.json().error.code, "too_many_attempts");
+  });
+
   test("/healthz is 200 and /readyz is 200 listing every backend", async () => {
     const health = await system.gateway.app.inject({ method: "GET", url: "/healthz" });
     assert.equal(health.statusCode, 200);

@@ -420,3 +420,34 @@ test("over a real socket, /login and /validate ignore whatever body a client sen
   assert.equal(validate.status, 200);
   assert.equal(((await validate.json()) as { username: string }).username, ADMIN.email);
 });
+
+test("failed logins for one e-mail from one address are throttled with 429, others are not", async (t) => {
+  let now = Date.now();
+  const { app } = await startAuthService(t, ADMIN_ENV, {
+    loginThrottle: { maxFailures: 3, windowMs: 60_000, now: () => now },
+  });
+  const login = (password: string, address = "203.0.113.7") =>
+    app.inject({
+      method: "POST",
+      url: "/login",
+      headers: { authorization: basic(ADMIN.email, password), "x-forwarded-for": address },
+    });
+
+  for (let i = 0; i < 3; i++) assert.equal((await login("wrong-password")).statusCode, 401);
+  const refused = await login(ADMIN.password);
+  assert.equal(refused.statusCode, 429, "even the right password waits");
+  assert.equal(refused.headers["retry-after"], "60");
+  assert.equal(refused.json().error.code, "too_many_attempts");
+  assert.equal(
+    (await login(ADMIN.password, "198.51.100.9")).statusCode,
+    200,
+    "the owner elsewhere is not locked out",
+  );
+
+  now += 60_000;
+  assert.equal((await login(ADMIN.password)).statusCode, 200, "the window has passed");
+  for (let i = 0; i < 2; i++) assert.equal((await login("wrong-password")).statusCode, 401);
+  assert.equal((await login(ADMIN.password)).statusCode, 200, "a success clears the count");
+  for (let i = 0; i < 2; i++) assert.equal((await login("wrong-password")).statusCode, 401);
+  assert.equal((await login(ADMIN.password)).statusCode, 200);
+});

@@ -4,6 +4,7 @@ import type { Config } from "../platform/config.ts";
 import { errorResponse, HttpError } from "../platform/http.ts";
 import { documentedOnly } from "../platform/openapi.ts";
 import { parseBasicCredentials, parseBearerToken } from "./credentials.ts";
+import type { LoginThrottle } from "./login-throttle.ts";
 import { hashPassword, verifyLogin } from "./passwords.ts";
 import {
   newUserBody,
@@ -20,6 +21,7 @@ export interface AuthRouteDeps {
   config: Pick<Config, "registrationOpen">;
   users: UsersRepository;
   tokens: TokenService;
+  throttle: LoginThrottle;
 }
 
 /** What clients see of a user: never the password hash. */
@@ -44,11 +46,21 @@ export function toPublicUser(user: User): PublicUser {
 }
 
 const REALM = "vid2mp3";
+
+/**
+ * The client's address: the gateway, the only public entry, passes it on as the first
+ * X-Forwarded-For hop. Auth is never exposed itself, so the header can be taken as sent.
+ */
+function clientAddress(request: FastifyRequest): string {
+  const forwarded = request.headers["x-forwarded-for"];
+  const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(",")[0]?.trim();
+  return first || request.ip;
+}
 // One answer for every failed login: it must not tell an unknown e-mail from a wrong password or a disabled account.
 const LOGIN_FAILED = "Invalid e-mail or password.";
 
 export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): void {
-  const { users, tokens, config } = deps;
+  const { users, tokens, config, throttle } = deps;
 
   /** The caller behind the bearer token: 401 without a token, 403 for a bad one or a disabled account. */
   async function authenticate(
@@ -84,6 +96,17 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     scope.post("/login", { schema: authApiRoutes.login }, async (request, reply) => {
       reply.header("Cache-Control", "no-store");
       const credentials = parseBasicCredentials(request.headers.authorization);
+      const throttleKey =
+        credentials && `${credentials.email.trim().toLowerCase()} ${clientAddress(request)}`;
+      const retryAfter = throttleKey && throttle.retryAfterSeconds(throttleKey);
+      if (retryAfter) {
+        reply.header("Retry-After", String(retryAfter));
+        throw new HttpError(
+          429,
+          "too_many_attempts",
+          `Too many failed logins; try again in ${Math.ceil(retryAfter / 60)} minute(s).`,
+        );
+      }
       let user: User | undefined;
       let passwordOk = false;
       if (credentials) {
@@ -92,9 +115,11 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
         passwordOk = await verifyLogin(user?.passwordHash, credentials.password);
       }
       if (!user || !passwordOk || user.disabled) {
+        if (throttleKey) throttle.recordFailure(throttleKey);
         reply.header("WWW-Authenticate", `Basic realm="${REALM}", charset="UTF-8"`);
         throw new HttpError(401, "unauthorized", LOGIN_FAILED);
       }
+      if (throttleKey) throttle.recordSuccess(throttleKey);
       const issued = await tokens.sign(user);
       request.log.info({ userId: user.id }, "user logged in");
       if (acceptsJson(request.headers.accept)) return issued;

@@ -7,6 +7,7 @@ import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
 import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
 import { type BootstrapOptions, ensureFirstAdmin } from "./bootstrap.ts";
+import { createLoginThrottle, type LoginThrottleOptions } from "./login-throttle.ts";
 import { AUTH_MIGRATION_TABLE, type AuthDatabase, authMigrations } from "./migrations.ts";
 import { prepareLoginTiming } from "./passwords.ts";
 import { registerAuthRoutes } from "./routes.ts";
@@ -26,6 +27,8 @@ export interface AuthServiceDeps {
   /** Tests only: where the generated admin password is printed, and the token clock. */
   bootstrap?: BootstrapOptions;
   tokens?: TokenServiceOptions;
+  /** Tests only: the failed-login limits and their clock. */
+  loginThrottle?: LoginThrottleOptions;
   /** Where its metrics go; by default a registry of its own. */
   metrics?: ServiceMetrics;
 }
@@ -56,7 +59,7 @@ export async function createAuthService(config: Config, deps: AuthServiceDeps): 
   registerHealthRoutes(app, [
     { name: "database", check: async () => void (await sql`select 1`.execute(db)) },
   ]);
-  registerAuthRoutes(app, { config, users, tokens });
+  registerAuthRoutes(app, { config, users, tokens, throttle: createLoginThrottle(deps.loginThrottle) });
 
   return { app, close: () => app.close() };
 }

@@ -29,7 +29,11 @@ export interface TestAuthService extends AuthService {
 export async function startAuthService(
   t: TestContext,
   env: Record<string, string> = {},
-  options: { dataDir?: string; tokens?: AuthServiceDeps["tokens"] } = {},
+  options: {
+    dataDir?: string;
+    tokens?: AuthServiceDeps["tokens"];
+    loginThrottle?: AuthServiceDeps["loginThrottle"];
+  } = {},
 ): Promise<TestAuthService> {
   const dataDir = options.dataDir ?? (await tempDataDir(t));
   const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: "silent", ...env });
@@ -40,6 +44,7 @@ export async function startAuthService(
     db,
     bootstrap: { print: (text) => printed.push(text) },
     tokens: options.tokens,
+    loginThrottle: options.loginThrottle,
   });
   t.after(async () => {
     await service.close();

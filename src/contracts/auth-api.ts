@@ -102,6 +102,7 @@ export const authApiRoutes = {
         },
       },
       401: errorRef("Missing or wrong credentials, or a disabled account"),
+      429: errorRef("Too many failed logins for this e-mail from this address; see Retry-After"),
     },
   },
   register: {

@@ -7,7 +7,13 @@ import type { ServiceFetch } from "../../platform/service-fetch.ts";
 const authUnavailable = errorResponse("The auth service is not reachable");
 
 const forwardedRequestHeaders = ["authorization", "accept", "content-type"] as const;
-const forwardedResponseHeaders = ["content-type", "www-authenticate", "cache-control", "location"] as const;
+const forwardedResponseHeaders = [
+  "content-type",
+  "www-authenticate",
+  "cache-control",
+  "location",
+  "retry-after",
+] as const;
 
 /**
  * Login and user management belong to the auth service; the gateway, the only public entry,
@@ -20,6 +26,8 @@ export function registerAuthProxyRoutes(app: FastifyInstance, authFetch: Service
       const value = request.headers[name];
       if (typeof value === "string") headers[name] = value;
     }
+    // The client's address, for auth's failed-login throttle (set here, never taken from the client).
+    headers["x-forwarded-for"] = request.ip;
     const hasBody = request.body !== undefined && request.method !== "GET";
     if (hasBody) headers["content-type"] = "application/json";
     let response: Response;
