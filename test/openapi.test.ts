@@ -3,6 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { createConfig, lintFromString } from "@redocly/openapi-core";
 import type { FastifyInstance } from "fastify";
 import type { Kysely } from "kysely";
 import { type AuthDatabase, type AuthService, createAuthService } from "../src/auth/service.ts";
@@ -107,6 +108,13 @@ function assertEveryRouteListed(
   }
 }
 
+/** Redocly's `recommended-strict` ruleset (every rule an error): the problems it finds, one line each. */
+async function lintProblems(doc: OpenApiDocument, name: string): Promise<string[]> {
+  const config = await createConfig({ extends: ["recommended-strict"] });
+  const problems = await lintFromString({ source: JSON.stringify(doc), absoluteRef: name, config });
+  return problems.map((p) => `${p.ruleId} ${p.location[0]?.pointer ?? ""}: ${p.message}`);
+}
+
 describe("OpenAPI documents", () => {
   let dir: string;
   let auth: AuthService;
@@ -166,6 +174,7 @@ describe("OpenAPI documents", () => {
   test("the gateway's document lists every API route with its methods, schemas and security", async () => {
     const doc = await fetchDocument(gateway.app);
     assertWellFormed(doc);
+    assert.deepEqual(await lintProblems(doc, "gateway.json"), []);
     // The browser UI's pages and files are not API.
     assertEveryRouteListed(gateway.app, doc, (url) => url === "/" || url.startsWith("/assets/"));
     for (const url of [
@@ -212,6 +221,7 @@ describe("OpenAPI documents", () => {
   test("auth's document lists its routes", async () => {
     const doc = await fetchDocument(auth.app);
     assertWellFormed(doc);
+    assert.deepEqual(await lintProblems(doc, "auth.json"), []);
     assertEveryRouteListed(auth.app, doc, () => false);
     for (const url of ["/login", "/validate", "/.well-known/jwks.json", "/register", "/users/{id}"]) {
       assert.ok(doc.paths[url], url);

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { authApiRoutes } from "../contracts/auth-api.ts";
 import type { Config } from "../platform/config.ts";
-import { errorResponse, HttpError } from "../platform/http.ts";
-import { documentedOnly } from "../platform/openapi.ts";
+import { HttpError } from "../platform/http.ts";
+import { documentedOnly, errorResponse, malformedRequest } from "../platform/openapi.ts";
 import { parseBasicCredentials, parseBearerToken } from "./credentials.ts";
 import type { LoginThrottle } from "./login-throttle.ts";
 import { hashPassword, verifyLogin } from "./passwords.ts";
@@ -222,6 +222,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
 }
 
 const validateSchema = {
+  operationId: "validateToken",
   summary: "Check a token: its decoded claims",
   description:
     "What the gateway asks when tokens are HS256-signed (JWT_SECRET); with EdDSA it verifies locally.",
@@ -250,6 +251,7 @@ const validateSchema = {
 } as const;
 
 const jwksSchema = {
+  operationId: "getJwks",
   summary: "The public keys that verify tokens (JWKS)",
   tags: ["auth"],
   security: [],
@@ -261,6 +263,7 @@ const jwksSchema = {
       required: ["keys"],
       additionalProperties: true,
     },
+    ...malformedRequest,
   },
 } as const;
 

@@ -88,6 +88,7 @@ const errorRef = (description: string) => ({ description, $ref: "Error#" }) as c
  */
 export const authApiRoutes = {
   login: {
+    operationId: "login",
     summary: "Log in: e-mail and password (HTTP Basic) for a JWT",
     description:
       "Answers the token as `text/plain` (as the original did), or `{token, expiresAt}` with `Accept: application/json`.",
@@ -106,6 +107,7 @@ export const authApiRoutes = {
     },
   },
   register: {
+    operationId: "register",
     summary: "Create your own account (only when the server runs with REGISTRATION=open)",
     tags: ["auth"],
     security: [],
@@ -118,6 +120,7 @@ export const authApiRoutes = {
     },
   },
   createUser: {
+    operationId: "createUser",
     summary: "Create a user (administrators)",
     tags: ["users"],
     security: [{ bearerAuth: [] }],
@@ -131,6 +134,7 @@ export const authApiRoutes = {
     },
   },
   listUsers: {
+    operationId: "listUsers",
     summary: "List users (administrators)",
     tags: ["users"],
     security: [{ bearerAuth: [] }],
@@ -143,6 +147,7 @@ export const authApiRoutes = {
     },
   },
   getUser: {
+    operationId: "getUser",
     summary: "One user (administrators)",
     tags: ["users"],
     security: [{ bearerAuth: [] }],
@@ -156,6 +161,7 @@ export const authApiRoutes = {
     },
   },
   updateUser: {
+    operationId: "updateUser",
     summary: "Disable or enable a user, set a password, grant or revoke admin (administrators)",
     tags: ["users"],
     security: [{ bearerAuth: [] }],

@@ -2,7 +2,7 @@ import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { isDatabaseUnavailable } from "./database.ts";
 import type { Logger } from "./logger.ts";
 import { registerMetrics, type ServiceMetrics } from "./metrics.ts";
-import { type OpenApiInfo, registerOpenApi } from "./openapi.ts";
+import { malformedRequest, type OpenApiInfo, registerOpenApi } from "./openapi.ts";
 
 /** An error the client can act on: answered as `{error: {code, message}}` with its status. */
 export class HttpError extends Error {
@@ -51,9 +51,6 @@ export const errorSchema = {
   },
   required: ["error"],
 } as const;
-
-/** A response schema entry for an error status. */
-export const errorResponse = (description: string) => ({ description, $ref: "Error#" }) as const;
 
 export interface RegisteredRoute {
   methods: string[];
@@ -140,6 +137,7 @@ export function registerHealthRoutes(app: FastifyInstance, checks: ReadinessChec
     "/healthz",
     {
       schema: {
+        operationId: "getHealth",
         summary: "Liveness: the process answers",
         tags: ["operations"],
         security: [],
@@ -150,6 +148,7 @@ export function registerHealthRoutes(app: FastifyInstance, checks: ReadinessChec
             properties: { status: { type: "string", const: "ok" } },
             required: ["status"],
           },
+          ...malformedRequest,
         },
       },
     },
@@ -178,12 +177,14 @@ export function registerHealthRoutes(app: FastifyInstance, checks: ReadinessChec
     "/readyz",
     {
       schema: {
+        operationId: "getReadiness",
         summary: "Readiness: every backend this service needs answers",
         tags: ["operations"],
         security: [],
         response: {
           200: { description: "Ready", ...readiness },
           503: { description: "A backend does not answer (the failing checks say which)", ...readiness },
+          ...malformedRequest,
         },
       },
     },

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { malformedRequest } from "./openapi.ts";
 
 /**
  * Prometheus metrics, one registry per service instance (never prom-client's global one: several
@@ -161,6 +162,7 @@ export function registerMetrics(app: FastifyInstance, metrics: ServiceMetrics): 
     "/metrics",
     {
       schema: {
+        operationId: "getMetrics",
         summary: "Prometheus metrics",
         description: "This service's metrics in the Prometheus text format (all services' in `serve all`).",
         tags: ["operations"],
@@ -170,6 +172,7 @@ export function registerMetrics(app: FastifyInstance, metrics: ServiceMetrics): 
             description: "Prometheus text exposition format 0.0.4",
             content: { "text/plain": { schema: { type: "string" } } },
           },
+          ...malformedRequest,
         },
       },
     },

@@ -7,6 +7,15 @@ export interface OpenApiInfo {
   description?: string;
 }
 
+/** A response schema entry for an error status: the `Error` shape with a description. */
+export const errorResponse = (description: string) => ({ description, $ref: "Error#" }) as const;
+
+/**
+ * `4XX` of routes that take no input: even they can answer a malformed request (a bad URL,
+ * oversized headers) with an error in the usual shape.
+ */
+export const malformedRequest = { "4XX": errorResponse("A malformed request") } as const;
+
 /** Security requirements for route schemas (`security: bearer`). */
 export const bearer = [{ bearerAuth: [] }];
 export const basic = [{ basicAuth: [] }];
@@ -29,7 +38,9 @@ export async function registerOpenApi(app: FastifyInstance, info: OpenApiInfo): 
   await app.register(swagger, {
     openapi: {
       openapi: "3.1.0",
-      info,
+      info: { ...info, license: { name: "MIT", identifier: "MIT" } },
+      // Relative: the document describes the server that serves it, whatever its public address.
+      servers: [{ url: "/", description: "The server that serves this document" }],
       components: {
         securitySchemes: {
           bearerAuth: {
@@ -56,6 +67,7 @@ export async function registerOpenApi(app: FastifyInstance, info: OpenApiInfo): 
     "/openapi.json",
     {
       schema: {
+        operationId: "getOpenApiDocument",
         summary: "This OpenAPI document",
         tags: ["operations"],
         security: publicRoute,
@@ -64,6 +76,7 @@ export async function registerOpenApi(app: FastifyInstance, info: OpenApiInfo): 
             description: "OpenAPI 3.1 document",
             content: { "application/json": { schema: { type: "object", additionalProperties: true } } },
           },
+          ...malformedRequest,
         },
       },
     },

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { authApiRoutes } from "../../contracts/auth-api.ts";
-import { errorResponse, HttpError } from "../../platform/http.ts";
-import { documentedOnly } from "../../platform/openapi.ts";
+import { HttpError } from "../../platform/http.ts";
+import { documentedOnly, errorResponse } from "../../platform/openapi.ts";
 import type { ServiceFetch } from "../../platform/service-fetch.ts";
 
 const authUnavailable = errorResponse("The auth service is not reachable");

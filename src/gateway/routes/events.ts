@@ -1,7 +1,6 @@
 import type { ServerResponse } from "node:http";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { errorResponse } from "../../platform/http.ts";
-import { bearer } from "../../platform/openapi.ts";
+import { bearer, errorResponse } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
 import type { JobFeed } from "../job-feed.ts";
 import type { GatewayMetrics } from "../metrics.ts";
@@ -14,6 +13,7 @@ export interface EventsRouteDeps {
 }
 
 const eventsSchema = {
+  operationId: "streamJobEvents",
   summary: "Live changes of your jobs (Server-Sent Events)",
   description:
     "Each change is `event: job`, `id: <jobId>:<updatedAt>`, `data: <Job as JSON>`. A comment line every 15 s keeps " +

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { mp3Key, videoKey } from "../../contracts/messages.ts";
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
-import { errorResponse, HttpError } from "../../platform/http.ts";
-import { bearer } from "../../platform/openapi.ts";
+import { HttpError } from "../../platform/http.ts";
+import { bearer, errorResponse } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
 import { type JobsRepository, toJob } from "../jobs.ts";
 import { jobListSchema } from "../schemas.ts";
@@ -32,6 +32,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
     "/jobs",
     {
       schema: {
+        operationId: "listJobs",
         summary: "Your jobs, newest first",
         tags: ["jobs"],
         security: bearer,
@@ -58,6 +59,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
   );
 
   const getSchema = {
+    operationId: "getJob",
     summary: "One of your jobs",
     tags: ["jobs"],
     security: bearer,
@@ -80,6 +82,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
     "/jobs/:id",
     {
       schema: {
+        operationId: "deleteJob",
         summary: "Delete one of your jobs and its files",
         description: "A conversion still running finishes, and its MP3 is then removed.",
         tags: ["jobs"],

@@ -7,8 +7,8 @@ import { type VideoMessage, videoKey } from "../../contracts/messages.ts";
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
 import type { Broker } from "../../platform/broker/broker.ts";
 import { isDatabaseUnavailable } from "../../platform/database.ts";
-import { errorResponse, HttpError } from "../../platform/http.ts";
-import { bearer, documentedOnly } from "../../platform/openapi.ts";
+import { HttpError } from "../../platform/http.ts";
+import { bearer, documentedOnly, errorResponse } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
 import { type JobRow, type JobsRepository, toJob } from "../jobs.ts";
 import { demuxerFor } from "../media-formats.ts";
@@ -27,6 +27,7 @@ export interface UploadDeps {
 }
 
 const uploadSchema = {
+  operationId: "uploadVideo",
   summary: "Upload a video (or audio) file to convert to MP3",
   description:
     "multipart/form-data with exactly one file part (any field name; other fields are ignored). The file streams " +
