@@ -3,6 +3,7 @@ import { AUTH_DEFAULT_PORT, type AuthDatabase, createAuthService } from "../auth
 import { createConverter } from "../converter/service.ts";
 import type { GatewayDatabase } from "../gateway/jobs.ts";
 import { createGatewayService } from "../gateway/service.ts";
+import type { NotificationDatabase } from "../notification/sent-mails.ts";
 import { createNotifier } from "../notification/service.ts";
 import {
   describeBackends,
@@ -117,6 +118,7 @@ async function startService(
       logger: logger.child({ service: "notification" }),
       broker,
       mailer,
+      db: withDatabase<NotificationDatabase>("notification"),
       metrics,
     });
     await worker.start();

@@ -8,6 +8,7 @@ import type { Broker, Consumer, Delivery } from "../platform/broker/broker.ts";
 import type { Config } from "../platform/config.ts";
 import type { Logger } from "../platform/logger.ts";
 import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
+import { unavailableCause } from "../platform/unavailable.ts";
 import { ConversionError } from "./conversion-error.ts";
 import { type ConversionOutcome, createConverterMetrics } from "./metrics.ts";
 import { createProgressReporter } from "./progress-reporter.ts";
@@ -72,26 +73,29 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
 
   async function handle(delivery: Delivery<VideoMessage>): Promise<void> {
     const ended = metrics.conversionStarted();
+    // One conversion per job at a time: when the broker takes the message back (this
+    // connection or channel was lost, so it goes to another converter) or the converter closes,
+    // ffmpeg is killed and nothing is stored or reported.
+    const signal = AbortSignal.any([shutdown.signal, delivery.signal]);
     try {
-      ended(await convertOnce(delivery));
+      ended(await convertOnce(delivery, signal));
     } catch (error) {
-      // Stopped by close(): not an outcome; the message comes back.
-      ended(shutdown.signal.aborted ? undefined : "retried");
+      // Stopped: not an outcome; the message comes back.
+      ended(signal.aborted ? undefined : "retried");
       throw error;
     }
   }
 
-  async function convertOnce({
-    body: video,
-    attempt,
-    isLastAttempt,
-  }: Delivery<VideoMessage>): Promise<ConversionOutcome> {
+  async function convertOnce(
+    { body: video, attempt, isLastAttempt }: Delivery<VideoMessage>,
+    signal: AbortSignal,
+  ): Promise<ConversionOutcome> {
     const log = logger.child({ jobId: video.jobId, attempt });
     const started = performance.now();
     const elapsedMs = (): number => Math.round(performance.now() - started);
     log.info({ fileName: video.fileName, format: video.format }, "conversion started");
     try {
-      const result = await convert(video, log);
+      const result = await convert(video, log, signal);
       if (result === "video gone") {
         log.warn(
           { videoKey: video.videoKey, ms: elapsedMs() },
@@ -102,17 +106,25 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
       log.info({ ms: elapsedMs(), ...result }, "conversion finished");
       return "done";
     } catch (error) {
-      // Stopped by close(): not the file's fault nor a failure; leave the message unacknowledged.
-      if (shutdown.signal.aborted) throw error;
+      // Stopped (taken back, closing): not the file's fault nor a failure; leave the message unacknowledged.
+      if (signal.aborted) {
+        log.info(
+          { ms: elapsedMs() },
+          "conversion stopped: the message was taken back or the converter closes",
+        );
+        throw error;
+      }
+      // A backend is down: the broker waits for it and runs this again, the attempt not counted.
+      if (unavailableCause(error)) throw error;
       if (error instanceof ConversionError) {
         // The file's fault: retrying gives the same answer, so the job fails now, with the reason.
         log.info({ ms: elapsedMs(), reason: error.reason }, "conversion failed: %s", error.message);
-        await fail(video, error.message);
+        await fail(video, error.message, signal);
         return "failed";
       }
       if (isLastAttempt) {
         log.error({ err: error, ms: elapsedMs() }, "conversion failed on the last attempt; job failed");
-        await fail(video, INTERNAL_ERROR_MESSAGE);
+        await fail(video, INTERNAL_ERROR_MESSAGE, signal);
         return "failed";
       }
       // Ours (ffmpeg missing, disk full, store or broker down): the broker retries after a delay.
@@ -120,7 +132,11 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
     }
   }
 
-  async function convert(video: VideoMessage, log: Logger): Promise<"video gone" | ConvertedSummary> {
+  async function convert(
+    video: VideoMessage,
+    log: Logger,
+    signal: AbortSignal,
+  ): Promise<"video gone" | ConvertedSummary> {
     await publishEvent({ version: 1, jobId: video.jobId, at: now(), type: "converting" });
 
     // A redelivery of a job whose MP3 was already stored (the ack was lost): the blob is whole,
@@ -128,7 +144,7 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
     const stored = await blobs.stat(mp3Key(video.mp3Id));
     if (stored) {
       log.info("MP3 already stored by an earlier delivery; not converting again");
-      await announceDone(video, stored.size, null);
+      await announceDone(video, stored.size, null, signal);
       return { mp3Size: stored.size, durationSeconds: null };
     }
 
@@ -162,15 +178,17 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
         format: video.format,
         timeoutSeconds: config.ffmpeg.timeoutSeconds,
         onProgress: (fraction, inputDuration) => progress.update(fraction, inputDuration),
-        signal: shutdown.signal,
+        signal,
       });
       // Progress events must not arrive after the outcome.
       await progress.settled();
+      // Taken back while ffmpeg finished: another converter has it now; store nothing.
+      signal.throwIfAborted();
 
       const { size: mp3Size } = await blobs.put(mp3Key(video.mp3Id), createReadStream(mp3File), {
         contentType: "audio/mpeg",
       });
-      await announceDone(video, mp3Size, durationSeconds);
+      await announceDone(video, mp3Size, durationSeconds, signal);
       // `audio`: copy (the source's MP3 frames, unchanged) or encode; `copyAbandoned`: why a copy was given up.
       return { mp3Size, durationSeconds, audio, sourceCodec, ...(copyAbandoned && { copyAbandoned }) };
     } finally {
@@ -180,11 +198,14 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
     }
   }
 
+  /** Reports the outcome, unless it is no longer wanted (the message was taken back). */
   async function announceDone(
     video: VideoMessage,
     mp3Size: number,
     durationSeconds: number | null,
+    signal: AbortSignal,
   ): Promise<void> {
+    signal.throwIfAborted();
     await publishEvent({
       version: 1,
       jobId: video.jobId,
@@ -205,7 +226,8 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
     });
   }
 
-  async function fail(video: VideoMessage, error: string): Promise<void> {
+  async function fail(video: VideoMessage, error: string, signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
     await publishEvent({ version: 1, jobId: video.jobId, at: now(), type: "failed", error });
     await publishMp3({
       version: 1,

@@ -174,6 +174,43 @@ export function createJobsRepository(db: Kysely<GatewayDatabase>) {
       return db.selectFrom("jobs").selectAll().where("id", "=", event.jobId).executeTakeFirst();
     },
 
+    /**
+     * Unfinished jobs last changed before the given times (queued ones before `queuedBefore`,
+     * converting ones before `convertingBefore`), least recently changed first: the sweep's candidates.
+     */
+    async stale(
+      cutoff: { queuedBefore: string; convertingBefore: string },
+      limit: number,
+    ): Promise<JobRow[]> {
+      return db
+        .selectFrom("jobs")
+        .selectAll()
+        .where((eb) =>
+          eb.or([
+            eb.and([eb("status", "=", "queued"), eb("updated_at", "<", cutoff.queuedBefore)]),
+            eb.and([eb("status", "=", "converting"), eb("updated_at", "<", cutoff.convertingBefore)]),
+          ]),
+        )
+        .orderBy("updated_at")
+        .limit(limit)
+        .execute();
+    },
+
+    /**
+     * Marks an unfinished job as just handled, only if it is still as `seen` (same status and
+     * `updated_at`): true for the one caller (of several gateway replicas) that gets to re-queue it.
+     */
+    async claim(seen: Pick<JobRow, "id" | "status" | "updated_at">): Promise<boolean> {
+      const result = await db
+        .updateTable("jobs")
+        .set({ updated_at: new Date().toISOString() })
+        .where("id", "=", seen.id)
+        .where("status", "=", seen.status)
+        .where("updated_at", "=", seen.updated_at)
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0;
+    },
+
     /** Finished jobs (done or failed) last changed before `before`, oldest first. */
     async finishedBefore(before: string, limit: number): Promise<JobRow[]> {
       return db

@@ -6,6 +6,8 @@ export interface GatewayMetrics {
   /** `reason`: the error code the client got (`payload_too_large`, `unsupported_media_type`, …). */
   uploadRefused(reason: string): void;
   jobFinished(outcome: "done" | "failed"): void;
+  /** Unfinished jobs whose message the sweep published again. */
+  jobsRequeued(count: number): void;
   /** An `/events` stream opened; call the returned function when it closes. */
   eventStreamOpened(): () => void;
 }
@@ -34,6 +36,10 @@ export function createGatewayMetrics(metrics: ServiceMetrics): GatewayMetrics {
     labelNames: ["outcome"],
     initial: [{ outcome: "done" }, { outcome: "failed" }],
   });
+  const requeued = metrics.counter({
+    name: "vid2mp3_jobs_requeued_total",
+    help: "Unfinished jobs whose video message the sweep published again (lost message, crash before publish).",
+  });
   const streams = metrics.gauge({
     name: "vid2mp3_sse_clients",
     help: "Open GET /events (Server-Sent Events) streams.",
@@ -45,6 +51,7 @@ export function createGatewayMetrics(metrics: ServiceMetrics): GatewayMetrics {
     },
     uploadRefused: (reason) => refused.inc({ reason }),
     jobFinished: (outcome) => finished.inc({ outcome }),
+    jobsRequeued: (count) => requeued.inc({}, count),
     eventStreamOpened() {
       streams.inc();
       let open = true;

@@ -54,6 +54,11 @@ const schema = {
   JOB_EVENTS_QUEUE: z.string().min(1).default("job-events"),
   RETRY_DELAY_MS: nonNegativeNumber.default(5000),
   MAX_ATTEMPTS: positiveInt.default(5),
+  RETRY_MAX_DELAY_MS: nonNegativeNumber.default(30 * 60_000),
+  MAIL_MAX_ATTEMPTS: positiveInt.default(12),
+  JOB_SWEEP_INTERVAL_SECONDS: nonNegativeNumber.default(60),
+  JOB_STALE_SECONDS: nonNegativeNumber.default(600),
+  S3_MULTIPART_MAX_AGE_HOURS: nonNegativeNumber.default(24),
   // Distributed backends: each one unset means its embedded default.
   DATABASE_URL: urlWithScheme(["mysql", "mariadb"]).optional(),
   MYSQL_HOST: optionalString,
@@ -101,7 +106,12 @@ export interface Config {
   converterConcurrency: number;
   retentionHours: number;
   queues: { video: string; mp3: string; jobEvents: string };
-  retry: { delayMs: number; maxAttempts: number };
+  /** Failed messages: first delay (doubling), the longest delay, deliveries before the dead-letter queue (mails: `mailMaxAttempts`). */
+  retry: { delayMs: number; maxAttempts: number; maxDelayMs: number; mailMaxAttempts: number };
+  /** The gateway's sweep of unfinished jobs whose message was lost (see gateway/job-lifecycle.ts). */
+  jobSweep: { everyMs: number; queuedAfterMs: number; convertingAfterMs: number };
+  /** Incomplete S3 multipart uploads older than this are aborted by the gateway's sweep. */
+  multipartMaxAgeMs: number;
   /** MySQL/MariaDB URL (from DATABASE_URL or the original's MYSQL_*); undefined = SQLite under DATA_DIR. */
   databaseUrl: string | undefined;
   /** RabbitMQ URL; undefined = the in-process broker. */
@@ -161,7 +171,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     converterConcurrency: r.CONVERTER_CONCURRENCY,
     retentionHours: r.RETENTION_HOURS,
     queues: { video: r.VIDEO_QUEUE, mp3: r.MP3_QUEUE, jobEvents: r.JOB_EVENTS_QUEUE },
-    retry: { delayMs: r.RETRY_DELAY_MS, maxAttempts: r.MAX_ATTEMPTS },
+    retry: {
+      delayMs: r.RETRY_DELAY_MS,
+      maxAttempts: r.MAX_ATTEMPTS,
+      maxDelayMs: r.RETRY_MAX_DELAY_MS,
+      mailMaxAttempts: r.MAIL_MAX_ATTEMPTS,
+    },
+    jobSweep: {
+      everyMs: Math.max(1, r.JOB_SWEEP_INTERVAL_SECONDS * 1000),
+      queuedAfterMs: r.JOB_STALE_SECONDS * 1000,
+      // A running conversion may send no event for as long as ffmpeg may run (no known duration,
+      // no progress): only after that is a converting job surely abandoned.
+      convertingAfterMs: Math.max(r.JOB_STALE_SECONDS, r.FFMPEG_TIMEOUT_SECONDS + 300) * 1000,
+    },
+    multipartMaxAgeMs: r.S3_MULTIPART_MAX_AGE_HOURS * 3_600_000,
     databaseUrl: r.DATABASE_URL ?? mysqlUrlFromOriginalVariables(r),
     amqpUrl: r.AMQP_URL,
     s3: r.S3_BUCKET

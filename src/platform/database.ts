@@ -15,6 +15,7 @@ import {
   sql,
 } from "kysely";
 import { createConnection, createPool, type PoolOptions } from "mysql2";
+import { UnavailableError, unavailableCause } from "./unavailable.ts";
 
 /**
  * The one place that knows which SQL dialect is in use. Services write portable Kysely queries
@@ -25,8 +26,9 @@ import { createConnection, createPool, type PoolOptions } from "mysql2";
  * - booleans are 0/1 `integer`s; sizes `bigint` and fractions `double precision`, read back as
  *   JS numbers by both drivers (convert with `Number()` anyway: MySQL sends huge values as strings);
  * - counts of updated/deleted rows are bigints: compare with `Number(result.numUpdatedRows)`;
- * - a unique violation is recognised with `isUniqueViolation`, an unreachable database with
- *   `isDatabaseUnavailable` (answered 503 by every service's HTTP server).
+ * - a unique violation is recognised with `isUniqueViolation`; an unreachable database raises an
+ *   `UnavailableError` (backend `database`, recognised by `isDatabaseUnavailable` too), answered
+ *   `503 database_unavailable` by every service's HTTP server and waited out by consumers.
  */
 export interface DatabaseOptions {
   /** `mysql://user:pass@host:port/database` (or `mariadb://`): MySQL/MariaDB. Unset: SQLite. */
@@ -40,11 +42,12 @@ export interface DatabaseOptions {
 export interface MysqlTuning {
   /** Connections per process (default 10). */
   connectionLimit?: number;
-  /** Longest wait for a new connection, TCP and handshake (default 5 s). */
+  /** Longest wait for a new connection, TCP and handshake (default 1 s: the server is next to us). */
   connectTimeoutMs?: number;
   /**
-   * Longest a statement may go without an answer before its connection is dropped (default 30 s):
-   * a server that vanished without closing the TCP connection fails requests instead of hanging them.
+   * Longest a statement may go without an answer before its connection is dropped (default 1.5 s;
+   * every statement of the services is a small indexed one): a server that vanished without
+   * closing the TCP connection (packets dropped) answers 503 within about 2 s instead of hanging.
    */
   queryTimeoutMs?: number;
 }
@@ -145,6 +148,7 @@ const sqliteUniqueCodes = new Set([1555 /* PRIMARYKEY */, 2067 /* UNIQUE */]);
  * as 503 `database_unavailable` rather than 500, and worth retrying shortly.
  */
 export function isDatabaseUnavailable(error: unknown): boolean {
+  if (unavailableCause(error)?.backend === "database") return true;
   return someCause(error, (e) => {
     const code = typeof e.code === "string" ? e.code : undefined;
     if (code !== undefined && mysqlUnavailableCodes.has(code)) return true;
@@ -214,9 +218,10 @@ function openMysql<DB>(url: string, tuning: MysqlTuning): Kysely<DB> {
   const connectionLimit = tuning.connectionLimit ?? 10;
   const common: PoolOptions = {
     ...target.connection,
-    connectTimeout: tuning.connectTimeoutMs ?? 5000,
+    connectTimeout: tuning.connectTimeoutMs ?? 1000,
+    // Idle pooled connections to a host that vanished are found dead by TCP itself.
     enableKeepAlive: true,
-    keepAliveInitialDelay: 10_000,
+    keepAliveInitialDelay: 5_000,
     // Numbers as JS numbers (bigints beyond 2^53 as strings rather than silently rounded).
     supportBigNumbers: true,
     bigNumberStrings: false,
@@ -240,7 +245,7 @@ function openMysql<DB>(url: string, tuning: MysqlTuning): Kysely<DB> {
           waitForConnections: true,
           queueLimit: 0,
         });
-        return withQueryTimeout(pool as unknown as MysqlPool, tuning.queryTimeoutMs ?? 30_000);
+        return withQueryTimeout(pool as unknown as MysqlPool, tuning.queryTimeoutMs ?? 1500);
       },
     }),
   });
@@ -285,7 +290,8 @@ export async function dropMysqlDatabase(url: string): Promise<void> {
 /**
  * Gives every statement an inactivity limit. mysql2 reports the timeout but keeps the connection,
  * whose next command would queue behind the unanswered one: such a connection is destroyed
- * (which removes it from the pool) so the pool only hands out working ones.
+ * (which removes it from the pool) so the pool only hands out working ones. Failures that mean
+ * "the database cannot be reached" become an `UnavailableError` here, at the adapter.
  */
 function withQueryTimeout(pool: MysqlPool, timeoutMs: number): MysqlPool {
   type RawQuery = (
@@ -298,6 +304,10 @@ function withQueryTimeout(pool: MysqlPool, timeoutMs: number): MysqlPool {
   return {
     getConnection(callback) {
       pool.getConnection((error, connection) => {
+        if (error) {
+          callback(asUnavailable(error), connection as MysqlPoolConnection);
+          return;
+        }
         if (connection && !wrapped.has(connection)) {
           wrapped.add(connection);
           const raw = connection as unknown as { query: RawQuery; destroy(): void };
@@ -307,7 +317,7 @@ function withQueryTimeout(pool: MysqlPool, timeoutMs: number): MysqlPool {
           function timeoutGuard(cb: Callback): Callback {
             return (err, result) => {
               if ((err as { code?: unknown } | null)?.code === "PROTOCOL_SEQUENCE_TIMEOUT") raw.destroy();
-              cb(err, result);
+              cb(err ? asUnavailable(err) : err, result);
             };
           }
         }
@@ -316,6 +326,13 @@ function withQueryTimeout(pool: MysqlPool, timeoutMs: number): MysqlPool {
     },
     end: (callback) => pool.end(callback),
   };
+}
+
+/** The database's own error, or an UnavailableError wrapping it when it means "cannot be reached now". */
+function asUnavailable(error: unknown): unknown {
+  if (error instanceof UnavailableError || !isDatabaseUnavailable(error)) return error;
+  const reason = error instanceof Error ? error.message || (error as { code?: string }).code : String(error);
+  return new UnavailableError("database", `the database is not reachable: ${reason}`, { cause: error });
 }
 
 // ——— SQLite ———

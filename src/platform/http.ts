@@ -3,6 +3,7 @@ import { isDatabaseUnavailable } from "./database.ts";
 import type { Logger } from "./logger.ts";
 import { registerMetrics, type ServiceMetrics } from "./metrics.ts";
 import { malformedRequest, type OpenApiInfo, registerOpenApi } from "./openapi.ts";
+import { unavailableCause } from "./unavailable.ts";
 
 /** An error the client can act on: answered as `{error: {code, message}}` with its status. */
 export class HttpError extends Error {
@@ -32,6 +33,15 @@ const codeByStatus: Record<number, string> = {
   416: "range_not_satisfiable",
   429: "too_many_requests",
   503: "unavailable",
+};
+
+/** How a 503's message names an `UnavailableError`'s backend. */
+const backendNames: Record<string, string> = {
+  database: "database",
+  storage: "file storage",
+  queue: "job queue",
+  mail: "mail server",
+  auth: "auth service",
 };
 
 /** The JSON schema of `ErrorBody`, shared by every service as `{ $ref: "Error#" }`. */
@@ -99,12 +109,22 @@ export async function createHttpServer(
   if (options.metrics) registerMetrics(app, options.metrics);
 
   app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
-    if (!(error instanceof HttpError) && isDatabaseUnavailable(error)) {
-      request.log.warn({ err: error }, "database unavailable");
+    const backend =
+      error instanceof HttpError
+        ? undefined
+        : (unavailableCause(error)?.backend ?? (isDatabaseUnavailable(error) ? "database" : undefined));
+    if (backend !== undefined) {
+      request.log.warn({ err: error, backend }, "backend unavailable");
       return reply
         .status(503)
         .header("Retry-After", "5")
-        .send(errorBody(503, "database_unavailable", "The database is not reachable; try again shortly."));
+        .send(
+          errorBody(
+            503,
+            `${backend}_unavailable`,
+            `The ${backendNames[backend] ?? backend} is not reachable; try again shortly.`,
+          ),
+        );
     }
     const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
     if (status >= 500 && !(error instanceof HttpError)) {

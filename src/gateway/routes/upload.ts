@@ -3,26 +3,24 @@ import path from "node:path";
 import type { MultipartFile } from "@fastify/multipart";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { fileTypeStream } from "file-type";
-import { type VideoMessage, videoKey } from "../../contracts/messages.ts";
+import { videoKey } from "../../contracts/messages.ts";
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
-import type { Broker } from "../../platform/broker/broker.ts";
 import { isDatabaseUnavailable } from "../../platform/database.ts";
 import { HttpError } from "../../platform/http.ts";
 import { bearer, documentedOnly, errorResponse } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
-import { type JobRow, type JobsRepository, toJob } from "../jobs.ts";
+import type { JobLifecycle } from "../job-lifecycle.ts";
+import { toJob } from "../jobs.ts";
 import { demuxerFor } from "../media-formats.ts";
 import type { GatewayMetrics } from "../metrics.ts";
 import { uploadAcceptedSchema } from "../schemas.ts";
 
 export interface UploadDeps {
-  jobs: JobsRepository;
+  /** Creates and queues the job once its file is stored. */
+  lifecycle: Pick<JobLifecycle, "create">;
   blobs: BlobStore;
-  broker: Broker;
-  videoQueue: string;
   maxUploadBytes: number;
   authenticate: (request: FastifyRequest) => Promise<Caller>;
-  onAccepted: (row: JobRow) => void;
   metrics: Pick<GatewayMetrics, "uploadAccepted" | "uploadRefused">;
 }
 
@@ -73,7 +71,7 @@ const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
  * upload survives a crash; anything that fails before that is undone.
  */
 export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): void {
-  const { jobs, blobs, broker } = deps;
+  const { blobs } = deps;
   const tooLarge = () =>
     new HttpError(
       413,
@@ -142,34 +140,15 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
     }
     if (!upload) throw new HttpError(400, "bad_request", "The request has no file: send exactly one file.");
 
-    const accepted = upload;
-    const row = await jobs
-      .create({
-        id: accepted.jobId,
-        ownerId: caller.id,
-        ownerEmail: caller.email,
-        fileName: accepted.fileName,
-        format: accepted.format,
-        size: accepted.size,
-        mp3Id: randomUUID(),
-      })
-      .catch(async (error: unknown) => {
-        await blobs.delete(videoKey(accepted.jobId));
-        throw error;
-      });
-    try {
-      await broker.publish(deps.videoQueue, videoMessage(row));
-    } catch (error) {
-      request.log.error({ err: error, jobId: row.id }, "could not queue the job");
-      await jobs.delete(row.id, caller.id);
-      await blobs.delete(videoKey(row.id));
-      throw new HttpError(
-        503,
-        "queue_unavailable",
-        "The job queue is not reachable; the upload was not kept. Try again shortly.",
-      );
-    }
-    deps.onAccepted(row);
+    const row = await deps.lifecycle.create({
+      id: upload.jobId,
+      ownerId: caller.id,
+      ownerEmail: caller.email,
+      fileName: upload.fileName,
+      format: upload.format,
+      size: upload.size,
+      mp3Id: randomUUID(),
+    });
     deps.metrics.uploadAccepted(row.size);
     return reply
       .status(202)
@@ -183,18 +162,6 @@ function refusalReason(error: unknown): string {
   if (error instanceof HttpError) return error.code;
   if (isDatabaseUnavailable(error)) return "database_unavailable";
   return "internal";
-}
-
-export function videoMessage(row: JobRow): VideoMessage {
-  return {
-    version: 1,
-    jobId: row.id,
-    videoKey: videoKey(row.id),
-    mp3Id: row.mp3_id,
-    fileName: row.file_name,
-    format: row.format,
-    owner: { id: row.owner_id, email: row.owner_email },
-  };
 }
 
 function toUploadError(error: unknown, tooLarge: () => HttpError): unknown {

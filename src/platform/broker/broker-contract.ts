@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { afterEach, beforeEach, describe, it as nodeIt } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { UnavailableError } from "../unavailable.ts";
 import {
   type Broker,
   type DeadLetter,
@@ -194,6 +195,60 @@ export function brokerContract(
         [2, false],
         [3, true],
       ]);
+    });
+
+    it("waits out an unavailable backend on the same message, without using up attempts or starting others", async () => {
+      const queue = uniqueQueue("outage");
+      const events: string[] = [];
+      let failures = 0;
+      const bothDone = countdown(2);
+      const firstFailure = deferred();
+      await broker.consume<{ n: number }>(
+        queue,
+        async ({ body, attempt }) => {
+          events.push(`${body.n}@${attempt}`);
+          if (body.n === 1 && failures < 6) {
+            failures++;
+            firstFailure.resolve();
+            throw new UnavailableError("database", "the database is not reachable");
+          }
+          bothDone.tick();
+        },
+        {
+          parse: asNumbered,
+          concurrency: 2,
+          maxAttempts: 2,
+          retryDelayMs: 10,
+          outageDelayMs: { initial: 5, max: 20 },
+        },
+      );
+      await broker.publish(queue, { n: 1 });
+      await firstFailure.promise;
+      await broker.publish(queue, { n: 2 });
+      await bothDone.done;
+      // Seven tries of message 1, all as its first attempt, and message 2 only after it got through.
+      assert.deepEqual(events, ["1@1", "1@1", "1@1", "1@1", "1@1", "1@1", "1@1", "2@1"]);
+      assert.equal(await countDeadLetters(broker, queue), 0, "nothing dead-lettered");
+    });
+
+    it("gives a message waiting for a backend back when its consumer closes", async () => {
+      const queue = uniqueQueue("outage-close");
+      const tried = deferred();
+      const consumer = await broker.consume(
+        queue,
+        async () => {
+          tried.resolve();
+          throw new UnavailableError("storage", "the store is not reachable");
+        },
+        { parse: asNumbered, concurrency: 1, outageDelayMs: { initial: 60_000, max: 60_000 } },
+      );
+      await broker.publish(queue, { n: 5 });
+      await tried.promise;
+      const started = Date.now();
+      await consumer.close();
+      assert.ok(Date.now() - started < 2000, "close() does not wait for the outage to end");
+      const [again] = await collect<{ n: number }>(broker, queue, 1);
+      assert.deepEqual(again, { body: { n: 5 }, attempt: 1, isLastAttempt: false });
     });
 
     it("dead-letters at once on a PermanentError", async () => {
@@ -484,13 +539,17 @@ function countdown(count: number): { done: Promise<void>; tick(): void } {
 }
 
 /** Consumes `queue` until `count` deliveries arrived, then stops consuming. */
-async function collect<T = unknown>(broker: Broker, queue: string, count: number): Promise<Delivery<T>[]> {
-  const received: Delivery<T>[] = [];
+async function collect<T = unknown>(
+  broker: Broker,
+  queue: string,
+  count: number,
+): Promise<Omit<Delivery<T>, "signal">[]> {
+  const received: Omit<Delivery<T>, "signal">[] = [];
   const enough = deferred();
   const consumer = await broker.consume<T>(
     queue,
-    async (delivery) => {
-      received.push({ ...delivery });
+    async ({ signal: _, ...delivery }) => {
+      received.push(delivery);
       if (received.length === count) enough.resolve();
     },
     { parse: (b) => b as T, concurrency: 1 },
@@ -498,6 +557,21 @@ async function collect<T = unknown>(broker: Broker, queue: string, count: number
   await enough.promise;
   await consumer.close();
   return received;
+}
+
+/** How many dead letters `queue` has now (consumed and put back is not needed: this reads for a moment). */
+async function countDeadLetters(broker: Broker, queue: string): Promise<number> {
+  let count = 0;
+  const consumer = await broker.consume(
+    deadLetterQueue(queue),
+    async () => {
+      count++;
+    },
+    { parse: (b) => b, concurrency: 10 },
+  );
+  await sleep(100);
+  await consumer.close();
+  return count;
 }
 
 async function collectDeadLetters(broker: Broker, queue: string, count: number): Promise<DeadLetter[]> {

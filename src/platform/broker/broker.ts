@@ -1,3 +1,5 @@
+import { UnavailableError } from "../unavailable.ts";
+
 /**
  * The message broker as the services see it: durable work queues with at-least-once delivery.
  *
@@ -5,6 +7,11 @@
  * after a delay, with `attempt` counting up, until `maxAttempts`; then, or at once for a
  * `PermanentError` (and for a body that fails `parse`), the message goes to the dead-letter queue
  * `<queue>.dead` as a `DeadLetter` carrying the reason. Handlers must therefore be idempotent.
+ *
+ * An outage is not the message's fault: a handler that throws an `UnavailableError` (or a
+ * database-unavailable error) is run again on the same message with capped exponential backoff
+ * for as long as the outage lasts, without using up an attempt and never dead-lettered, and the
+ * consumer starts no other message meanwhile.
  */
 export interface Broker {
   /** True when accepted messages survive a process restart (RabbitMQ); false in-process. */
@@ -30,6 +37,12 @@ export interface Delivery<T> {
   attempt: number;
   /** A failure now sends the message to the dead-letter queue instead of retrying it. */
   isLastAttempt: boolean;
+  /**
+   * Aborted when the outcome is no longer wanted: the broker has taken the message back (its
+   * channel or connection was lost, so it is redelivered, perhaps to another process) or the
+   * consumer is closing. Long work stops on it and stores or reports nothing after it.
+   */
+  signal: AbortSignal;
 }
 
 export type Handler<T> = (delivery: Delivery<T>) => Promise<void>;
@@ -43,6 +56,10 @@ export interface ConsumeOptions<T> {
   maxAttempts?: number;
   /** Wait before a failed message is delivered again; doubles with each attempt (default 5 s). */
   retryDelayMs?: number;
+  /** The longest wait between two attempts, however many there are (default 30 min). */
+  maxRetryDelayMs?: number;
+  /** Backoff while a backend is unavailable: first wait and cap (default 500 ms, 15 s). */
+  outageDelayMs?: { initial: number; max: number };
 }
 
 export interface Consumer {
@@ -61,8 +78,11 @@ export interface DeadLetter {
 }
 
 /** The broker cannot be reached (now, or within the wait): the caller may answer 503 and retry later. */
-export class BrokerUnavailableError extends Error {
+export class BrokerUnavailableError extends UnavailableError {
   override name = "BrokerUnavailableError";
+  constructor(message: string, options?: ErrorOptions) {
+    super("queue", message, options);
+  }
 }
 
 /** Thrown by a handler for a failure that retrying cannot fix. */
@@ -72,7 +92,7 @@ export class PermanentError extends Error {
 
 export const deadLetterQueue = (queue: string): string => `${queue}.dead`;
 
-/** Exponential backoff for the n-th retry (attempt 2 waits `base`, attempt 3 waits 2×base, …). */
-export function retryDelay(baseMs: number, failedAttempt: number): number {
-  return baseMs * 2 ** Math.max(0, failedAttempt - 1);
+/** Exponential backoff for the n-th retry (attempt 2 waits `base`, attempt 3 waits 2×base, …), at most `maxMs`. */
+export function retryDelay(baseMs: number, failedAttempt: number, maxMs = Number.POSITIVE_INFINITY): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.max(0, failedAttempt - 1));
 }

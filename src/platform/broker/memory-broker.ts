@@ -1,6 +1,6 @@
 import { createLogger, type Logger } from "../logger.ts";
 import { type Broker, type ConsumeOptions, type Consumer, deadLetterQueue, type Handler } from "./broker.ts";
-import { consumeSettings, deadLetter, decide, encodeBody } from "./delivery.ts";
+import { consumeSettings, createOutageGate, deadLetter, decide, encodeBody } from "./delivery.ts";
 
 /**
  * The embedded broker: queues in this process's memory, nothing survives a restart (`durable:
@@ -105,13 +105,22 @@ export function createMemoryBroker(options: { logger?: Logger } = {}): Broker {
       const settings = consumeSettings(consumeOptions);
       const queue = queueNamed(queueName);
       const inFlight = new Set<Promise<void>>();
+      const gate = createOutageGate();
+      // Aborted by close(): handlers waiting for a backend give their message up.
+      const closingConsumer = new AbortController();
 
-      // Never rejects: every failure ends as a retry or a dead letter.
+      // Never rejects: every failure ends as a retry, a dead letter or a message put back.
       async function handle(message: Message): Promise<void> {
         const raw: unknown = JSON.parse(message.json);
-        const outcome = await decide(queueName, raw, message.attempt, handler, settings, logger);
+        const outcome = await decide(queueName, raw, message.attempt, handler, settings, {
+          logger,
+          gate,
+          signal: closingConsumer.signal,
+        });
         if (outcome.kind === "dead") sendToDeadLetterQueue(queueName, message.attempt, outcome);
         else if (outcome.kind === "retry") retryLater(queueName, message, outcome.delayMs);
+        // Given up by a closing consumer: back to the queue for the others (lost if the broker closes).
+        else if (outcome.kind === "release" && !closing) enqueue(queueName, message);
       }
 
       const worker: Worker = {
@@ -131,6 +140,7 @@ export function createMemoryBroker(options: { logger?: Logger } = {}): Broker {
         async close() {
           // Messages not yet taken stay in the queue for the other consumers.
           queue.workers = queue.workers.filter((w) => w !== worker);
+          closingConsumer.abort();
           await Promise.all(inFlight);
           // Only now, so that a broker.close() meanwhile still waits for these handlers.
           consumers.delete(consumer);

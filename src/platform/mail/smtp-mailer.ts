@@ -1,5 +1,6 @@
 import { createTransport } from "nodemailer";
 import type { Logger } from "../logger.ts";
+import { UnavailableError } from "../unavailable.ts";
 import type { Mailer } from "./mailer.ts";
 import { buildMessage } from "./message.ts";
 
@@ -11,7 +12,9 @@ import { buildMessage } from "./message.ts";
  * (`?tls.rejectUnauthorized=false` for a self-signed test server).
  *
  * A failed send throws: retrying is the broker's job (the notification's message is redelivered
- * with a delay), so one mail is never retried in two places at once.
+ * with a delay), so one mail is never retried in two places at once. A server that cannot be
+ * reached (or says it is shutting down, 421) throws an `UnavailableError`: waited out, not counted
+ * against the message.
  */
 export function createSmtpMailer(options: { url: string; from: string; logger: Logger }): Mailer {
   const { from, logger } = options;
@@ -40,9 +43,9 @@ export function createSmtpMailer(options: { url: string; from: string; logger: L
           "mail sent",
         );
       } catch (error) {
-        throw new Error(`could not send mail ${mail.id} to ${mail.to} through ${server}: ${reason(error)}`, {
-          cause: error,
-        });
+        const message = `could not send mail ${mail.id} to ${mail.to} through ${server}: ${reason(error)}`;
+        if (isUnreachable(error)) throw new UnavailableError("mail", message, { cause: error });
+        throw new Error(message, { cause: error });
       }
     },
 
@@ -58,6 +61,21 @@ export function createSmtpMailer(options: { url: string; from: string; logger: L
       transporter.close();
     },
   };
+}
+
+/** nodemailer's codes for a server that could not be reached or went away mid-conversation. */
+const unreachableCodes = new Set([
+  "ECONNECTION",
+  "ETIMEDOUT",
+  "ESOCKET",
+  "EDNS",
+  "ECONNREFUSED",
+  "ECONNRESET",
+]);
+
+function isUnreachable(error: unknown): boolean {
+  const { code, responseCode } = (error ?? {}) as { code?: unknown; responseCode?: unknown };
+  return (typeof code === "string" && unreachableCodes.has(code)) || responseCode === 421;
 }
 
 /** `smtp://host:port` without the credentials, for messages and logs. */

@@ -3,7 +3,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "../../logger.ts";
 import { type Consumer, deadLetterQueue, type Handler, retryDelay } from "../broker.ts";
-import { type ConsumeSettings, deadLetter, decide, type Outcome, reasonOf } from "../delivery.ts";
+import {
+  type ConsumeSettings,
+  createOutageGate,
+  deadLetter,
+  decide,
+  type Outcome,
+  reasonOf,
+} from "../delivery.ts";
 import { type Attachment, type Attachments, createAttachments } from "./attachments.ts";
 import type { Connection } from "./connection.ts";
 import { createLimiter, type Limiter } from "./limiter.ts";
@@ -34,12 +41,29 @@ export interface QueueConsumers {
 interface QueueConsumer extends Attachment {
   readonly queue: string;
   /** Runs the parser and the handler on a decoded body; never rejects. */
-  run(raw: unknown, attempt: number): Promise<Outcome>;
+  run(raw: unknown, attempt: number, signal: AbortSignal): Promise<Outcome>;
   /** Keeps at most `concurrency` handlers running, also across a reconnection. */
   readonly slots: Limiter;
   readonly inFlight: Set<Promise<void>>;
   /** The consumer tag on `channel`. */
   tag?: string | undefined;
+  /** Aborted by close(): handlers waiting for a backend give their message back. */
+  readonly closing: AbortController;
+}
+
+/** Per channel: aborted when it closes, since RabbitMQ then puts its unacknowledged deliveries back. */
+const channelLost = new WeakMap<Channel, AbortSignal>();
+
+function lostSignal(channel: Channel): AbortSignal {
+  let signal = channelLost.get(channel);
+  if (!signal) {
+    const controller = new AbortController();
+    if (!isOpen(channel)) controller.abort();
+    else channel.once("close", () => controller.abort(new Error("the channel closed")));
+    signal = controller.signal;
+    channelLost.set(channel, signal);
+  }
+  return signal;
 }
 
 export function createQueueConsumers(
@@ -56,13 +80,15 @@ export function createQueueConsumers(
     // The retry queues' delays, one per backoff step.
     const delays = new Set<number>();
     for (let attempt = 1; attempt < settings.maxAttempts; attempt++) {
-      delays.add(retryDelay(settings.retryDelayMs, attempt));
+      delays.add(retryDelay(settings.retryDelayMs, attempt, settings.maxRetryDelayMs));
     }
+    const gate = createOutageGate();
     const c: QueueConsumer = {
       description: `consumer of ${queue}`,
       closed: false,
       queue,
-      run: (raw, attempt) => decide(queue, raw, attempt, handler, settings, logger),
+      closing: new AbortController(),
+      run: (raw, attempt, signal) => decide(queue, raw, attempt, handler, settings, { logger, gate, signal }),
       slots: createLimiter(settings.concurrency),
       inFlight: new Set(),
       async declare(s) {
@@ -70,6 +96,7 @@ export function createQueueConsumers(
         await Promise.all([...delays].map((delayMs) => declareRetryQueue(s, queue, delayMs)));
       },
       async start(channel) {
+        lostSignal(channel);
         await channel.prefetch(settings.concurrency);
         if (c.closed) {
           await channel.close();
@@ -84,6 +111,7 @@ export function createQueueConsumers(
       async finish(channel) {
         // Stop deliveries; those in hand finish (and are acknowledged), the rest stay queued.
         if (channel && c.tag) await channel.cancel(c.tag).catch(() => {});
+        c.closing.abort();
         await Promise.all(c.inFlight);
       },
     };
@@ -126,7 +154,7 @@ export function createQueueConsumers(
       // Not started, not acknowledged: RabbitMQ delivers it again (here or elsewhere).
       if (c.closed || !isOpen(channel)) return;
       const work = (async () => {
-        const outcome = await decideDelivery(c, message, attempt);
+        const outcome = await decideDelivery(c, channel, message, attempt);
         await settle(c, channel, message, attempt, outcome, key);
       })();
       if (key) running.set(key, work);
@@ -143,6 +171,7 @@ export function createQueueConsumers(
   /** Decodes the body and runs the handler on it; never rejects. */
   async function decideDelivery(
     c: QueueConsumer,
+    channel: Channel,
     message: ConsumeMessage,
     attempt: number,
   ): Promise<Outcome> {
@@ -153,7 +182,7 @@ export function createQueueConsumers(
     } catch (error) {
       return { kind: "dead", reason: `message body is not JSON: ${reasonOf(error)}`, body: text };
     }
-    return c.run(raw, attempt);
+    return c.run(raw, attempt, AbortSignal.any([lostSignal(channel), c.closing.signal]));
   }
 
   /**
@@ -169,6 +198,15 @@ export function createQueueConsumers(
     outcome: Outcome,
     key: string | undefined,
   ): Promise<void> {
+    if (outcome.kind === "release") {
+      // Back to the queue unchanged: with its channel gone RabbitMQ did that already.
+      try {
+        if (isOpen(channel)) channel.nack(message, false, true);
+      } catch {
+        // Closed meanwhile: put back by RabbitMQ.
+      }
+      return;
+    }
     if (!isOpen(channel)) {
       remember(c, key, outcome);
       return;
