@@ -23,6 +23,7 @@ import { registerJobRoutes } from "./routes/jobs.ts";
 import { registerUploadRoute } from "./routes/upload.ts";
 import { registerWebRoutes } from "./routes/web.ts";
 import { sharedGatewaySchemas } from "./schemas.ts";
+import { createUploadSweep } from "./upload-sweep.ts";
 
 export interface GatewayDeps {
   logger: Logger;
@@ -94,15 +95,19 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
 
   const retention = createRetention({ jobs, blobs, logger, retentionHours: config.retentionHours });
 
+  const uploadSweep = createUploadSweep({ blobs, logger, maxAgeMs: config.incompleteUploadMaxAgeMs });
+
   return {
     app,
     async start() {
       await lifecycle.start();
       retention.start();
+      uploadSweep.start();
     },
     async close() {
       retention.stop();
       await app.close();
+      await uploadSweep.stop();
       await lifecycle.close();
     },
   };

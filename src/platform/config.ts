@@ -58,7 +58,7 @@ const schema = {
   MAIL_MAX_ATTEMPTS: positiveInt.default(12),
   JOB_SWEEP_INTERVAL_SECONDS: nonNegativeNumber.default(60),
   JOB_STALE_SECONDS: nonNegativeNumber.default(600),
-  S3_MULTIPART_MAX_AGE_HOURS: nonNegativeNumber.default(24),
+  INCOMPLETE_UPLOAD_MAX_AGE_HOURS: nonNegativeNumber.default(24),
   // Distributed backends: each one unset means its embedded default.
   DATABASE_URL: urlWithScheme(["mysql", "mariadb"]).optional(),
   MYSQL_HOST: optionalString,
@@ -110,8 +110,8 @@ export interface Config {
   retry: { delayMs: number; maxAttempts: number; maxDelayMs: number; mailMaxAttempts: number };
   /** The gateway's sweep of unfinished jobs whose message was lost (see gateway/job-lifecycle.ts). */
   jobSweep: { everyMs: number; queuedAfterMs: number; convertingAfterMs: number };
-  /** Incomplete S3 multipart uploads older than this are aborted by the gateway's sweep. */
-  multipartMaxAgeMs: number;
+  /** Incomplete uploads (S3 multipart uploads, the folder store's temp files) older than this are removed by the gateway. */
+  incompleteUploadMaxAgeMs: number;
   /** MySQL/MariaDB URL (from DATABASE_URL or the original's MYSQL_*); undefined = SQLite under DATA_DIR. */
   databaseUrl: string | undefined;
   /** RabbitMQ URL; undefined = the in-process broker. */
@@ -184,7 +184,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       // no progress): only after that is a converting job surely abandoned.
       convertingAfterMs: Math.max(r.JOB_STALE_SECONDS, r.FFMPEG_TIMEOUT_SECONDS + 300) * 1000,
     },
-    multipartMaxAgeMs: r.S3_MULTIPART_MAX_AGE_HOURS * 3_600_000,
+    incompleteUploadMaxAgeMs: r.INCOMPLETE_UPLOAD_MAX_AGE_HOURS * 3_600_000,
     databaseUrl: r.DATABASE_URL ?? mysqlUrlFromOriginalVariables(r),
     amqpUrl: r.AMQP_URL,
     s3: r.S3_BUCKET

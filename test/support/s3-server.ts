@@ -1,12 +1,18 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { stripVTControlCharacters } from "node:util";
-import { DeleteBucketCommand, DeleteObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import {
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  S3Client,
+} from "@aws-sdk/client-s3";
 
 const require = createRequire(import.meta.url);
 const self = fileURLToPath(import.meta.url);
@@ -28,7 +34,10 @@ export interface RunningS3Server {
 
 /**
  * Starts s3rver (a real S3-compatible HTTP server) as a separate OS process on a free port, with
- * its own temporary data folder. s3rver accepts only its fixed key pair S3RVER/S3RVER.
+ * its own temporary data folder. s3rver accepts only its fixed key pair S3RVER/S3RVER. s3rver
+ * answers ListMultipartUploads and AbortMultipartUpload with NotImplemented (and no S3 server on
+ * npm implements the first), so the child adds the two operations on s3rver's own multipart store
+ * (see `multipartExtensions`), enough for the sweep of incomplete uploads to run against it.
  */
 export async function startS3Server(timeoutMs = 15_000): Promise<RunningS3Server> {
   const dir = await mkdtemp(path.join(tmpdir(), "s3rver-"));
@@ -138,6 +147,87 @@ export async function listKeys(server: RunningS3Server, bucket: string): Promise
 interface S3rverInstance {
   run(): Promise<{ address: string; port: number }>;
   close(): Promise<void>;
+  middleware: KoaMiddleware[];
+  store: { getResourcePath(bucket: string, key: string | undefined, resource: string): string };
+}
+
+interface KoaContext {
+  method: string;
+  path: string;
+  query: Record<string, string | undefined>;
+  status: number;
+  body: unknown;
+  type: string;
+}
+type KoaMiddleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void>;
+
+/**
+ * ListMultipartUploads (`GET /<bucket>?uploads`) and AbortMultipartUpload
+ * (`DELETE /<bucket>/<key>?uploadId=…`) over s3rver's store: an upload is the folder
+ * `<bucket>/._S3rver_uploads/<uploadId>/` holding its `key`, `metadata` and parts; its folder's
+ * time is its initiation. Path-style requests only; no signature check (a local test server).
+ */
+function multipartExtensions(server: S3rverInstance): KoaMiddleware {
+  return async (ctx, next) => {
+    const [bucket, ...keyParts] = ctx.path.split("/").filter((part) => part !== "");
+    if (!bucket) return next();
+    const uploadsDir = server.store.getResourcePath(bucket, undefined, "uploads");
+    if (ctx.method === "GET" && keyParts.length === 0 && "uploads" in ctx.query) {
+      const ids = await readdir(uploadsDir).catch(() => [] as string[]);
+      const uploads = await Promise.all(
+        ids.map(async (id) => {
+          const dir = path.join(uploadsDir, id);
+          const [key, info] = await Promise.all([readFile(path.join(dir, "key"), "utf8"), stat(dir)]);
+          return { id, key, initiated: info.mtime.toISOString() };
+        }),
+      );
+      const xml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+      ctx.type = "application/xml";
+      ctx.body =
+        `<?xml version="1.0" encoding="UTF-8"?><ListMultipartUploadsResult><Bucket>${xml(bucket)}</Bucket>` +
+        "<IsTruncated>false</IsTruncated>" +
+        uploads
+          .map(
+            (u) =>
+              `<Upload><Key>${xml(u.key)}</Key><UploadId>${xml(u.id)}</UploadId><Initiated>${u.initiated}</Initiated></Upload>`,
+          )
+          .join("") +
+        "</ListMultipartUploadsResult>";
+      return;
+    }
+    const uploadId = ctx.query.uploadId;
+    if (ctx.method === "DELETE" && keyParts.length > 0 && uploadId && /^[0-9a-f]+$/.test(uploadId)) {
+      const dir = path.join(uploadsDir, uploadId);
+      const exists = await stat(dir).then(
+        () => true,
+        () => false,
+      );
+      if (!exists) {
+        ctx.status = 404;
+        ctx.type = "application/xml";
+        ctx.body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message></Error>`;
+        return;
+      }
+      await rm(dir, { recursive: true, force: true });
+      ctx.status = 204;
+      return;
+    }
+    return next();
+  };
+}
+
+/** The bucket's incomplete multipart uploads (to prove that a sweep aborted them). */
+export async function listMultipartUploads(
+  server: RunningS3Server,
+  bucket: string,
+): Promise<{ key: string; uploadId: string }[]> {
+  const client = adminClient(server);
+  try {
+    const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+    return (page.Uploads ?? []).map((u) => ({ key: u.Key ?? "", uploadId: u.UploadId ?? "" }));
+  } finally {
+    client.destroy();
+  }
 }
 
 // The child process: `node s3-server.ts <data folder>`.
@@ -146,6 +236,7 @@ if (import.meta.main) {
   const directory = process.argv[2];
   if (!directory) throw new Error("usage: s3-server.ts <data folder>");
   const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory });
+  server.middleware.unshift(multipartExtensions(server));
   const { port } = await server.run();
   process.stdout.write(`S3rver listening on port ${port}\n`);
   const exit = () => {

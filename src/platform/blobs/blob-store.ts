@@ -25,6 +25,11 @@ export interface BlobStore {
   toLocalFile(key: string, tmpDir: string): Promise<LocalFile>;
   /** Throws when the store cannot be reached (readiness checks). */
   check(): Promise<void>;
+  /**
+   * Removes what writes that never finished left behind, older than `olderThanMs` (a folder's
+   * temporary files, S3's incomplete multipart uploads and their parts); returns how many.
+   */
+  sweepIncomplete(olderThanMs: number): Promise<number>;
 }
 
 export interface LocalFile {

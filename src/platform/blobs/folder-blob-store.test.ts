@@ -1,5 +1,15 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, readFile, realpath, rm, symlink, writeFile } from "node:fs/promises";
+import {
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  realpath,
+  rm,
+  symlink,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -35,6 +45,22 @@ describe("folder blob store", () => {
     assert.equal(await readFile(path.join(root, "videos", "abc"), "utf8"), "hello");
     const local = await store.toLocalFile("videos/abc", dir);
     assert.equal(local.path, await realpath(path.join(root, "videos", "abc")));
+  });
+
+  it("sweepIncomplete() removes the temporary files a killed process left, older than the age", async () => {
+    const { root, store } = await fresh("sweep");
+    await mkdir(path.join(root, ".tmp"), { recursive: true });
+    const abandoned = path.join(root, ".tmp", "abandoned.part");
+    const writing = path.join(root, ".tmp", "writing.part");
+    await writeFile(abandoned, "half a video");
+    await writeFile(writing, "a video arriving");
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    await utimes(abandoned, hourAgo, hourAgo);
+    await store.put("videos/kept", Readable.from([Buffer.from("whole")]));
+
+    assert.equal(await store.sweepIncomplete(60_000), 1);
+    assert.deepEqual(await readdir(path.join(root, ".tmp")), ["writing.part"]);
+    assert.equal(await readFile(path.join(root, "videos", "kept"), "utf8"), "whole");
   });
 
   it("cleans up its temporary file when a put fails", async () => {

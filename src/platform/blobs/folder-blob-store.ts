@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { mkdir, open, realpath, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, realpath, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { assertValidKey, BlobNotFoundError, type BlobStore } from "./blob-store.ts";
@@ -102,6 +102,21 @@ export function createFolderBlobStore(root: string): BlobStore {
       const blob = await find(key);
       if (!blob) throw new BlobNotFoundError(key);
       return { path: blob.file, release: async () => {} };
+    },
+
+    // A process killed mid-write leaves its `.part` file; a live write touches its file all along.
+    async sweepIncomplete(olderThanMs) {
+      const names = await readdir(tmpPath).catch(() => [] as string[]);
+      let removed = 0;
+      for (const name of names) {
+        const file = path.join(tmpPath, name);
+        const info = await stat(file).catch(undefinedIfMissing);
+        if (info?.isFile() && Date.now() - info.mtimeMs >= olderThanMs) {
+          await rm(file, { force: true });
+          removed++;
+        }
+      }
+      return removed;
     },
 
     async check() {

@@ -4,13 +4,18 @@ import { Readable } from "node:stream";
 import { after, describe, it } from "node:test";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
+import { CreateMultipartUploadCommand, UploadPartCommand } from "@aws-sdk/client-s3";
 import { pino } from "pino";
 import {
+  adminClient,
   deleteBucket,
   listKeys,
+  listMultipartUploads,
   type RunningS3Server,
   startS3Server,
 } from "../../../test/support/s3-server.ts";
+import { startTcpProxy } from "../../../test/support/tcp-proxy.ts";
+import { UnavailableError } from "../unavailable.ts";
 import { blobStoreContract } from "./blob-store-contract.ts";
 import { createS3BlobStore, type S3BlobStore, type S3BlobStoreOptions } from "./s3-blob-store.ts";
 
@@ -147,6 +152,7 @@ describe("S3 blob store", { timeout: 60_000 }, () => {
       const killedAt = Date.now();
       await s3.kill();
       await assert.rejects(putting, (error: Error) => {
+        assert.ok(error instanceof UnavailableError && error.backend === "storage", String(error));
         assert.match(
           error.message,
           /^could not store videos\/doomed in S3 bucket test-\S+ at http:\/\/127\.0\.0\.1:\d+: /,
@@ -162,6 +168,78 @@ describe("S3 blob store", { timeout: 60_000 }, () => {
       // The bucket goes with the server's data folder.
       store.close();
       await s3.stop();
+    }
+  });
+
+  it("sweepIncomplete() aborts the incomplete multipart uploads older than the age, and only those", async () => {
+    const s3 = await server();
+    const { bucket, store, cleanup } = await freshStore(s3);
+    const admin = adminClient(s3);
+    try {
+      async function startUpload(key: string): Promise<string> {
+        const { UploadId } = await admin.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+        await admin.send(
+          new UploadPartCommand({
+            Bucket: bucket,
+            Key: key,
+            UploadId,
+            PartNumber: 1,
+            Body: Buffer.alloc(1024, 1),
+          }),
+        );
+        return String(UploadId);
+      }
+      await startUpload("videos/abandoned");
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const recent = await startUpload("videos/in-progress");
+      assert.equal(await store.sweepIncomplete(1000), 1);
+      assert.deepEqual(await listMultipartUploads(s3, bucket), [
+        { key: "videos/in-progress", uploadId: recent },
+      ]);
+      assert.equal(await store.sweepIncomplete(0), 1);
+      assert.deepEqual(await listMultipartUploads(s3, bucket), []);
+    } finally {
+      admin.destroy();
+      await cleanup();
+    }
+  });
+
+  it("tries again to abort a failed multipart upload whose abort failed, once the store is back", async () => {
+    const s3 = await server();
+    const proxy = await startTcpProxy(Number(new URL(s3.endpoint).port));
+    const bucket = `test-${randomUUID()}`;
+    const store = storeOn(s3, {
+      bucket,
+      endpoint: `http://127.0.0.1:${proxy.port}`,
+      partSize: 5 * MiB,
+      abortRetryDelaysMs: [300, 1000, 3000],
+    });
+    await store.ensureBucket();
+    try {
+      let produced = 0;
+      async function* trickle() {
+        for (;;) {
+          produced += 64 * 1024;
+          yield Buffer.alloc(64 * 1024, 3);
+          if (produced > 6 * MiB) await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      }
+      const putting = store.put("videos/cut-off", Readable.from(trickle()));
+      putting.catch(() => {});
+      while (produced < 7 * MiB) await new Promise((resolve) => setTimeout(resolve, 10));
+      await proxy.pause();
+      await assert.rejects(putting, UnavailableError);
+      assert.equal((await listMultipartUploads(s3, bucket)).length, 1, "the abort could not reach the store");
+      await proxy.resume();
+      const deadline = Date.now() + 8000;
+      while ((await listMultipartUploads(s3, bucket)).length > 0) {
+        assert.ok(Date.now() < deadline, "the abort was tried again");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    } finally {
+      store.close();
+      await proxy.close();
+      await deleteBucket(s3, bucket);
     }
   });
 

@@ -4,16 +4,20 @@ import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { finished, Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
+  AbortMultipartUploadCommand,
   CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   S3Client,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import type { Logger } from "../logger.ts";
+import { UnavailableError } from "../unavailable.ts";
 import { assertValidKey, BlobNotFoundError, type BlobStore } from "./blob-store.ts";
 
 export interface S3BlobStoreOptions {
@@ -35,6 +39,8 @@ export interface S3BlobStoreOptions {
   partSize?: number;
   /** Parts uploaded in parallel (default 2: one uploading while the next one fills). */
   queueSize?: number;
+  /** Waits before each new try to abort a failed multipart upload (default 1, 5, 30 s). */
+  abortRetryDelaysMs?: number[];
 }
 
 export interface S3BlobStore extends BlobStore {
@@ -148,23 +154,50 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
       await upload.done();
     } catch (error) {
       if (failure !== undefined && error !== failure.error && upload.uploadId !== undefined) {
-        // Upload's AbortMultipartUpload failed (the server is gone, or does not implement it): the
-        // object was never completed, so nothing is visible, but the parts stay stored until a
-        // bucket lifecycle rule (AbortIncompleteMultipartUpload) removes them.
+        // Upload's AbortMultipartUpload failed (the server is gone, say): the object was never
+        // completed, so nothing is visible, but its parts stay stored. Tried again in the
+        // background; after that the sweep (`sweepIncomplete`) and the bucket's lifecycle rule
+        // (AbortIncompleteMultipartUpload) remove them.
         logger?.warn(
           { err: error, key, uploadId: upload.uploadId },
-          "could not abort a failed multipart upload",
+          "could not abort a failed multipart upload; trying again later",
         );
+        void abortLater(key, upload.uploadId);
       }
       // Release the body (a file's descriptor, a paused request) without marking it as errored:
       // the caller must still see that the failure was not the body's.
       if (!source.readableEnded && !source.destroyed) source.destroy();
       if (failure?.fromBody) throw failure.error;
-      const reported = failure?.error ?? error;
-      throw new Error(`could not store ${key} in ${where}: ${describe(reported)}`, { cause: reported });
+      throw storageError(`could not store ${key} in ${where}`, failure?.error ?? error);
     }
     logger?.debug({ key, size, multipartUploadId: upload.uploadId }, "blob stored");
     return { size };
+  }
+
+  /** Retries the abort of a failed multipart upload a few times, spaced out; never rejects. */
+  async function abortLater(key: string, uploadId: string): Promise<void> {
+    for (const delayMs of options.abortRetryDelaysMs ?? [1_000, 5_000, 30_000]) {
+      await sleep(delayMs, undefined, { ref: false });
+      try {
+        await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }));
+        logger?.info({ key, uploadId }, "aborted a failed multipart upload");
+        return;
+      } catch (error) {
+        if (errorName(error) === "NoSuchUpload") return;
+        logger?.debug(
+          { err: describe(error), key, uploadId },
+          "abort of a failed multipart upload failed again",
+        );
+      }
+    }
+    logger?.warn({ key, uploadId }, "gave up aborting a failed multipart upload; the sweep will");
+  }
+
+  /** The S3 error as it is, or as an UnavailableError when the store could not be reached or answered 5xx. */
+  function storageError(what: string, error: unknown): Error {
+    const message = `${what}: ${describe(error)}`;
+    if (isUnreachable(error)) return new UnavailableError("storage", message, { cause: error });
+    return new Error(message, { cause: error });
   }
 
   async function get(key: string, range?: { start: number; end: number }): Promise<Readable> {
@@ -185,7 +218,7 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
       if (errorName(error) === "InvalidRange") {
         throw new RangeError(`byte range ${range?.start}-${range?.end} lies outside ${key}`);
       }
-      throw error;
+      throw storageError(`could not read ${key} from ${where}`, error);
     }
   }
 
@@ -200,7 +233,7 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
         return { size: head.ContentLength ?? 0 };
       } catch (error) {
         if (isNotFound(error)) return undefined;
-        throw error;
+        throw storageError(`could not look up ${key} in ${where}`, error);
       }
     },
 
@@ -210,7 +243,7 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
       try {
         await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
       } catch (error) {
-        if (!isNotFound(error)) throw error;
+        if (!isNotFound(error)) throw storageError(`could not delete ${key} from ${where}`, error);
       }
     },
 
@@ -224,7 +257,7 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
       } catch (error) {
         body.destroy();
         await rm(file, { force: true });
-        throw error;
+        throw isUnreachable(error) ? storageError(`could not read ${key} from ${where}`, error) : error;
       }
       return { path: file, release: () => rm(file, { force: true }) };
     },
@@ -236,6 +269,45 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
         const reason = isNotFound(error) ? "the bucket does not exist" : describe(error);
         throw new Error(`${where} is not usable: ${reason}`, { cause: error });
       }
+    },
+
+    async sweepIncomplete(olderThanMs) {
+      const before = Date.now() - olderThanMs;
+      let aborted = 0;
+      let keyMarker: string | undefined;
+      let uploadIdMarker: string | undefined;
+      for (;;) {
+        const page = await client
+          .send(
+            new ListMultipartUploadsCommand({
+              Bucket: bucket,
+              KeyMarker: keyMarker,
+              UploadIdMarker: uploadIdMarker,
+            }),
+          )
+          .catch((error: unknown) => {
+            throw storageError(`could not list the incomplete uploads of ${where}`, error);
+          });
+        for (const upload of page.Uploads ?? []) {
+          if (!upload.Key || !upload.UploadId) continue;
+          if ((upload.Initiated?.getTime() ?? Number.POSITIVE_INFINITY) > before) continue;
+          try {
+            await client.send(
+              new AbortMultipartUploadCommand({ Bucket: bucket, Key: upload.Key, UploadId: upload.UploadId }),
+            );
+            aborted++;
+          } catch (error) {
+            if (errorName(error) !== "NoSuchUpload") {
+              throw storageError(`could not abort an incomplete upload of ${upload.Key}`, error);
+            }
+          }
+        }
+        if (!page.IsTruncated) break;
+        keyMarker = page.NextKeyMarker;
+        uploadIdMarker = page.NextUploadIdMarker;
+      }
+      if (aborted > 0) logger?.info({ aborted, olderThanMs }, "aborted incomplete multipart uploads");
+      return aborted;
     },
 
     async ensureBucket() {
@@ -299,6 +371,23 @@ function exactly(
     }
   }
   return Readable.from(slice(range.start - servedStart, range.end - range.start + 1), { objectMode: false });
+}
+
+/**
+ * The store could not be reached, or answered that it cannot serve now (5xx, after the SDK's own
+ * retries): worth waiting for, not the request's fault.
+ */
+function isUnreachable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  if (status !== undefined) return status >= 500;
+  const code = (error as NodeJS.ErrnoException).code;
+  return (
+    error.name === "TimeoutError" ||
+    error.name === "RequestTimeout" ||
+    error instanceof AggregateError ||
+    (code !== undefined && /^E(CONN|TIMEDOUT|PIPE|HOST|NET|AI_AGAIN|NOTFOUND)/.test(code))
+  );
 }
 
 function errorName(error: unknown): string | undefined {
