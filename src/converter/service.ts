@@ -52,6 +52,9 @@ interface ConvertedSummary {
   copyAbandoned?: string;
 }
 
+/** Time beyond ffmpeg's limit that a conversion may hold its message (download, upload, reporting). */
+const HOLD_MARGIN_SECONDS = 600;
+
 /** Shown to the user when the failure was ours and retrying did not help. */
 export const INTERNAL_ERROR_MESSAGE =
   "The conversion failed because of an internal error; please upload the file again.";
@@ -250,6 +253,10 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
         concurrency: config.converterConcurrency,
         maxAttempts: config.retry.maxAttempts,
         retryDelayMs: config.retry.delayMs,
+        maxRetryDelayMs: config.retry.maxDelayMs,
+        // ffmpeg's limit, plus the video's download and the MP3's upload: the broker must not take
+        // a running conversion back and hand it to a second converter.
+        holdLimitMs: (config.ffmpeg.timeoutSeconds + HOLD_MARGIN_SECONDS) * 1000,
       });
       logger.info(
         { queue: config.queues.video, concurrency: config.converterConcurrency, ffmpegPath },

@@ -42,12 +42,13 @@ export interface DatabaseOptions {
 export interface MysqlTuning {
   /** Connections per process (default 10). */
   connectionLimit?: number;
-  /** Longest wait for a new connection, TCP and handshake (default 1 s: the server is next to us). */
+  /** Longest wait for a new connection, TCP and handshake (default 2 s: the server is next to us). */
   connectTimeoutMs?: number;
   /**
    * Longest a statement may go without an answer before its connection is dropped (default 1.5 s;
-   * every statement of the services is a small indexed one): a server that vanished without
-   * closing the TCP connection (packets dropped) answers 503 within about 2 s instead of hanging.
+   * every statement of the services is a small indexed one; schema changes get a minute): a server
+   * that vanished without closing the TCP connection (packets dropped) answers 503 within about
+   * 2 s instead of hanging.
    */
   queryTimeoutMs?: number;
 }
@@ -218,7 +219,7 @@ function openMysql<DB>(url: string, tuning: MysqlTuning): Kysely<DB> {
   const connectionLimit = tuning.connectionLimit ?? 10;
   const common: PoolOptions = {
     ...target.connection,
-    connectTimeout: tuning.connectTimeoutMs ?? 1000,
+    connectTimeout: tuning.connectTimeoutMs ?? 2000,
     // Idle pooled connections to a host that vanished are found dead by TCP itself.
     enableKeepAlive: true,
     keepAliveInitialDelay: 5_000,
@@ -235,7 +236,11 @@ function openMysql<DB>(url: string, tuning: MysqlTuning): Kysely<DB> {
     dialect: new MysqlDialect({
       // Called on first use, and again after a failure (Kysely retries a failed init).
       pool: async () => {
-        await createMysqlDatabaseIfMissing(target, common);
+        // At start, where a busy server may take its time: the usual connect timeout of that helper.
+        await createMysqlDatabaseIfMissing(target, {
+          ...common,
+          connectTimeout: Math.max(5000, common.connectTimeout ?? 0),
+        });
         const pool = createPool({
           ...common,
           database: target.database,
@@ -313,7 +318,14 @@ function withQueryTimeout(pool: MysqlPool, timeoutMs: number): MysqlPool {
           const raw = connection as unknown as { query: RawQuery; destroy(): void };
           const query = raw.query.bind(connection);
           raw.query = (sql, values, cb?: Callback) =>
-            query({ sql: sql as unknown as string, timeout: timeoutMs }, values, cb && timeoutGuard(cb));
+            query(
+              {
+                sql: sql as unknown as string,
+                timeout: isSchemaChange(sql) ? SCHEMA_CHANGE_TIMEOUT_MS : timeoutMs,
+              },
+              values,
+              cb && timeoutGuard(cb),
+            );
           function timeoutGuard(cb: Callback): Callback {
             return (err, result) => {
               if ((err as { code?: unknown } | null)?.code === "PROTOCOL_SEQUENCE_TIMEOUT") raw.destroy();
@@ -326,6 +338,13 @@ function withQueryTimeout(pool: MysqlPool, timeoutMs: number): MysqlPool {
     },
     end: (callback) => pool.end(callback),
   };
+}
+
+/** Migrations' statements (and their look-ups of the schema) may take long: no user waits for them. */
+const SCHEMA_CHANGE_TIMEOUT_MS = 60_000;
+
+function isSchemaChange(sql: unknown): boolean {
+  return typeof sql === "string" && /^\s*(create|alter|drop|rename)\b|information_schema/i.test(sql);
 }
 
 /** The database's own error, or an UnavailableError wrapping it when it means "cannot be reached now". */

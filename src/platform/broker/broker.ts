@@ -60,6 +60,13 @@ export interface ConsumeOptions<T> {
   maxRetryDelayMs?: number;
   /** Backoff while a backend is unavailable: first wait and cap (default 500 ms, 15 s). */
   outageDelayMs?: { initial: number; max: number };
+  /**
+   * The longest a handler may hold a message (a conversion under its time limit). RabbitMQ takes
+   * a message back from a consumer that holds it longer than its consumer timeout (30 min by
+   * default): this is asked of it as the consumer's own timeout (`x-consumer-timeout`, RabbitMQ
+   * 3.12 and later), with a warning at start where the server cannot do that.
+   */
+  holdLimitMs?: number;
 }
 
 export interface Consumer {

@@ -17,6 +17,7 @@ export interface ConsumeSettings<T> {
   retryDelayMs: number;
   maxRetryDelayMs: number;
   outageDelayMs: { initial: number; max: number };
+  holdLimitMs: number | undefined;
 }
 
 export function consumeSettings<T>(options: ConsumeOptions<T>): ConsumeSettings<T> {
@@ -27,6 +28,7 @@ export function consumeSettings<T>(options: ConsumeOptions<T>): ConsumeSettings<
     retryDelayMs = 5000,
     maxRetryDelayMs = 30 * 60_000,
     outageDelayMs = { initial: 500, max: 15_000 },
+    holdLimitMs,
   } = options;
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new RangeError(`concurrency must be a positive integer, got ${concurrency}`);
@@ -44,7 +46,10 @@ export function consumeSettings<T>(options: ConsumeOptions<T>): ConsumeSettings<
       throw new RangeError(`${name} must be a non-negative number, got ${value}`);
     }
   }
-  return { parse, concurrency, maxAttempts, retryDelayMs, maxRetryDelayMs, outageDelayMs };
+  if (holdLimitMs !== undefined && !(Number.isInteger(holdLimitMs) && holdLimitMs > 0)) {
+    throw new RangeError(`holdLimitMs must be a positive integer, got ${holdLimitMs}`);
+  }
+  return { parse, concurrency, maxAttempts, retryDelayMs, maxRetryDelayMs, outageDelayMs, holdLimitMs };
 }
 
 /** The body as JSON text; a TypeError for what JSON cannot carry (a function, say). */

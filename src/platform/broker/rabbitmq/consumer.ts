@@ -102,8 +102,12 @@ export function createQueueConsumers(
           await channel.close();
           return;
         }
+        const { holdLimitMs } = settings;
+        if (holdLimitMs !== undefined) warnIfHoldLimitUnsupported(channel, queue, holdLimitMs);
         const { consumerTag } = await channel.consume(queue, (message) => onDelivery(c, channel, message), {
           noAck: false,
+          // The server's limit on how long this consumer may hold a delivery (3.12+; ignored before).
+          ...(holdLimitMs !== undefined && { arguments: { "x-consumer-timeout": holdLimitMs } }),
         });
         c.channel = channel;
         c.tag = consumerTag;
@@ -266,7 +270,28 @@ export function createQueueConsumers(
     if (key) unacknowledged.remember(key, outcome);
   }
 
+  /** Once per connection and queue: a server too old for per-consumer timeouts applies its global one. */
+  const warned = new WeakSet<object>();
+  function warnIfHoldLimitUnsupported(channel: Channel, queue: string, holdLimitMs: number): void {
+    const connection = (channel as unknown as { connection?: { serverProperties?: { version?: unknown } } })
+      .connection;
+    if (!connection || warned.has(connection)) return;
+    warned.add(connection);
+    const version = String(connection.serverProperties?.version ?? "");
+    if (supportsConsumerTimeoutArgument(version)) return;
+    logger.warn(
+      { queue, rabbitmqVersion: version, holdLimitMs },
+      `RabbitMQ ${version} cannot take a consumer timeout per consumer (3.12 and later can): make sure its consumer_timeout (rabbitmq.conf, 30 min by default) is above ${holdLimitMs} ms, or it takes long conversions back mid-way`,
+    );
+  }
+
   return { consume, attachments };
+}
+
+/** RabbitMQ 3.12 and later honour `x-consumer-timeout` as a consumer argument. */
+export function supportsConsumerTimeoutArgument(version: string): boolean {
+  const [major = 0, minor = 0] = version.split(".").map((part) => Number.parseInt(part, 10));
+  return major > 3 || (major === 3 && minor >= 12);
 }
 
 /** The delivery count from our header; a message from another publisher counts as a first delivery. */
