@@ -102,7 +102,7 @@ describe("distributed mode under faults: every accepted upload ends once", { tim
     dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-faults-"));
     await Promise.all([
       makeVideo(media("short.mp4"), { seconds: 1 }),
-      makeVideo(media("long.mp4"), { seconds: 5 }),
+      makeVideo(media("long.mp4"), { seconds: 15 }),
     ]);
     const [authDb, gatewayDb, testVhost, s3Server] = await Promise.all([
       createTestDatabase(),
@@ -255,7 +255,8 @@ describe("distributed mode under faults: every accepted upload ends once", { tim
   });
 
   it("converts and mails once when RabbitMQ drops the connections of two converters mid-conversion", async () => {
-    // Real ffmpeg reading at playback speed: the 5-second video takes 5 s, long enough to cut in.
+    // Real ffmpeg reading at playback speed: the 15-second video takes 15 s, time enough to cut in
+    // (rabbitmqctl itself may take seconds on a busy machine).
     const realtimeFfmpeg = media("realtime-ffmpeg");
     await writeFile(
       realtimeFfmpeg,

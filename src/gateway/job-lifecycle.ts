@@ -148,7 +148,7 @@ export function createJobLifecycle(options: JobLifecycleOptions): JobLifecycle {
       for (const row of rows) {
         // Claimed first (its updated_at moves on), so that of several replicas one re-queues it,
         // and it waits a whole period before the next try; a failed publish is tried then.
-        if (!(await jobs.claim(row))) continue;
+        if (!(await jobs.claim(row, now))) continue;
         await broker.publish(queues.video, videoMessage(row));
         requeued++;
         logger.warn(

@@ -200,10 +200,10 @@ export function createJobsRepository(db: Kysely<GatewayDatabase>) {
      * Marks an unfinished job as just handled, only if it is still as `seen` (same status and
      * `updated_at`): true for the one caller (of several gateway replicas) that gets to re-queue it.
      */
-    async claim(seen: Pick<JobRow, "id" | "status" | "updated_at">): Promise<boolean> {
+    async claim(seen: Pick<JobRow, "id" | "status" | "updated_at">, now = new Date()): Promise<boolean> {
       const result = await db
         .updateTable("jobs")
-        .set({ updated_at: new Date().toISOString() })
+        .set({ updated_at: now.toISOString() })
         .where("id", "=", seen.id)
         .where("status", "=", seen.status)
         .where("updated_at", "=", seen.updated_at)
