@@ -24,7 +24,7 @@ export interface JobLifecycleOptions {
   logger: Logger;
   metrics: Pick<GatewayMetrics, "jobFinished" | "jobsRequeued">;
   queues: { video: string; jobEvents: string };
-  retry: { maxAttempts: number; delayMs: number };
+  retry: { maxAttempts: number; delayMs: number; maxDelayMs?: number };
   sweep: {
     /** How often the sweep runs. */
     everyMs: number;
@@ -182,6 +182,7 @@ export function createJobLifecycle(options: JobLifecycleOptions): JobLifecycle {
         concurrency: 8,
         maxAttempts: options.retry.maxAttempts,
         retryDelayMs: options.retry.delayMs,
+        ...(options.retry.maxDelayMs !== undefined && { maxRetryDelayMs: options.retry.maxDelayMs }),
       });
       if (broker.durable) sweepInBackground();
       else await requeueAll();
