@@ -39,7 +39,7 @@ export interface RunningS3Server {
  * npm implements the first), so the child adds the two operations on s3rver's own multipart store
  * (see `multipartExtensions`), enough for the sweep of incomplete uploads to run against it.
  */
-export async function startS3Server(timeoutMs = 15_000): Promise<RunningS3Server> {
+export async function startS3Server(timeoutMs = 60_000): Promise<RunningS3Server> {
   const dir = await mkdtemp(path.join(tmpdir(), "s3rver-"));
   // This very file is the child's program (see the end): stdin is a pipe, so the child exits
   // when the test process dies without stopping it, instead of lingering.

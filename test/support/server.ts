@@ -21,7 +21,7 @@ export async function startServer(
   env: Record<string, string>,
   options: { service?: string; timeoutMs?: number } = {},
 ): Promise<RunningServer> {
-  const { service = "all", timeoutMs = 30_000 } = options;
+  const { service = "all", timeoutMs = 60_000 } = options;
   const child = spawn(process.execPath, [main, "serve", service], {
     env: { PATH: process.env.PATH ?? "", PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
