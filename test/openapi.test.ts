@@ -274,6 +274,7 @@ describe("OpenAPI documents", () => {
       "admin",
       "aud",
       "exp",
+      "gen",
       "iat",
       "iss",
       "jti",

@@ -136,6 +136,7 @@ test("POST /validate: 401 without a token, 403 for a bad or expired one, 200 wit
     "admin",
     "aud",
     "exp",
+    "gen",
     "iat",
     "iss",
     "jti",

@@ -5,10 +5,11 @@ import { HttpError } from "../platform/http.ts";
 import { documentedOnly, errorResponse, malformedRequest } from "../platform/openapi.ts";
 import { parseBasicCredentials, parseBearerToken } from "./credentials.ts";
 import type { LoginThrottle } from "./login-throttle.ts";
-import { hashPassword, verifyLogin } from "./passwords.ts";
+import { hashPassword, verifyLogin, verifyPassword } from "./passwords.ts";
 import {
   newUserBody,
   parseRequest,
+  passwordChangeBody,
   registrationBody,
   userChangesBody,
   userIdParams,
@@ -84,6 +85,13 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     if (!user || user.disabled) {
       throw new HttpError(403, "account_disabled", "The token's account is disabled or no longer exists.");
     }
+    if ((claims.gen ?? 0) !== user.tokenGeneration) {
+      throw new HttpError(
+        403,
+        "token_revoked",
+        "The token was revoked (the password was changed or the account disabled); log in again.",
+      );
+    }
     return { claims, user };
   }
 
@@ -99,14 +107,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
       const throttleKey =
         credentials && `${credentials.email.trim().toLowerCase()} ${clientAddress(request)}`;
       const retryAfter = throttleKey && throttle.retryAfterSeconds(throttleKey);
-      if (retryAfter) {
-        reply.header("Retry-After", String(retryAfter));
-        throw new HttpError(
-          429,
-          "too_many_attempts",
-          `Too many failed logins; try again in ${Math.ceil(retryAfter / 60)} minute(s).`,
-        );
-      }
+      if (retryAfter) throw tooManyAttempts(reply, retryAfter);
       let user: User | undefined;
       let passwordOk = false;
       if (credentials) {
@@ -132,6 +133,35 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
       async (request, reply) => (await authenticate(request, reply)).claims,
     );
   });
+
+  // The caller's own account: any valid token, no admin rights needed.
+  app.get("/me", { schema: authApiRoutes.me, ...documentedOnly }, async (request, reply) => {
+    const { user } = await authenticate(request, reply);
+    reply.header("Cache-Control", "no-store");
+    return { id: user.id, email: user.email, admin: user.admin };
+  });
+
+  app.post(
+    "/me/password",
+    { schema: authApiRoutes.changePassword, ...documentedOnly },
+    async (request, reply) => {
+      const { user } = await authenticate(request, reply);
+      const { currentPassword, newPassword } = parseRequest(passwordChangeBody, request.body);
+      // A stolen token must not become a way to guess the password: the login throttle counts these too.
+      const throttleKey = `${user.email} ${clientAddress(request)}`;
+      const retryAfter = throttle.retryAfterSeconds(throttleKey);
+      if (retryAfter) throw tooManyAttempts(reply, retryAfter);
+      if (!(await verifyPassword(user.passwordHash, currentPassword))) {
+        throttle.recordFailure(throttleKey);
+        throw new HttpError(403, "wrong_password", "The current password is not right.");
+      }
+      throttle.recordSuccess(throttleKey);
+      // The generation moves on with the hash: every token issued so far, this one included, is refused.
+      await users.update(user.id, { passwordHash: await hashPassword(newPassword) });
+      request.log.info({ userId: user.id }, "user changed their password");
+      return reply.code(204).send();
+    },
+  );
 
   app.get("/.well-known/jwks.json", { schema: jwksSchema }, async (_request, reply) => {
     reply.header("Cache-Control", "public, max-age=300");
@@ -241,6 +271,10 @@ const validateSchema = {
         iat: { type: "integer" },
         exp: { type: "integer" },
         jti: { type: "string" },
+        gen: {
+          type: "integer",
+          description: "The account's token generation (a password change or disabling moves it on)",
+        },
       },
       required: ["sub", "username", "admin", "iss", "aud", "iat", "exp", "jti"],
       additionalProperties: true,
@@ -266,6 +300,15 @@ const jwksSchema = {
     ...malformedRequest,
   },
 } as const;
+
+function tooManyAttempts(reply: FastifyReply, retryAfterSeconds: number): HttpError {
+  reply.header("Retry-After", String(retryAfterSeconds));
+  return new HttpError(
+    429,
+    "too_many_attempts",
+    `Too many failed password attempts; try again in ${Math.ceil(retryAfterSeconds / 60)} minute(s).`,
+  );
+}
 
 function notFound(id: string): HttpError {
   return new HttpError(404, "not_found", `No user with id ${id}.`);

@@ -18,6 +18,7 @@ import { createJobsRepository, type GatewayDatabase, type Job, type JobRow, toJo
 import { createGatewayMetrics } from "./metrics.ts";
 import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
 import { createRetention } from "./retention.ts";
+import { withRevocationCheck } from "./revocation-check.ts";
 import { registerAuthProxyRoutes } from "./routes/auth-proxy.ts";
 import { registerDownloadRoute } from "./routes/download.ts";
 import { registerEventsRoute } from "./routes/events.ts";
@@ -45,6 +46,8 @@ export interface GatewayDeps {
   authFetch: ServiceFetch;
   /** Where its metrics go; by default a registry of its own. */
   metrics?: ServiceMetrics;
+  /** Tests only: shorter intervals than the defaults. */
+  timing?: { revocationRecheckMs?: number; eventsRecheckMs?: number };
 }
 
 export interface GatewayService {
@@ -59,7 +62,13 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
   await migrateToLatest(deps.db, gatewayMigrations, { table: GATEWAY_MIGRATION_TABLE });
   const jobs = createJobsRepository(deps.db);
   const feed = createJobFeed();
-  const verifier = config.jwt.secret ? createValidateVerifier(authFetch) : createJwksVerifier(authFetch);
+  // HS256 asks auth about every token anyway; EdDSA verifies locally and asks auth about revocation now and then.
+  const verifier = config.jwt.secret
+    ? { ...createValidateVerifier(authFetch), forgetUser: () => {} }
+    : withRevocationCheck(createJwksVerifier(authFetch), authFetch, {
+        logger,
+        recheckMs: deps.timing?.revocationRecheckMs,
+      });
   const authenticate = (request: FastifyRequest): Promise<Caller> => verifier.verify(bearerToken(request));
 
   const serviceMetrics = deps.metrics ?? createServiceMetrics("gateway");
@@ -82,7 +91,7 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
       },
     },
   ]);
-  registerAuthProxyRoutes(app, authFetch);
+  registerAuthProxyRoutes(app, authFetch, (userId) => verifier.forgetUser(userId));
   registerUploadRoute(app, {
     jobs,
     blobs,
@@ -95,7 +104,7 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
   });
   registerDownloadRoute(app, { jobs, blobs, authenticate });
   registerJobRoutes(app, { jobs, blobs, authenticate });
-  registerEventsRoute(app, { feed, authenticate, metrics });
+  registerEventsRoute(app, { feed, authenticate, metrics, recheckMs: deps.timing?.eventsRecheckMs });
   registerWebRoutes(app);
 
   // Every gateway replica relays job changes to the browsers connected to it, whichever replica
