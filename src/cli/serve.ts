@@ -31,6 +31,14 @@ const defaultPorts: Record<ServiceName, number> = {
   notification: 8082,
 };
 
+/**
+ * Where a service listens when HOST is unset: everything in one process is a laptop install, seen
+ * from this machine only; a single service is a container, reached through its network.
+ */
+export function defaultHost(name: ServiceName): string {
+  return name === "all" ? "127.0.0.1" : "0.0.0.0";
+}
+
 export interface RunningService {
   url: string;
   /** Stops taking work, lets the work in hand end, then closes the backends. */
@@ -47,7 +55,10 @@ export async function serve(name: ServiceName, config: Config, logger: Logger): 
   };
   try {
     const app = await startService(name, config, logger, (close) => closers.push(close));
-    const url = await app.listen({ host: config.host, port: config.port ?? defaultPorts[name] });
+    const url = await app.listen({
+      host: config.host ?? defaultHost(name),
+      port: config.port ?? defaultPorts[name],
+    });
     return { url, close: closeAll };
   } catch (error) {
     await closeAll();

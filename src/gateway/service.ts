@@ -9,12 +9,14 @@ import type { Broker, Consumer } from "../platform/broker/broker.ts";
 import type { Config } from "../platform/config.ts";
 import { migrateToLatest } from "../platform/database.ts";
 import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
+import type { HttpTimeouts } from "../platform/http-timeouts.ts";
 import type { Logger } from "../platform/logger.ts";
 import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
 import { bearerToken, type Caller, createJwksVerifier, createValidateVerifier } from "./authentication.ts";
 import { createJobFeed } from "./job-feed.ts";
-import { createJobsRepository, type GatewayDatabase, type Job, type JobRow, toJob } from "./jobs.ts";
+import { createJobsRepository, type GatewayDatabase, type Job, type JobRow } from "./jobs.ts";
+import { createUploadLimits } from "./limits.ts";
 import { createGatewayMetrics } from "./metrics.ts";
 import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
 import { createRetention } from "./retention.ts";
@@ -47,7 +49,7 @@ export interface GatewayDeps {
   /** Where its metrics go; by default a registry of its own. */
   metrics?: ServiceMetrics;
   /** Tests only: shorter intervals than the defaults. */
-  timing?: { revocationRecheckMs?: number; eventsRecheckMs?: number };
+  timing?: { revocationRecheckMs?: number; eventsRecheckMs?: number; http?: Partial<HttpTimeouts> };
 }
 
 export interface GatewayService {
@@ -60,7 +62,7 @@ export interface GatewayService {
 export async function createGatewayService(config: Config, deps: GatewayDeps): Promise<GatewayService> {
   const { logger, broker, blobs, authFetch } = deps;
   await migrateToLatest(deps.db, gatewayMigrations, { table: GATEWAY_MIGRATION_TABLE });
-  const jobs = createJobsRepository(deps.db);
+  const jobs = createJobsRepository(deps.db, { retentionHours: config.retentionHours });
   const feed = createJobFeed();
   // HS256 asks auth about every token anyway; EdDSA verifies locally and asks auth about revocation now and then.
   const verifier = config.jwt.secret
@@ -76,6 +78,8 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
   const app = await createHttpServer(logger, {
     metrics: serviceMetrics,
     openapi: { title: "vid2mp3", version: "1", description: "Upload a video, get its MP3." },
+    unboundedBody: (request) => request.routeOptions.url === "/upload",
+    timeouts: deps.timing?.http,
   });
   for (const schema of [...sharedGatewaySchemas, ...sharedAuthApiSchemas]) app.addSchema(schema);
   await app.register(multipart);
@@ -100,6 +104,12 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     videoQueue: config.queues.video,
     maxUploadBytes: config.maxUploadBytes,
     onAccepted: (row) => announce(row),
+    limits: createUploadLimits({
+      jobs,
+      maxActiveJobsPerUser: config.limits.maxActiveJobsPerUser,
+      userQuotaBytes: config.limits.userQuotaBytes,
+      maxUploadBytes: config.maxUploadBytes,
+    }),
     metrics,
   });
   registerDownloadRoute(app, { jobs, blobs, authenticate });
@@ -111,7 +121,7 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
   // stored the change.
   const updatesTopic = `${config.queues.jobEvents}.updates`;
   function announce(row: JobRow): void {
-    const update: JobUpdate = { ownerId: row.owner_id, job: toJob(row) };
+    const update: JobUpdate = { ownerId: row.owner_id, job: jobs.describe(row) };
     broker.broadcast(updatesTopic, update).catch((error: unknown) => {
       logger.warn({ err: error, jobId: row.id }, "could not broadcast a job update");
     });

@@ -2,6 +2,7 @@ import type { ServerResponse } from "node:http";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { HttpError } from "../../platform/http.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
+import { securityHeaders } from "../../platform/security-headers.ts";
 import type { Caller } from "../authentication.ts";
 import type { JobFeed } from "../job-feed.ts";
 import type { GatewayMetrics } from "../metrics.ts";
@@ -67,6 +68,7 @@ export function registerEventsRoute(app: FastifyInstance, deps: EventsRouteDeps)
     const stream = reply.raw;
     reply.hijack();
     stream.writeHead(200, {
+      ...securityHeaders,
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache, no-transform",
       connection: "keep-alive",
