@@ -4,7 +4,7 @@ import type { Config } from "../platform/config.ts";
 import { HttpError } from "../platform/http.ts";
 import { documentedOnly, errorResponse, malformedRequest } from "../platform/openapi.ts";
 import { parseBasicCredentials, parseBearerToken } from "./credentials.ts";
-import type { LoginThrottle } from "./login-throttle.ts";
+import type { PasswordAttempts } from "./password-attempts.ts";
 import { hashPassword, verifyLogin, verifyPassword } from "./passwords.ts";
 import {
   newUserBody,
@@ -22,7 +22,7 @@ export interface AuthRouteDeps {
   config: Pick<Config, "registrationOpen">;
   users: UsersRepository;
   tokens: TokenService;
-  throttle: LoginThrottle;
+  attempts: PasswordAttempts;
 }
 
 /** What clients see of a user: never the password hash. */
@@ -48,20 +48,11 @@ export function toPublicUser(user: User): PublicUser {
 
 const REALM = "vid2mp3";
 
-/**
- * The client's address: the gateway, the only public entry, passes it on as the first
- * X-Forwarded-For hop. Auth is never exposed itself, so the header can be taken as sent.
- */
-function clientAddress(request: FastifyRequest): string {
-  const forwarded = request.headers["x-forwarded-for"];
-  const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(",")[0]?.trim();
-  return first || request.ip;
-}
 // One answer for every failed login: it must not tell an unknown e-mail from a wrong password or a disabled account.
 const LOGIN_FAILED = "Invalid e-mail or password.";
 
 export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): void {
-  const { users, tokens, config, throttle } = deps;
+  const { users, tokens, config, attempts } = deps;
 
   /** The caller behind the bearer token: 401 without a token, 403 for a bad one or a disabled account. */
   async function authenticate(
@@ -104,10 +95,8 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     scope.post("/login", { schema: authApiRoutes.login }, async (request, reply) => {
       reply.header("Cache-Control", "no-store");
       const credentials = parseBasicCredentials(request.headers.authorization);
-      const throttleKey =
-        credentials && `${credentials.email.trim().toLowerCase()} ${clientAddress(request)}`;
-      const retryAfter = throttleKey && throttle.retryAfterSeconds(throttleKey);
-      if (retryAfter) throw tooManyAttempts(reply, retryAfter);
+      // request.ip: the client's address as the gateway forwarded it, believed only from TRUST_PROXY.
+      const attempt = credentials && attempts.begin(credentials.email, request.ip, reply);
       let user: User | undefined;
       let passwordOk = false;
       if (credentials) {
@@ -116,11 +105,10 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
         passwordOk = await verifyLogin(user?.passwordHash, credentials.password);
       }
       if (!user || !passwordOk || user.disabled) {
-        if (throttleKey) throttle.recordFailure(throttleKey);
         reply.header("WWW-Authenticate", `Basic realm="${REALM}", charset="UTF-8"`);
         throw new HttpError(401, "unauthorized", LOGIN_FAILED);
       }
-      if (throttleKey) throttle.recordSuccess(throttleKey);
+      attempt?.succeeded();
       const issued = await tokens.sign(user);
       request.log.info({ userId: user.id }, "user logged in");
       if (acceptsJson(request.headers.accept)) return issued;
@@ -148,14 +136,11 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
       const { user } = await authenticate(request, reply);
       const { currentPassword, newPassword } = parseRequest(passwordChangeBody, request.body);
       // A stolen token must not become a way to guess the password: the login throttle counts these too.
-      const throttleKey = `${user.email} ${clientAddress(request)}`;
-      const retryAfter = throttle.retryAfterSeconds(throttleKey);
-      if (retryAfter) throw tooManyAttempts(reply, retryAfter);
+      const attempt = attempts.begin(user.email, request.ip, reply);
       if (!(await verifyPassword(user.passwordHash, currentPassword))) {
-        throttle.recordFailure(throttleKey);
         throw new HttpError(403, "wrong_password", "The current password is not right.");
       }
-      throttle.recordSuccess(throttleKey);
+      attempt.succeeded();
       // The generation moves on with the hash: every token issued so far, this one included, is refused.
       await users.update(user.id, { passwordHash: await hashPassword(newPassword) });
       request.log.info({ userId: user.id }, "user changed their password");
@@ -300,15 +285,6 @@ const jwksSchema = {
     ...malformedRequest,
   },
 } as const;
-
-function tooManyAttempts(reply: FastifyReply, retryAfterSeconds: number): HttpError {
-  reply.header("Retry-After", String(retryAfterSeconds));
-  return new HttpError(
-    429,
-    "too_many_attempts",
-    `Too many failed password attempts; try again in ${Math.ceil(retryAfterSeconds / 60)} minute(s).`,
-  );
-}
 
 function notFound(id: string): HttpError {
   return new HttpError(404, "not_found", `No user with id ${id}.`);

@@ -101,7 +101,10 @@ async function startService(
     return db;
   };
   const auth = async () => {
-    const service = await createAuthService(config, {
+    // In one process auth listens on no port: only the gateway reaches it (in-process, from
+    // loopback), so the client address it forwards is believed.
+    const authConfig = name === "all" ? { ...config, trustProxy: ["127.0.0.1"] } : config;
+    const service = await createAuthService(authConfig, {
       logger: logger.child({ service: "auth" }),
       db: withDatabase<AuthDatabase>("auth"),
       metrics: metricsFor("auth"),

@@ -79,6 +79,7 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     metrics: serviceMetrics,
     openapi: { title: "vid2mp3", version: "1", description: "Upload a video, get its MP3." },
     unboundedBody: (request) => request.routeOptions.url === "/upload",
+    trustProxy: config.trustProxy,
     timeouts: deps.timing?.http,
   });
   for (const schema of [...sharedGatewaySchemas, ...sharedAuthApiSchemas]) app.addSchema(schema);

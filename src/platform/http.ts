@@ -21,10 +21,13 @@ export class HttpError extends Error {
   override name = "HttpError";
   readonly statusCode: number;
   readonly code: string;
-  constructor(statusCode: number, code: string, message: string) {
+  /** Headers to send with the answer (`Retry-After`). */
+  readonly headers: Readonly<Record<string, string>>;
+  constructor(statusCode: number, code: string, message: string, headers: Record<string, string> = {}) {
     super(message);
     this.statusCode = statusCode;
     this.code = code;
+    this.headers = headers;
   }
 }
 
@@ -102,6 +105,8 @@ export interface HttpServerOptions {
   openapi?: OpenApiInfo;
   /** Routes exempt from the whole-request deadline (uploads: they take as long as the file needs). */
   unboundedBody?: (request: FastifyRequest) => boolean;
+  /** Addresses or CIDRs (TRUST_PROXY) whose X-Forwarded-For sets `request.ip`; none = the peer's address. */
+  trustProxy?: string[];
   /** Tests only: shorter timeouts (see http-timeouts.ts). */
   timeouts?: Partial<HttpTimeouts>;
 }
@@ -122,6 +127,7 @@ export async function createHttpServer(
     return503OnClosing: true,
     forceCloseConnections: "idle",
     ...timeoutServerOptions(options.timeouts),
+    trustProxy: options.trustProxy && options.trustProxy.length > 0 ? options.trustProxy : false,
     clientErrorHandler,
     // A URL that does not decode: Fastify's default answer quotes it back in another shape.
     frameworkErrors: (_error, _request, reply) => {
@@ -155,8 +161,12 @@ export async function createHttpServer(
       request.log.error({ err: error }, "request failed");
       return reply.status(status).send(errorBody(status, "internal", "Something went wrong on our side."));
     }
-    if (error instanceof HttpError)
-      return reply.status(status).send(errorBody(status, error.code, error.message));
+    if (error instanceof HttpError) {
+      return reply
+        .status(status)
+        .headers(error.headers)
+        .send(errorBody(status, error.code, error.message));
+    }
     const code = codeByStatus[status] ?? "bad_request";
     // Schema validation messages name the field and the rule, never the value sent.
     const message = error.validation
