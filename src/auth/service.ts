@@ -57,6 +57,7 @@ export async function createAuthService(config: Config, deps: AuthServiceDeps): 
     // The gateway passes the client's address on; believed only from these proxies (TRUST_PROXY).
     trustProxy: config.trustProxy,
     metrics: deps.metrics ?? createServiceMetrics("auth"),
+    metricsToken: config.metricsToken,
     openapi: { title: "vid2mp3 auth", version: "1", description: "Users, login and token validation." },
   });
   for (const schema of sharedAuthApiSchemas) app.addSchema(schema);

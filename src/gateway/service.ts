@@ -77,6 +77,7 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
   const metrics = createGatewayMetrics(serviceMetrics);
   const app = await createHttpServer(logger, {
     metrics: serviceMetrics,
+    metricsToken: config.metricsToken,
     openapi: { title: "vid2mp3", version: "1", description: "Upload a video, get its MP3." },
     unboundedBody: (request) => request.routeOptions.url === "/upload",
     trustProxy: config.trustProxy,

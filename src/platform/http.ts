@@ -101,6 +101,8 @@ export interface HttpServerOptions {
   bodyLimit?: number;
   /** Request durations and `GET /metrics`. */
   metrics?: ServiceMetrics;
+  /** METRICS_TOKEN: the bearer token `GET /metrics` needs; unset = loopback only. */
+  metricsToken?: string | undefined;
   /** `GET /openapi.json`, generated from the routes' schemas (only routes with tags are listed). */
   openapi?: OpenApiInfo;
   /** Routes exempt from the whole-request deadline (uploads: they take as long as the file needs). */
@@ -146,7 +148,7 @@ export async function createHttpServer(
     routes.push({ methods: [...methods], url: route.url });
   });
   if (options.openapi) await registerOpenApi(app, options.openapi);
-  if (options.metrics) registerMetrics(app, options.metrics);
+  if (options.metrics) registerMetrics(app, options.metrics, { token: options.metricsToken });
 
   app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
     if (!(error instanceof HttpError) && isDatabaseUnavailable(error)) {

@@ -248,8 +248,9 @@ export function cleanFileName(name: string | undefined): string {
         .replace(/%0[AD]/gi, "")
         .replaceAll("\\", "/"),
     )
-    // Control characters, and the bidi overrides that make "evil\u202Egpj.mp4" look like a JPEG.
-    .replace(/[\p{Cc}\u200E\u200F\u202A-\u202E\u2066-\u2069]/gu, "")
+    // Control and invisible format characters: the bidi overrides that make "evil\u202Egpj.mp4" look
+    // like a JPEG, zero-width spaces and joiners, soft hyphens, BOMs, line and paragraph separators.
+    .replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, "")
     .trim();
   const cleaned = base === "" || base === "." || base === ".." ? "upload" : base;
   if (Buffer.byteLength(cleaned) <= 255) return cleaned;
