@@ -44,12 +44,15 @@ for (const mode of ["EdDSA", "HS256"] as const) {
 
     before(async () => {
       dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-accounts-"));
-      server = await startServer({
-        DATA_DIR: dir,
-        ADMIN_EMAIL: ADMIN.email,
-        ADMIN_PASSWORD: ADMIN.password,
-        ...(mode === "HS256" ? { JWT_SECRET: "s".repeat(40) } : {}),
-      });
+      server = await startServer(
+        {
+          DATA_DIR: dir,
+          ADMIN_EMAIL: ADMIN.email,
+          ADMIN_PASSWORD: ADMIN.password,
+          ...(mode === "HS256" ? { JWT_SECRET: "s".repeat(40) } : {}),
+        },
+        { timeoutMs: 120_000 },
+      );
       client = gatewayClient(server.url);
       adminToken = await client.token(ADMIN.email, ADMIN.password);
     });

@@ -25,13 +25,16 @@ describe("hardening of the real server", () => {
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-hardening-"));
-    server = await startServer({
-      DATA_DIR: path.join(dir, "data"),
-      ADMIN_EMAIL: ADMIN.email,
-      ADMIN_PASSWORD: ADMIN.password,
-      HOST: "", // unset: `serve all` chooses
-      METRICS_TOKEN,
-    });
+    server = await startServer(
+      {
+        DATA_DIR: path.join(dir, "data"),
+        ADMIN_EMAIL: ADMIN.email,
+        ADMIN_PASSWORD: ADMIN.password,
+        HOST: "", // unset: `serve all` chooses
+        METRICS_TOKEN,
+      },
+      { timeoutMs: 120_000 },
+    );
     client = gatewayClient(server.url);
     token = await client.token(ADMIN.email, ADMIN.password);
   });
@@ -50,7 +53,7 @@ describe("hardening of the real server", () => {
       await makeLavfiAudio(path.join(dir, "a.flac"), "anullsrc=r=8000", 1, "flac"),
     );
     const { jobId } = (await upload.json()) as { jobId: string };
-    assert.equal(((await client.waitForJob(token, jobId)) as { status: string }).status, "done");
+    assert.equal(((await client.waitForJob(token, jobId, 120_000)) as { status: string }).status, "done");
     const data = path.join(dir, "data");
     assert.equal((await stat(data)).mode & 0o777, 0o700);
     const entries = await readdir(data, { recursive: true, withFileTypes: true });

@@ -66,16 +66,19 @@ describe("per-user limits and the file's own faults (real server, real ffmpeg)",
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-limits-"));
-    server = await startServer({
-      DATA_DIR: path.join(dir, "data"),
-      ADMIN_EMAIL: ADMIN.email,
-      ADMIN_PASSWORD: ADMIN.password,
-      MAX_AUDIO_SECONDS: String(MAX_AUDIO_SECONDS),
-      MAX_ACTIVE_JOBS_PER_USER: "2",
-      USER_QUOTA_BYTES: String(QUOTA),
-      CONVERTER_CONCURRENCY: "1",
-      RETRY_DELAY_MS: "200",
-    });
+    server = await startServer(
+      {
+        DATA_DIR: path.join(dir, "data"),
+        ADMIN_EMAIL: ADMIN.email,
+        ADMIN_PASSWORD: ADMIN.password,
+        MAX_AUDIO_SECONDS: String(MAX_AUDIO_SECONDS),
+        MAX_ACTIVE_JOBS_PER_USER: "2",
+        USER_QUOTA_BYTES: String(QUOTA),
+        CONVERTER_CONCURRENCY: "1",
+        RETRY_DELAY_MS: "200",
+      },
+      { timeoutMs: 120_000 },
+    );
     client = gatewayClient(server.url);
     adminToken = await client.token(ADMIN.email, ADMIN.password);
   });
@@ -94,6 +97,7 @@ describe("per-user limits and the file's own faults (real server, real ffmpeg)",
     const failed = (await client.waitForJob(
       token,
       ((await long.json()) as { jobId: string }).jobId,
+      120_000,
     )) as unknown as Job;
     assert.equal(failed.status, "failed");
     assert.match(String(failed.error), /longer than the limit of 1 min/);
@@ -101,6 +105,7 @@ describe("per-user limits and the file's own faults (real server, real ffmpeg)",
     const done = (await client.waitForJob(
       token,
       ((await short.json()) as { jobId: string }).jobId,
+      120_000,
     )) as unknown as Job;
     assert.equal(done.status, "done");
     // Retention is on by default: a finished job says when it goes.
@@ -118,7 +123,7 @@ describe("per-user limits and the file's own faults (real server, real ffmpeg)",
       const response = await client.upload(token, await absurdWav(dir, name, patch));
       assert.equal(response.status, 202, name);
       const { jobId } = (await response.json()) as { jobId: string };
-      const job = (await client.waitForJob(token, jobId)) as unknown as Job;
+      const job = (await client.waitForJob(token, jobId, 120_000)) as unknown as Job;
       assert.equal(job.status, "failed", name);
       assert.doesNotMatch(String(job.error), /internal error/, name);
       assert.match(String(job.error), /cannot be converted|could not be decoded/, name);
@@ -139,7 +144,7 @@ describe("per-user limits and the file's own faults (real server, real ffmpeg)",
     }
     const next = await client.upload(token, await silentFlac(path.join(dir, "next.flac"), 1));
     const { jobId } = (await next.json()) as { jobId: string };
-    assert.equal(((await client.waitForJob(token, jobId)) as unknown as Job).status, "done");
+    assert.equal(((await client.waitForJob(token, jobId, 120_000)) as unknown as Job).status, "done");
   });
 
   test("a third active job is 429 too_many_active_jobs; another user is served; deleting a queued job frees a place", async () => {
