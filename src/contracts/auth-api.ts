@@ -138,6 +138,7 @@ export const authApiRoutes = {
     },
   },
   me: {
+    operationId: "getMe",
     summary: "Your own account",
     tags: ["account"],
     security: [{ bearerAuth: [] }],
@@ -148,6 +149,7 @@ export const authApiRoutes = {
     },
   },
   changePassword: {
+    operationId: "changePassword",
     summary: "Change your own password",
     description:
       "Every token issued before, the one sent included, is refused afterwards (within a minute at most): log in again.",
