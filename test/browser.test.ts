@@ -230,6 +230,7 @@ describe("the browser UI (headless Chromium)", () => {
         const name = await text(li.locator(".job-name"));
         jobIds.set(name, String(await li.getAttribute("data-id")));
         assert.equal(await text(li.locator(".pill")), "Done");
+        assert.match(await text(li.locator(".job-expires")), /expires \S/, "a done job says when it expires");
         assert.ok(await li.getByRole("button", { name: `Download the MP3 of ${name}` }).isVisible());
       }
       assert.deepEqual([...jobIds.keys()].sort(), ["clip.webm", "holiday.mp4"]);

@@ -63,7 +63,13 @@ describe("the vid2mp3 client commands against the real system", () => {
     const api = gatewayClient(server.url);
     const response = await api.jobs(await api.token(ADMIN.email, ADMIN.password), "?limit=100");
     return (await response.json()) as {
-      jobs: { id: string; status: string; fileName: string; mp3Id: string | null }[];
+      jobs: {
+        id: string;
+        status: string;
+        fileName: string;
+        mp3Id: string | null;
+        expiresAt: string | null;
+      }[];
       total: number;
     };
   };
@@ -221,11 +227,15 @@ describe("the vid2mp3 client commands against the real system", () => {
     const done = jobs.find((job) => job.status === "done");
     assert.ok(done, JSON.stringify(jobs));
     const [header, ...rows] = run.stdout.trimEnd().split("\n");
-    assert.match(header ?? "", /^JOB\s+STATUS\s+FILE\s+SIZE\s+CREATED\s+FID \/ ERROR$/);
+    assert.match(header ?? "", /^JOB\s+STATUS\s+FILE\s+SIZE\s+CREATED\s+EXPIRES\s+FID \/ ERROR$/);
     assert.ok(
       rows.some((row) => row.startsWith(done.id) && /\bdone\b/.test(row) && row.includes("holiday.mp4")),
       run.stdout,
     );
+    // Retention is on by default: a done job shows when it expires (created and expiry dates).
+    assert.ok(done.expiresAt, "expiresAt");
+    const doneRow = rows.find((row) => row.startsWith(done.id)) ?? "";
+    assert.equal(doneRow.match(/\d{4}-\d\d-\d\d \d\d:\d\d/g)?.length, 2, doneRow);
   });
 
   it("uploads without waiting, downloads by fid, and deletes a job", async () => {

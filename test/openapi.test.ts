@@ -35,6 +35,7 @@ const JOB_FIELDS = [
   "durationSeconds",
   "mp3Id",
   "error",
+  "expiresAt",
 ];
 const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
@@ -186,6 +187,8 @@ describe("OpenAPI documents", () => {
       "/events",
       "/users",
       "/users/{id}",
+      "/me",
+      "/me/password",
     ]) {
       assert.ok(doc.paths[url], url);
     }
@@ -274,6 +277,7 @@ describe("OpenAPI documents", () => {
       "admin",
       "aud",
       "exp",
+      "gen",
       "iat",
       "iss",
       "jti",

@@ -10,6 +10,8 @@ export interface LoginThrottle {
   retryAfterSeconds(key: string): number | undefined;
   recordFailure(key: string): void;
   recordSuccess(key: string): void;
+  /** Takes back one recorded failure (an attempt counted in advance that turned out right). */
+  forgive(key: string): void;
 }
 
 export interface LoginThrottleOptions {
@@ -51,6 +53,10 @@ export function createLoginThrottle(options: LoginThrottleOptions = {}): LoginTh
     },
     recordSuccess(key) {
       windows.delete(key);
+    },
+    forgive(key) {
+      const window = current(key);
+      if (window && window.failures > 0) window.failures--;
     },
   };
 }

@@ -10,6 +10,8 @@ export interface UsersTable {
   password_hash: string;
   admin: number;
   disabled: number;
+  /** Bumped when the password changes or the account is disabled: tokens of an older generation are refused. */
+  token_generation: number;
   created_at: string;
   updated_at: string;
 }
@@ -41,6 +43,17 @@ export const authMigrations: Record<string, Migration> = {
     },
     async down(db: Kysely<unknown>) {
       await db.schema.dropTable("users").execute();
+    },
+  },
+  "0002_users_token_generation": {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .alterTable("users")
+        .addColumn("token_generation", "integer", (c) => c.notNull().defaultTo(0))
+        .execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.alterTable("users").dropColumn("token_generation").execute();
     },
   },
 };

@@ -136,6 +136,7 @@ test("POST /validate: 401 without a token, 403 for a bad or expired one, 200 wit
     "admin",
     "aud",
     "exp",
+    "gen",
     "iat",
     "iss",
     "jti",
@@ -423,9 +424,14 @@ test("over a real socket, /login and /validate ignore whatever body a client sen
 
 test("failed logins for one e-mail from one address are throttled with 429, others are not", async (t) => {
   let now = Date.now();
-  const { app } = await startAuthService(t, ADMIN_ENV, {
-    loginThrottle: { maxFailures: 3, windowMs: 60_000, now: () => now },
-  });
+  // In-process requests come from 127.0.0.1: trusted here as the gateway would be.
+  const { app } = await startAuthService(
+    t,
+    { ...ADMIN_ENV, TRUST_PROXY: "127.0.0.1" },
+    {
+      loginThrottle: { maxFailures: 3, windowMs: 60_000, now: () => now },
+    },
+  );
   const login = (password: string, address = "203.0.113.7") =>
     app.inject({
       method: "POST",
@@ -450,4 +456,69 @@ test("failed logins for one e-mail from one address are throttled with 429, othe
   assert.equal((await login(ADMIN.password)).statusCode, 200, "a success clears the count");
   for (let i = 0; i < 2; i++) assert.equal((await login("wrong-password")).statusCode, 401);
   assert.equal((await login(ADMIN.password)).statusCode, 200);
+});
+
+test("failed logins from one address across many e-mails are throttled; other addresses are not", async (t) => {
+  const { app } = await startAuthService(
+    t,
+    { ...ADMIN_ENV, TRUST_PROXY: "127.0.0.1" },
+    {
+      addressThrottle: { maxFailures: 5, windowMs: 60_000 },
+    },
+  );
+  const login = (email: string, password: string, address: string) =>
+    app.inject({
+      method: "POST",
+      url: "/login",
+      headers: { authorization: basic(email, password), "x-forwarded-for": address },
+    });
+  // Concurrent guesses count in full: they are counted before their password is checked.
+  const burst = await Promise.all(
+    Array.from({ length: 12 }, (_, i) => login(`nobody-${i}@example.com`, "guess-guess", "203.0.113.7")),
+  );
+  const codes = burst.map((r) => r.statusCode).sort();
+  assert.equal(codes.filter((c) => c === 401).length, 5, codes.join(","));
+  assert.equal(codes.filter((c) => c === 429).length, 7, codes.join(","));
+  assert.equal((await login(ADMIN.email, ADMIN.password, "203.0.113.7")).statusCode, 429);
+  assert.equal(
+    (await login(ADMIN.email, ADMIN.password, "198.51.100.9")).statusCode,
+    200,
+    "elsewhere is fine",
+  );
+});
+
+test("X-Forwarded-For is believed only from TRUST_PROXY: a client cannot pick its address", async (t) => {
+  const { app } = await startAuthService(t, ADMIN_ENV, {
+    loginThrottle: { maxFailures: 3, windowMs: 60_000 },
+  });
+  for (let i = 0; i < 5; i++) {
+    const response = await app.inject({
+      method: "POST",
+      url: "/login",
+      headers: { authorization: basic(ADMIN.email, "wrong-password"), "x-forwarded-for": `198.51.100.${i}` },
+    });
+    assert.equal(response.statusCode, i < 3 ? 401 : 429, `attempt ${i}`);
+  }
+});
+
+test("a burst of logins is bounded: beyond the hashing queue it is 503 with Retry-After at once, and then served again", async (t) => {
+  const { app } = await startAuthService(t, { ...ADMIN_ENV, TRUST_PROXY: "127.0.0.1" });
+  const login = (i: number) =>
+    app.inject({
+      method: "POST",
+      url: "/login",
+      headers: {
+        authorization: basic(`nobody-${i}@example.com`, "guess-guess"),
+        "x-forwarded-for": `10.0.${i >> 8}.${i & 255}`,
+      },
+    });
+  const burst = await Promise.all(Array.from({ length: 60 }, (_, i) => login(i)));
+  const busy = burst.filter((r) => r.statusCode === 503);
+  assert.ok(busy.length > 0, "some were refused rather than queued without end");
+  for (const r of busy) {
+    assert.equal(r.headers["retry-after"], "1", `${r.body} ${JSON.stringify(r.headers)}`);
+    assert.equal(r.json().error.code, "busy");
+  }
+  assert.ok(burst.every((r) => r.statusCode === 401 || r.statusCode === 503));
+  assert.equal((await login(1000)).statusCode, 401, "answered normally once the burst is over");
 });

@@ -4,11 +4,12 @@ import type { Config } from "../platform/config.ts";
 import { HttpError } from "../platform/http.ts";
 import { documentedOnly, errorResponse, malformedRequest } from "../platform/openapi.ts";
 import { parseBasicCredentials, parseBearerToken } from "./credentials.ts";
-import type { LoginThrottle } from "./login-throttle.ts";
-import { hashPassword, verifyLogin } from "./passwords.ts";
+import type { PasswordAttempts } from "./password-attempts.ts";
+import { hashPassword, verifyLogin, verifyPassword } from "./passwords.ts";
 import {
   newUserBody,
   parseRequest,
+  passwordChangeBody,
   registrationBody,
   userChangesBody,
   userIdParams,
@@ -21,7 +22,7 @@ export interface AuthRouteDeps {
   config: Pick<Config, "registrationOpen">;
   users: UsersRepository;
   tokens: TokenService;
-  throttle: LoginThrottle;
+  attempts: PasswordAttempts;
 }
 
 /** What clients see of a user: never the password hash. */
@@ -47,20 +48,11 @@ export function toPublicUser(user: User): PublicUser {
 
 const REALM = "vid2mp3";
 
-/**
- * The client's address: the gateway, the only public entry, passes it on as the first
- * X-Forwarded-For hop. Auth is never exposed itself, so the header can be taken as sent.
- */
-function clientAddress(request: FastifyRequest): string {
-  const forwarded = request.headers["x-forwarded-for"];
-  const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(",")[0]?.trim();
-  return first || request.ip;
-}
 // One answer for every failed login: it must not tell an unknown e-mail from a wrong password or a disabled account.
 const LOGIN_FAILED = "Invalid e-mail or password.";
 
 export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): void {
-  const { users, tokens, config, throttle } = deps;
+  const { users, tokens, config, attempts } = deps;
 
   /** The caller behind the bearer token: 401 without a token, 403 for a bad one or a disabled account. */
   async function authenticate(
@@ -84,6 +76,13 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     if (!user || user.disabled) {
       throw new HttpError(403, "account_disabled", "The token's account is disabled or no longer exists.");
     }
+    if ((claims.gen ?? 0) !== user.tokenGeneration) {
+      throw new HttpError(
+        403,
+        "token_revoked",
+        "The token was revoked (the password was changed or the account disabled); log in again.",
+      );
+    }
     return { claims, user };
   }
 
@@ -96,17 +95,8 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     scope.post("/login", { schema: authApiRoutes.login }, async (request, reply) => {
       reply.header("Cache-Control", "no-store");
       const credentials = parseBasicCredentials(request.headers.authorization);
-      const throttleKey =
-        credentials && `${credentials.email.trim().toLowerCase()} ${clientAddress(request)}`;
-      const retryAfter = throttleKey && throttle.retryAfterSeconds(throttleKey);
-      if (retryAfter) {
-        reply.header("Retry-After", String(retryAfter));
-        throw new HttpError(
-          429,
-          "too_many_attempts",
-          `Too many failed logins; try again in ${Math.ceil(retryAfter / 60)} minute(s).`,
-        );
-      }
+      // request.ip: the client's address as the gateway forwarded it, believed only from TRUST_PROXY.
+      const attempt = credentials && attempts.begin(credentials.email, request.ip, reply);
       let user: User | undefined;
       let passwordOk = false;
       if (credentials) {
@@ -115,11 +105,10 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
         passwordOk = await verifyLogin(user?.passwordHash, credentials.password);
       }
       if (!user || !passwordOk || user.disabled) {
-        if (throttleKey) throttle.recordFailure(throttleKey);
         reply.header("WWW-Authenticate", `Basic realm="${REALM}", charset="UTF-8"`);
         throw new HttpError(401, "unauthorized", LOGIN_FAILED);
       }
-      if (throttleKey) throttle.recordSuccess(throttleKey);
+      attempt?.succeeded();
       const issued = await tokens.sign(user);
       request.log.info({ userId: user.id }, "user logged in");
       if (acceptsJson(request.headers.accept)) return issued;
@@ -132,6 +121,32 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
       async (request, reply) => (await authenticate(request, reply)).claims,
     );
   });
+
+  // The caller's own account: any valid token, no admin rights needed.
+  app.get("/me", { schema: authApiRoutes.me, ...documentedOnly }, async (request, reply) => {
+    const { user } = await authenticate(request, reply);
+    reply.header("Cache-Control", "no-store");
+    return { id: user.id, email: user.email, admin: user.admin };
+  });
+
+  app.post(
+    "/me/password",
+    { schema: authApiRoutes.changePassword, ...documentedOnly },
+    async (request, reply) => {
+      const { user } = await authenticate(request, reply);
+      const { currentPassword, newPassword } = parseRequest(passwordChangeBody, request.body);
+      // A stolen token must not become a way to guess the password: the login throttle counts these too.
+      const attempt = attempts.begin(user.email, request.ip, reply);
+      if (!(await verifyPassword(user.passwordHash, currentPassword))) {
+        throw new HttpError(403, "wrong_password", "The current password is not right.");
+      }
+      attempt.succeeded();
+      // The generation moves on with the hash: every token issued so far, this one included, is refused.
+      await users.update(user.id, { passwordHash: await hashPassword(newPassword) });
+      request.log.info({ userId: user.id }, "user changed their password");
+      return reply.code(204).send();
+    },
+  );
 
   app.get("/.well-known/jwks.json", { schema: jwksSchema }, async (_request, reply) => {
     reply.header("Cache-Control", "public, max-age=300");
@@ -241,6 +256,10 @@ const validateSchema = {
         iat: { type: "integer" },
         exp: { type: "integer" },
         jti: { type: "string" },
+        gen: {
+          type: "integer",
+          description: "The account's token generation (a password change or disabling moves it on)",
+        },
       },
       required: ["sub", "username", "admin", "iss", "aud", "iat", "exp", "jti"],
       additionalProperties: true,

@@ -39,6 +39,8 @@ export const newUserBody = body({
 
 export const registrationBody = body({ email: emailField, password: passwordField });
 
+export const passwordChangeBody = body({ currentPassword: passwordField, newPassword: passwordField });
+
 export const userChangesBody = body({
   disabled: booleanField.optional(),
   password: passwordField.optional(),

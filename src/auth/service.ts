@@ -7,8 +7,9 @@ import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
 import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
 import { type BootstrapOptions, ensureFirstAdmin } from "./bootstrap.ts";
-import { createLoginThrottle, type LoginThrottleOptions } from "./login-throttle.ts";
+import type { LoginThrottleOptions } from "./login-throttle.ts";
 import { AUTH_MIGRATION_TABLE, type AuthDatabase, authMigrations } from "./migrations.ts";
+import { createPasswordAttempts } from "./password-attempts.ts";
 import { prepareLoginTiming } from "./passwords.ts";
 import { registerAuthRoutes } from "./routes.ts";
 import { createTokenService, type TokenServiceOptions } from "./tokens.ts";
@@ -29,6 +30,7 @@ export interface AuthServiceDeps {
   tokens?: TokenServiceOptions;
   /** Tests only: the failed-login limits and their clock. */
   loginThrottle?: LoginThrottleOptions;
+  addressThrottle?: LoginThrottleOptions;
   /** Where its metrics go; by default a registry of its own. */
   metrics?: ServiceMetrics;
 }
@@ -52,14 +54,22 @@ export async function createAuthService(config: Config, deps: AuthServiceDeps): 
   logger.info({ algorithm: tokens.algorithm }, "auth service ready");
 
   const app = await createHttpServer(logger, {
+    // The gateway passes the client's address on; believed only from these proxies (TRUST_PROXY).
+    trustProxy: config.trustProxy,
     metrics: deps.metrics ?? createServiceMetrics("auth"),
+    metricsToken: config.metricsToken,
     openapi: { title: "vid2mp3 auth", version: "1", description: "Users, login and token validation." },
   });
   for (const schema of sharedAuthApiSchemas) app.addSchema(schema);
   registerHealthRoutes(app, [
     { name: "database", check: async () => void (await sql`select 1`.execute(db)) },
   ]);
-  registerAuthRoutes(app, { config, users, tokens, throttle: createLoginThrottle(deps.loginThrottle) });
+  registerAuthRoutes(app, {
+    config,
+    users,
+    tokens,
+    attempts: createPasswordAttempts({ perAccount: deps.loginThrottle, perAddress: deps.addressThrottle }),
+  });
 
   return { app, close: () => app.close() };
 }

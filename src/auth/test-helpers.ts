@@ -33,6 +33,7 @@ export async function startAuthService(
     dataDir?: string;
     tokens?: AuthServiceDeps["tokens"];
     loginThrottle?: AuthServiceDeps["loginThrottle"];
+    addressThrottle?: AuthServiceDeps["addressThrottle"];
   } = {},
 ): Promise<TestAuthService> {
   const dataDir = options.dataDir ?? (await tempDataDir(t));
@@ -45,6 +46,7 @@ export async function startAuthService(
     bootstrap: { print: (text) => printed.push(text) },
     tokens: options.tokens,
     loginThrottle: options.loginThrottle,
+    addressThrottle: options.addressThrottle,
   });
   t.after(async () => {
     await service.close();

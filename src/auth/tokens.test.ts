@@ -22,7 +22,12 @@ import {
   type TokenServiceOptions,
 } from "./tokens.ts";
 
-const alice = { id: "3f1c5d9e-8a55-4b8e-9d1c-2f4f0a6b7c8d", email: "alice@example.com", admin: false };
+const alice = {
+  id: "3f1c5d9e-8a55-4b8e-9d1c-2f4f0a6b7c8d",
+  email: "alice@example.com",
+  admin: false,
+  tokenGeneration: 0,
+};
 const SECRET = "a-test-secret-that-is-at-least-32-chars-long";
 
 async function tokenService(

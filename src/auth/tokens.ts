@@ -15,7 +15,7 @@ import {
   jwtVerify,
   SignJWT,
 } from "jose";
-import { TOKEN_AUDIENCE, TOKEN_ISSUER, TokenClaims } from "../contracts/tokens.ts";
+import { issuedInFuture, TOKEN_AUDIENCE, TOKEN_ISSUER, TokenClaims } from "../contracts/tokens.ts";
 import type { Config } from "../platform/config.ts";
 
 // `iss`, `aud` and the claims' shape live in the shared contracts, so the gateway checks exactly what is signed here.
@@ -33,6 +33,8 @@ export interface TokenSubject {
   id: string;
   email: string;
   admin: boolean;
+  /** The account's current token generation (see `TokenClaims.gen`). */
+  tokenGeneration: number;
 }
 
 export interface IssuedToken {
@@ -77,7 +79,11 @@ export async function createTokenService(
     async sign(subject) {
       const iat = Math.floor(now().getTime() / 1000);
       const exp = iat + ttlSeconds;
-      const token = await new SignJWT({ username: subject.email, admin: subject.admin })
+      const token = await new SignJWT({
+        username: subject.email,
+        admin: subject.admin,
+        gen: subject.tokenGeneration,
+      })
         .setProtectedHeader({ alg: signer.alg, typ: "JWT", ...(signer.kid ? { kid: signer.kid } : {}) })
         .setSubject(subject.id)
         .setIssuer(TOKEN_ISSUER)
@@ -104,6 +110,8 @@ export async function createTokenService(
       }
       const claims = TokenClaims.safeParse(payload);
       if (!claims.success) throw new InvalidTokenError("The token is invalid: its claims are malformed.");
+      if (issuedInFuture(claims.data, now()))
+        throw new InvalidTokenError("The token is invalid: issued in the future.");
       return claims.data;
     },
     jwks: () => ({ keys: signer.publicJwks.map((k) => ({ ...k })) }),

@@ -9,6 +9,8 @@ export interface User {
   passwordHash: string;
   admin: boolean;
   disabled: boolean;
+  /** See `UsersTable.token_generation`. */
+  tokenGeneration: number;
   createdAt: string;
   updatedAt: string;
 }
@@ -19,6 +21,7 @@ export interface NewUser {
   admin: boolean;
 }
 
+/** A new password or disabling the account also revokes every token issued before (the generation moves on). */
 export interface UserChanges {
   disabled?: boolean;
   passwordHash?: string;
@@ -56,6 +59,7 @@ export function createUsersRepository(db: Kysely<AuthDatabase>): UsersRepository
         password_hash: user.passwordHash,
         admin: user.admin ? 1 : 0,
         disabled: 0,
+        token_generation: 0,
         created_at: at,
         updated_at: at,
       };
@@ -112,7 +116,13 @@ export function createUsersRepository(db: Kysely<AuthDatabase>): UsersRepository
       if (changes.disabled !== undefined) values.disabled = changes.disabled ? 1 : 0;
       if (changes.admin !== undefined) values.admin = changes.admin ? 1 : 0;
       if (changes.passwordHash !== undefined) values.password_hash = changes.passwordHash;
-      const result = await db.updateTable("users").set(values).where("id", "=", id).executeTakeFirst();
+      const revokes = changes.passwordHash !== undefined || changes.disabled === true;
+      const result = await db
+        .updateTable("users")
+        .set(values)
+        .$if(revokes, (q) => q.set((eb) => ({ token_generation: eb("token_generation", "+", 1) })))
+        .where("id", "=", id)
+        .executeTakeFirst();
       // A bigint on both dialects; MySQL counts matched rows (mysql2's FOUND_ROWS), as SQLite does.
       if (Number(result.numUpdatedRows) === 0) return undefined;
       return repository.findById(id);
@@ -128,6 +138,7 @@ function toUser(row: Selectable<UsersTable>): User {
     passwordHash: row.password_hash,
     admin: Number(row.admin) === 1,
     disabled: Number(row.disabled) === 1,
+    tokenGeneration: Number(row.token_generation),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

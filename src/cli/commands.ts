@@ -279,9 +279,11 @@ export async function jobs(options: ServerOption & { limit: number; json?: boole
     truncate(job.fileName, 40),
     formatBytes(job.size),
     formatDate(job.createdAt),
+    // When the retention removes it; "-" while unfinished or kept for ever.
+    job.expiresAt ? formatDate(job.expiresAt) : "-",
     job.status === "done" ? (job.mp3Id ?? "") : job.status === "failed" ? truncate(job.error ?? "", 60) : "",
   ]);
-  process.stdout.write(table(["JOB", "STATUS", "FILE", "SIZE", "CREATED", "FID / ERROR"], rows));
+  process.stdout.write(table(["JOB", "STATUS", "FILE", "SIZE", "CREATED", "EXPIRES", "FID / ERROR"], rows));
   if (page.total > page.jobs.length) {
     process.stdout.write(`${page.jobs.length} of ${page.total} jobs; see more with --limit.\n`);
   }

@@ -1,3 +1,4 @@
+import { chmod, mkdir } from "node:fs/promises";
 import type { FastifyInstance } from "fastify";
 import { AUTH_DEFAULT_PORT, type AuthDatabase, createAuthService } from "../auth/service.ts";
 import { createConverter } from "../converter/service.ts";
@@ -32,6 +33,25 @@ const defaultPorts: Record<ServiceName, number> = {
   notification: 8082,
 };
 
+/**
+ * Where a service listens when HOST is unset: everything in one process is a laptop install, seen
+ * from this machine only; a single service is a container, reached through its network.
+ */
+export function defaultHost(name: ServiceName): string {
+  return name === "all" ? "127.0.0.1" : "0.0.0.0";
+}
+
+/**
+ * The data dir holds password hashes, the signing key, uploads and MP3s: only this account may
+ * read it. Everything this process creates from now on is 0600 (files) and 0700 (folders), and
+ * the data dir itself is 0700, which also shuts out files an earlier version made more open.
+ */
+export async function keepDataPrivate(dataDir: string): Promise<void> {
+  process.umask(0o077);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await chmod(dataDir, 0o700);
+}
+
 export interface RunningService {
   url: string;
   /** Stops taking work, lets the work in hand end, then closes the backends. */
@@ -41,6 +61,7 @@ export interface RunningService {
 /** Starts one service (or `all` of them in this process) on the backends the configuration selects. */
 export async function serve(name: ServiceName, config: Config, logger: Logger): Promise<RunningService> {
   logger.info({ service: name, backends: describeBackends(config) }, "starting");
+  await keepDataPrivate(config.dataDir);
   const closers: (() => Promise<void>)[] = [];
   const closeAll = async () => {
     // In reverse order of opening: what depends on a backend stops before the backend.
@@ -48,7 +69,10 @@ export async function serve(name: ServiceName, config: Config, logger: Logger): 
   };
   try {
     const app = await startService(name, config, logger, (close) => closers.push(close));
-    const url = await app.listen({ host: config.host, port: config.port ?? defaultPorts[name] });
+    const url = await app.listen({
+      host: config.host ?? defaultHost(name),
+      port: config.port ?? defaultPorts[name],
+    });
     return { url, close: closeAll };
   } catch (error) {
     await closeAll();
@@ -91,7 +115,10 @@ async function startService(
     return db;
   };
   const auth = async () => {
-    const service = await createAuthService(config, {
+    // In one process auth listens on no port: only the gateway reaches it (in-process, from
+    // loopback), so the client address it forwards is believed.
+    const authConfig = name === "all" ? { ...config, trustProxy: ["127.0.0.1"] } : config;
+    const service = await createAuthService(authConfig, {
       logger: logger.child({ service: "auth" }),
       db: withDatabase<AuthDatabase>("auth"),
       metrics: metricsFor("auth"),
@@ -161,7 +188,7 @@ async function startService(
       const blobs = await withBlobs();
       const metrics = metricsFor("converter");
       await converter(broker, blobs, metrics);
-      return workerHttp(logger, metrics, onClose, [
+      return workerHttp(logger, metrics, config.metricsToken, onClose, [
         { name: "broker", check: () => broker.check() },
         { name: "blobs", check: () => blobs.check() },
       ]);
@@ -170,7 +197,7 @@ async function startService(
       const broker = await withBroker();
       const metrics = metricsFor("notification");
       const mailer = await notifier(broker, metrics);
-      return workerHttp(logger, metrics, onClose, [
+      return workerHttp(logger, metrics, config.metricsToken, onClose, [
         { name: "broker", check: () => broker.check() },
         { name: "mail", check: () => mailer.check() },
       ]);
@@ -192,10 +219,11 @@ async function startService(
 async function workerHttp(
   logger: Logger,
   metrics: ServiceMetrics,
+  metricsToken: string | undefined,
   onClose: (close: () => Promise<void>) => void,
   checks: ReadinessCheck[],
 ): Promise<FastifyInstance> {
-  const app = await createHttpServer(logger, { metrics });
+  const app = await createHttpServer(logger, { metrics, metricsToken });
   registerHealthRoutes(app, checks);
   onClose(() => app.close());
   return app;

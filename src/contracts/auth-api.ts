@@ -64,6 +64,24 @@ export const userChangesBody = {
   additionalProperties: false,
 } as const;
 
+export const passwordChangeBody = {
+  type: "object",
+  properties: { currentPassword: password, newPassword: password },
+  required: ["currentPassword", "newPassword"],
+  additionalProperties: false,
+} as const;
+
+/** `GET /me`: the caller's own account. */
+export const accountSchema = {
+  type: "object",
+  properties: {
+    id: { type: "string", format: "uuid" },
+    email: { type: "string", format: "email" },
+    admin: { type: "boolean" },
+  },
+  required: ["id", "email", "admin"],
+} as const;
+
 export const userIdParams = {
   type: "object",
   properties: { id: { type: "string", format: "uuid" } },
@@ -117,6 +135,35 @@ export const authApiRoutes = {
       400: errorRef("Invalid e-mail or password"),
       403: errorRef("Self-registration is closed"),
       409: errorRef("The e-mail is taken"),
+    },
+  },
+  me: {
+    operationId: "getMe",
+    summary: "Your own account",
+    tags: ["account"],
+    security: [{ bearerAuth: [] }],
+    response: {
+      200: { description: "The caller's account", ...accountSchema },
+      401: errorRef("No token"),
+      403: errorRef("Invalid, expired or revoked token, or a disabled account"),
+    },
+  },
+  changePassword: {
+    operationId: "changePassword",
+    summary: "Change your own password",
+    description:
+      "Every token issued before, the one sent included, is refused afterwards (within a minute at most): log in again.",
+    tags: ["account"],
+    security: [{ bearerAuth: [] }],
+    body: passwordChangeBody,
+    response: {
+      204: { description: "Changed", type: "null" },
+      400: errorRef("Invalid request (a password must be 8 to 1024 characters)"),
+      401: errorRef("No token"),
+      403: errorRef(
+        "Invalid, expired or revoked token, a disabled account, or a wrong current password (`wrong_password`)",
+      ),
+      429: errorRef("Too many wrong passwords from this address; see Retry-After"),
     },
   },
   createUser: {

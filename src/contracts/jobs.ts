@@ -16,6 +16,8 @@ export interface Job {
   mp3Id: string | null;
   /** Why the job failed, as a sentence for the user. */
   error: string | null;
+  /** When the job and its MP3 are removed (RETENTION_HOURS after it ended); null while unfinished or when kept for ever. */
+  expiresAt: string | null;
 }
 
 /** A page of `GET /jobs`. */

@@ -4,7 +4,7 @@
  * Anything else that goes wrong (ffmpeg missing, disk full) is an ordinary Error and is retried.
  */
 
-export type ConversionFailure = "no-audio" | "undecodable" | "timeout";
+export type ConversionFailure = "no-audio" | "undecodable" | "unsupported-audio" | "too-long" | "timeout";
 
 export class ConversionError extends Error {
   override name = "ConversionError";
@@ -29,10 +29,32 @@ export class ConversionError extends Error {
     );
   }
 
+  static unsupportedAudio(): ConversionError {
+    return new ConversionError(
+      "unsupported-audio",
+      "The audio in this file cannot be converted: its format parameters (such as the number of channels or the sample rate) are impossible or unsupported.",
+    );
+  }
+
+  static tooLong(maxSeconds: number): ConversionError {
+    return new ConversionError(
+      "too-long",
+      `The audio is longer than the limit of ${formatDuration(maxSeconds)} (MAX_AUDIO_SECONDS=${maxSeconds}); trim the file and upload it again.`,
+    );
+  }
+
   static timeout(seconds: number): ConversionError {
     return new ConversionError(
       "timeout",
       `The conversion took longer than ${seconds} seconds and was stopped.`,
     );
   }
+}
+
+/** 5400 → "1 h 30 min", 90 → "1 min 30 s": a limit a person can read. */
+function formatDuration(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  return [h && `${h} h`, m && `${m} min`, s && `${s} s`].filter(Boolean).join(" ") || "0 s";
 }

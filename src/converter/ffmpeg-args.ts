@@ -22,6 +22,17 @@ export interface FfmpegArgsInput {
    * `copy` fails instead of producing a file that is not an MP3.
    */
   audio?: AudioPath;
+  /**
+   * MAX_AUDIO_SECONDS (0 or absent: no limit). ffmpeg writes at most one second more than this
+   * (so a longer input is told apart from one exactly at the limit) and an MP3 no larger than such
+   * audio can be at the highest bitrate: a crafted file cannot make the output grow without end.
+   */
+  maxSeconds?: number;
+}
+
+/** The most bytes an MP3 of `seconds` can take: 320 kb/s, plus room for tags and a cover picture. */
+export function maxMp3Bytes(seconds: number): number {
+  return Math.ceil(seconds * (320_000 / 8)) + 16 * 1024 * 1024;
 }
 
 /** How the output's audio is made: re-encoded, or the source's MP3 frames copied unchanged. */
@@ -59,6 +70,7 @@ export function buildFfmpegArgs({
   format,
   threads = 1,
   audio = "encode",
+  maxSeconds = 0,
 }: FfmpegArgsInput): string[] {
   return [
     // Machine-readable progress (out_time_us, progress=end) on stdout, no stats on stderr.
@@ -93,6 +105,7 @@ export function buildFfmpegArgs({
     "1",
     "-threads",
     String(threads),
+    ...(maxSeconds > 0 ? ["-t", String(maxSeconds + 1), "-fs", String(maxMp3Bytes(maxSeconds + 1))] : []),
     "-f",
     "mp3",
     "-y",

@@ -180,6 +180,7 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
         output: mp3File,
         format: video.format,
         timeoutSeconds: config.ffmpeg.timeoutSeconds,
+        maxSeconds: config.limits.maxAudioSeconds,
         onProgress: (fraction, inputDuration) => progress.update(fraction, inputDuration),
         signal,
       });

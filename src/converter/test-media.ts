@@ -61,8 +61,16 @@ export async function makeMp2(dir: string, name: string, seconds = 1): Promise<s
 
 /** A WAV of `seconds` of tone: uncompressed, so it is quick to make even when long. */
 export async function makeLongAudio(dir: string, name: string, seconds: number): Promise<string> {
-  const file = path.join(dir, name);
-  const tone = `sine=frequency=440:duration=${seconds}`;
+  return makeLavfiAudio(path.join(dir, name), `sine=frequency=440:duration=${seconds}`, seconds, "pcm_s16le");
+}
+
+/** Audio from an ffmpeg test source (`anullsrc` silence, `anoisesrc` noise, `sine`) of `seconds`, in `codec`. */
+export async function makeLavfiAudio(
+  file: string,
+  source: string,
+  seconds: number,
+  codec: string,
+): Promise<string> {
   await run("ffmpeg", [
     "-nostdin",
     "-v",
@@ -71,9 +79,11 @@ export async function makeLongAudio(dir: string, name: string, seconds: number):
     "-f",
     "lavfi",
     "-i",
-    tone,
+    source,
+    "-t",
+    `${seconds}`,
     "-c:a",
-    "pcm_s16le",
+    codec,
     file,
   ]);
   return file;

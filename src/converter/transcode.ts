@@ -23,6 +23,8 @@ export interface TranscodeOptions {
   onProgress?: (fraction: number, inputDurationSeconds: number | null) => void;
   /** Aborting kills ffmpeg; the promise then rejects with an ordinary (retryable) Error. */
   signal?: AbortSignal;
+  /** MAX_AUDIO_SECONDS: longer audio fails (ConversionError "too-long"); 0 or absent = no limit. */
+  maxSeconds?: number;
 }
 
 export interface TranscodeResult {
@@ -56,6 +58,7 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
   const emitProgress = monotonic(options.onProgress);
 
   const listing = new StreamListing();
+  let declaredSeconds: number | undefined;
   const probed = await runFfmpeg({
     ffmpegPath,
     args: probeArgs,
@@ -63,27 +66,49 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
     signal,
     onStderrLine: (line) => {
       listing.line(line);
+      declaredSeconds ??= parseDuration(line);
       return undefined;
     },
   });
   // Its exit code is 1 by design (no output file); only a kill matters.
   throwIfKilled(probed, options);
+  // Where the container tells the length, a file over the limit fails before any decoding. The
+  // limit is enforced on what is written too (below), since a container may lie.
+  const maxSeconds = options.maxSeconds ?? 0;
+  if (maxSeconds > 0 && declaredSeconds !== undefined && declaredSeconds > maxSeconds) {
+    throw ConversionError.tooLong(maxSeconds);
+  }
   const sourceCodec = listing.firstAudioCodec();
 
   let copyAbandoned: string | undefined;
   if (sourceCodec === "mp3") {
     const copied = await runConversion(options, "copy", deadline, emitProgress);
-    if (!(copied instanceof Error)) return { ...copied, audio: "copy", sourceCodec };
+    if (!(copied instanceof Error)) return { ...withinLimit(copied, maxSeconds), audio: "copy", sourceCodec };
     copyAbandoned = copied.message;
   }
   const encoded = await runConversion(options, "encode", deadline, emitProgress);
   if (encoded instanceof Error) throw encoded;
+  withinLimit(encoded, maxSeconds);
   return {
     ...encoded,
     audio: "encode",
     sourceCodec,
     ...(copyAbandoned === undefined ? {} : { copyAbandoned }),
   };
+}
+
+/** ffmpeg stops writing one second past the limit (see `buildFfmpegArgs`): more than the limit means the audio is longer. */
+function withinLimit<T extends { durationSeconds: number | null }>(result: T, maxSeconds: number): T {
+  if (maxSeconds > 0 && result.durationSeconds !== null && result.durationSeconds > maxSeconds + 0.5) {
+    throw ConversionError.tooLong(maxSeconds);
+  }
+  return result;
+}
+
+/** The input's length from ffmpeg's `Duration: hh:mm:ss.ff` line, or undefined (not that line, or `N/A`). */
+function parseDuration(line: string): number | undefined {
+  const match = /^\s*Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)/.exec(line);
+  return match ? Number(match[1]) * 3600 + Number(match[2]) * 60 + Number(match[3]) : undefined;
 }
 
 /** What the mp3 muxer says when copying cannot go on, and what we then log as the reason. */
@@ -166,17 +191,14 @@ class StderrDiagnosis {
   private undecodable = false;
   private emptyOutput = false;
   private localProblem = false;
+  private unsupportedAudio = false;
 
   line(line: string): void {
     this.tail.push(line.length > 500 ? `${line.slice(0, 500)}…` : line);
     if (this.tail.length > STDERR_TAIL_LINES) this.tail.shift();
 
-    if (this.inputDurationSeconds === undefined) {
-      // The first "Duration:" belongs to input #0 (ffmpeg prints none for the output).
-      const match = /^\s*Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)/.exec(line);
-      if (match)
-        this.inputDurationSeconds = Number(match[1]) * 3600 + Number(match[2]) * 60 + Number(match[3]);
-    }
+    // The first "Duration:" belongs to input #0 (ffmpeg prints none for the output).
+    this.inputDurationSeconds ??= parseDuration(line);
     if (/Stream map '0:a:0' matches no streams|does not contain any stream/.test(line)) this.noAudio = true;
     if (/Output file is empty, nothing was encoded/.test(line)) this.emptyOutput = true;
     if (
@@ -185,6 +207,14 @@ class StderrDiagnosis {
       )
     ) {
       this.undecodable = true;
+    }
+    // Parameters no decoder, filter or encoder can work with (1024 channels, a 2³¹ Hz rate): the file's fault.
+    if (
+      /Too many channels|Invalid sample rate|unspecified number of channels|Error while opening (de|en)coder|Error reinitializing filters|Failed to configure output pad|Failed to inject frame into filter network|Error while processing the decoded data/.test(
+        line,
+      )
+    ) {
+      this.unsupportedAudio = true;
     }
     // Problems of this machine, not of the file: retrying (perhaps elsewhere) can help.
     if (/No space left on device|Permission denied|Cannot allocate memory|Too many open files/.test(line)) {
@@ -203,6 +233,7 @@ class StderrDiagnosis {
     if (!this.localProblem) {
       if (this.noAudio) return ConversionError.noAudio();
       if (this.undecodable) return ConversionError.undecodable();
+      if (this.unsupportedAudio) return ConversionError.unsupportedAudio();
     }
     const how = killSignal ? `was killed by ${killSignal}` : `exited with code ${code}`;
     return new Error(`ffmpeg ${how}: ${this.tail.slice(-8).join("\n")}`);

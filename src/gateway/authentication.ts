@@ -1,8 +1,9 @@
 import type { FastifyRequest } from "fastify";
 import { createLocalJWKSet, errors, type JSONWebKeySet, jwtVerify } from "jose";
-import { TOKEN_AUDIENCE, TOKEN_ISSUER, TokenClaims } from "../contracts/tokens.ts";
+import { issuedInFuture, TOKEN_AUDIENCE, TOKEN_ISSUER, TokenClaims } from "../contracts/tokens.ts";
 import { HttpError } from "../platform/http.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
+import { refusalFrom } from "./revocation-check.ts";
 
 /** The authenticated user behind a request. */
 export interface Caller {
@@ -23,7 +24,7 @@ const authUnavailable = () =>
 
 function toCaller(payload: unknown): Caller {
   const claims = TokenClaims.safeParse(payload);
-  if (!claims.success) throw invalidToken();
+  if (!claims.success || issuedInFuture(claims.data)) throw invalidToken();
   return { id: claims.data.sub, email: claims.data.username, admin: claims.data.admin };
 }
 
@@ -128,7 +129,7 @@ export function createValidateVerifier(authFetch: ServiceFetch): TokenVerifier {
         throw authUnavailable();
       }
       if (response.status === 200) return toCaller(await response.json());
-      if (response.status === 401 || response.status === 403) throw invalidToken();
+      if (response.status === 401 || response.status === 403) throw await refusalFrom(response);
       throw authUnavailable();
     },
   };

@@ -5,7 +5,7 @@ import type { Broker, Consumer } from "../platform/broker/broker.ts";
 import { HttpError } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
 import { createJobFeed, type JobFeed } from "./job-feed.ts";
-import { type Job, type JobRow, type JobsRepository, type NewJob, toJob } from "./jobs.ts";
+import type { Job, JobRow, JobsRepository, NewJob } from "./jobs.ts";
 import type { GatewayMetrics } from "./metrics.ts";
 
 /**
@@ -75,7 +75,7 @@ export function createJobLifecycle(options: JobLifecycleOptions): JobLifecycle {
   // Every gateway replica relays job changes to the browsers connected to it, whichever replica
   // stored the change.
   function announce(row: JobRow): void {
-    const update: JobUpdate = { ownerId: row.owner_id, job: toJob(row) };
+    const update: JobUpdate = { ownerId: row.owner_id, job: jobs.describe(row) };
     broker.broadcast(updatesTopic, update).catch((error: unknown) => {
       logger.warn({ err: error, jobId: row.id }, "could not broadcast a job update");
     });

@@ -64,7 +64,7 @@ for (const backend of testDatabaseBackends) {
 
       const row = await jobs.get(job.id, ALICE.ownerId);
       assert.ok(row);
-      assert.deepEqual(toJob(row), {
+      assert.deepEqual(toJob(row, 0), {
         id: job.id,
         status: "queued",
         fileName: "holiday.mov",
@@ -75,6 +75,7 @@ for (const backend of testDatabaseBackends) {
         durationSeconds: null,
         mp3Id: null,
         error: null,
+        expiresAt: null,
       });
       assert.equal(row.owner_email, ALICE.ownerEmail);
       assert.equal(row.format, "mov");
@@ -140,7 +141,7 @@ for (const backend of testDatabaseBackends) {
       assert.equal(finished.status, "done");
       assert.equal(finished.progress, 1);
       assert.equal(finished.mp3_size, 4321);
-      assert.equal(toJob(finished).mp3Id, job.mp3_id, "the fid is shown once done");
+      assert.equal(toJob(finished, 0).mp3Id, job.mp3_id, "the fid is shown once done");
       assert.ok(finished.updated_at >= job.updated_at);
       assert.deepEqual(await jobs.get(job.id, ALICE.ownerId), finished);
     });
@@ -174,7 +175,7 @@ for (const backend of testDatabaseBackends) {
       assert.ok(row);
       assert.equal(row.status, "failed");
       assert.deepEqual(
-        { error: toJob(row).error, mp3Id: toJob(row).mp3Id },
+        { error: toJob(row, 0).error, mp3Id: toJob(row, 0).mp3Id },
         { error: "The video has no audio track.", mp3Id: null },
       );
       assert.equal(await jobs.apply(done(job)), undefined, "done after failed changes nothing");

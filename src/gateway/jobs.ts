@@ -27,7 +27,12 @@ export interface GatewayDatabase {
 
 export type JobRow = Selectable<JobsTable>;
 
-export function toJob(row: JobRow): Job {
+/**
+ * The job as clients see it. `retentionHours` (RETENTION_HOURS) gives a finished job its
+ * `expiresAt`: the retention sweep removes it then. Null while unfinished or when kept for ever.
+ */
+export function toJob(row: JobRow, retentionHours: number): Job {
+  const finished = row.status === "done" || row.status === "failed";
   return {
     id: row.id,
     status: row.status,
@@ -39,6 +44,10 @@ export function toJob(row: JobRow): Job {
     durationSeconds: row.duration_seconds === null ? null : Number(row.duration_seconds),
     mp3Id: row.status === "done" ? row.mp3_id : null,
     error: row.error,
+    expiresAt:
+      finished && retentionHours > 0
+        ? new Date(Date.parse(row.updated_at) + retentionHours * 3_600_000).toISOString()
+        : null,
   };
 }
 
@@ -55,10 +64,16 @@ export interface NewJob {
 }
 
 /** Every read and write of the jobs table; reads for clients are always scoped to the owner. */
-export function createJobsRepository(db: Kysely<GatewayDatabase>) {
+export function createJobsRepository(db: Kysely<GatewayDatabase>, options: { retentionHours?: number } = {}) {
+  const retentionHours = options.retentionHours ?? 0;
   const byOwner = (ownerId: string) => db.selectFrom("jobs").where("owner_id", "=", ownerId);
 
   return {
+    /** The row as clients see it, with its expiry under this gateway's RETENTION_HOURS. */
+    describe(row: JobRow): Job {
+      return toJob(row, retentionHours);
+    },
+
     async create(job: NewJob): Promise<JobRow> {
       const now = new Date().toISOString();
       const row: JobRow = {
@@ -221,6 +236,34 @@ export function createJobsRepository(db: Kysely<GatewayDatabase>) {
         .orderBy("updated_at")
         .limit(limit)
         .execute();
+    },
+
+    /**
+     * What a user holds: jobs queued or converting, and bytes stored for them (MP3s of done jobs,
+     * uploads not converted yet; a finished job's upload is deleted).
+     */
+    async usage(ownerId: string): Promise<{ activeJobs: number; bytes: number }> {
+      const row = await byOwner(ownerId)
+        .select((eb) => [
+          eb.fn
+            .sum<number | string | null>(eb.case().when("status", "in", unfinished).then(1).else(0).end())
+            .as("active"),
+          eb.fn
+            .sum<number | string | null>(
+              eb
+                .case()
+                .when("status", "in", unfinished)
+                .then(eb.ref("size"))
+                .when("status", "=", "done")
+                .then(eb.fn.coalesce("mp3_size", eb.lit(0)))
+                .else(0)
+                .end(),
+            )
+            .as("bytes"),
+        ])
+        .executeTakeFirstOrThrow();
+      // SUM is null over no rows, and a string for MySQL's DECIMAL: convert either way.
+      return { activeJobs: Number(row.active ?? 0), bytes: Number(row.bytes ?? 0) };
     },
 
     async exists(id: string): Promise<boolean> {

@@ -23,6 +23,12 @@ export const jobSchema = {
     durationSeconds: { type: ["number", "null"], description: "The audio's length, once known" },
     mp3Id: { type: ["string", "null"], description: "The `fid` for `GET /download`, once done" },
     error: { type: ["string", "null"], description: "Why the job failed, a sentence for the user" },
+    expiresAt: {
+      type: ["string", "null"],
+      format: "date-time",
+      description:
+        "When the job and its MP3 are removed (RETENTION_HOURS after it ended); null while unfinished or kept for ever",
+    },
   },
   required: [
     "id",
@@ -35,6 +41,7 @@ export const jobSchema = {
     "durationSeconds",
     "mp3Id",
     "error",
+    "expiresAt",
   ],
 } as const;
 

@@ -7,15 +7,18 @@ import type { Broker } from "../platform/broker/broker.ts";
 import type { Config } from "../platform/config.ts";
 import { migrateToLatest } from "../platform/database.ts";
 import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
+import type { HttpTimeouts } from "../platform/http-timeouts.ts";
 import type { Logger } from "../platform/logger.ts";
 import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
 import { bearerToken, type Caller, createJwksVerifier, createValidateVerifier } from "./authentication.ts";
 import { createJobLifecycle } from "./job-lifecycle.ts";
 import { createJobsRepository, type GatewayDatabase } from "./jobs.ts";
+import { createUploadLimits } from "./limits.ts";
 import { createGatewayMetrics } from "./metrics.ts";
 import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
 import { createRetention } from "./retention.ts";
+import { withRevocationCheck } from "./revocation-check.ts";
 import { registerAuthProxyRoutes } from "./routes/auth-proxy.ts";
 import { registerDownloadRoute } from "./routes/download.ts";
 import { registerEventsRoute } from "./routes/events.ts";
@@ -34,6 +37,8 @@ export interface GatewayDeps {
   authFetch: ServiceFetch;
   /** Where its metrics go; by default a registry of its own. */
   metrics?: ServiceMetrics;
+  /** Tests only: shorter intervals than the defaults. */
+  timing?: { revocationRecheckMs?: number; eventsRecheckMs?: number; http?: Partial<HttpTimeouts> };
 }
 
 export interface GatewayService {
@@ -46,8 +51,14 @@ export interface GatewayService {
 export async function createGatewayService(config: Config, deps: GatewayDeps): Promise<GatewayService> {
   const { logger, broker, blobs, authFetch } = deps;
   await migrateToLatest(deps.db, gatewayMigrations, { table: GATEWAY_MIGRATION_TABLE });
-  const jobs = createJobsRepository(deps.db);
-  const verifier = config.jwt.secret ? createValidateVerifier(authFetch) : createJwksVerifier(authFetch);
+  const jobs = createJobsRepository(deps.db, { retentionHours: config.retentionHours });
+  // HS256 asks auth about every token anyway; EdDSA verifies locally and asks auth about revocation now and then.
+  const verifier = config.jwt.secret
+    ? { ...createValidateVerifier(authFetch), forgetUser: () => {} }
+    : withRevocationCheck(createJwksVerifier(authFetch), authFetch, {
+        logger,
+        recheckMs: deps.timing?.revocationRecheckMs,
+      });
   const authenticate = (request: FastifyRequest): Promise<Caller> => verifier.verify(bearerToken(request));
 
   const serviceMetrics = deps.metrics ?? createServiceMetrics("gateway");
@@ -64,7 +75,11 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
   });
   const app = await createHttpServer(logger, {
     metrics: serviceMetrics,
+    metricsToken: config.metricsToken,
     openapi: { title: "vid2mp3", version: "1", description: "Upload a video, get its MP3." },
+    unboundedBody: (request) => request.routeOptions.url === "/upload",
+    trustProxy: config.trustProxy,
+    timeouts: deps.timing?.http,
   });
   for (const schema of [...sharedGatewaySchemas, ...sharedAuthApiSchemas]) app.addSchema(schema);
   await app.register(multipart);
@@ -80,17 +95,29 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
       },
     },
   ]);
-  registerAuthProxyRoutes(app, authFetch);
+  registerAuthProxyRoutes(app, authFetch, (userId) => verifier.forgetUser(userId));
   registerUploadRoute(app, {
     lifecycle,
+    jobs,
     blobs,
     authenticate,
     maxUploadBytes: config.maxUploadBytes,
+    limits: createUploadLimits({
+      jobs,
+      maxActiveJobsPerUser: config.limits.maxActiveJobsPerUser,
+      userQuotaBytes: config.limits.userQuotaBytes,
+      maxUploadBytes: config.maxUploadBytes,
+    }),
     metrics,
   });
   registerDownloadRoute(app, { jobs, blobs, authenticate });
   registerJobRoutes(app, { jobs, blobs, authenticate });
-  registerEventsRoute(app, { feed: lifecycle.feed, authenticate, metrics });
+  registerEventsRoute(app, {
+    feed: lifecycle.feed,
+    authenticate,
+    metrics,
+    recheckMs: deps.timing?.eventsRecheckMs,
+  });
   registerWebRoutes(app);
 
   const retention = createRetention({ jobs, blobs, logger, retentionHours: config.retentionHours });

@@ -14,7 +14,7 @@ describe("loadConfig", () => {
   test("an empty environment gives the documented defaults", () => {
     const config = loadConfig({});
     assert.partialDeepStrictEqual(config, {
-      host: "0.0.0.0",
+      host: undefined,
       port: undefined,
       dataDir: path.resolve("data"),
       logLevel: "info",
@@ -26,7 +26,10 @@ describe("loadConfig", () => {
       jwt: { secret: undefined, privateKey: undefined, ttlSeconds: 86400 },
       ffmpeg: { path: undefined, timeoutSeconds: 3600 },
       converterConcurrency: 1,
-      retentionHours: 0,
+      retentionHours: 168,
+      limits: { maxAudioSeconds: 14_400, maxActiveJobsPerUser: 5, userQuotaBytes: 10 * 1024 ** 3 },
+      trustProxy: [],
+      metricsToken: undefined,
       queues: { video: "video", mp3: "mp3", jobEvents: "job-events" },
       retry: { delayMs: 5000, maxAttempts: 5 },
     });
@@ -51,6 +54,11 @@ describe("loadConfig", () => {
       FFMPEG_TIMEOUT_SECONDS: "30",
       CONVERTER_CONCURRENCY: "4",
       RETENTION_HOURS: "1.5",
+      MAX_AUDIO_SECONDS: "600",
+      MAX_ACTIVE_JOBS_PER_USER: "0",
+      USER_QUOTA_BYTES: "1000000",
+      TRUST_PROXY: "10.0.0.0/8, 192.168.1.7,::1",
+      METRICS_TOKEN: "m".repeat(20),
       VIDEO_QUEUE: "v",
       MP3_QUEUE: "m",
       JOB_EVENTS_QUEUE: "e",
@@ -71,10 +79,18 @@ describe("loadConfig", () => {
       ffmpeg: { path: "/opt/ffmpeg", timeoutSeconds: 30 },
       converterConcurrency: 4,
       retentionHours: 1.5,
+      limits: { maxAudioSeconds: 600, maxActiveJobsPerUser: 0, userQuotaBytes: 1_000_000 },
+      trustProxy: ["10.0.0.0/8", "192.168.1.7", "::1"],
+      metricsToken: "m".repeat(20),
       queues: { video: "v", mp3: "m", jobEvents: "e" },
       retry: { delayMs: 0, maxAttempts: 2 },
     });
     assert.ok(path.isAbsolute(config.dataDir));
+  });
+
+  test("TRUST_PROXY takes only addresses and CIDRs", () => {
+    assert.throws(() => loadConfig({ TRUST_PROXY: "10.0.0.0/8,proxy.example.com" }), /TRUST_PROXY/);
+    assert.throws(() => loadConfig({ TRUST_PROXY: "10.0.0.0/99" }), /TRUST_PROXY/);
   });
 
   test("PUBLIC_URL loses its trailing slash; an absolute DATA_DIR is kept; REGISTRATION=closed", () => {

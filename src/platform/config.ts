@@ -32,7 +32,7 @@ function urlWithScheme(schemes: string[]) {
 }
 
 const schema = {
-  HOST: z.string().min(1).default("0.0.0.0"),
+  HOST: z.string().min(1).optional(),
   PORT: port.optional(),
   DATA_DIR: z.string().min(1).default("./data"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -48,7 +48,30 @@ const schema = {
   FFMPEG_PATH: optionalString,
   FFMPEG_TIMEOUT_SECONDS: positiveInt.default(3600),
   CONVERTER_CONCURRENCY: positiveInt.default(1),
-  RETENTION_HOURS: nonNegativeNumber.default(0),
+  // A week: long enough to come back for a file, short enough that storage does not grow for ever.
+  RETENTION_HOURS: nonNegativeNumber.default(168),
+  // 0 switches a limit off. Four hours of audio covers films and long podcasts; its MP3 stays under 600 MB.
+  MAX_AUDIO_SECONDS: wholeNumber(0).default(4 * 3600),
+  MAX_ACTIVE_JOBS_PER_USER: wholeNumber(0).default(5),
+  USER_QUOTA_BYTES: wholeNumber(0).default(10 * 1024 ** 3),
+  TRUST_PROXY: z
+    .string()
+    .transform((v) =>
+      v
+        .split(",")
+        .map((entry) => entry.trim())
+        .filter((entry) => entry !== ""),
+    )
+    .pipe(
+      z.array(
+        z.union(
+          [z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()],
+          "must be IP addresses or CIDRs, comma-separated",
+        ),
+      ),
+    )
+    .default([]),
+  METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   VIDEO_QUEUE: z.string().min(1).default("video"),
   MP3_QUEUE: z.string().min(1).default("mp3"),
   JOB_EVENTS_QUEUE: z.string().min(1).default("job-events"),
@@ -91,7 +114,8 @@ type Schema = typeof schema;
 type Raw = { [K in keyof Schema]: z.output<Schema[K]> };
 
 export interface Config {
-  host: string;
+  /** Undefined means "the service's own default": 127.0.0.1 for `serve all`, 0.0.0.0 for one service. */
+  host: string | undefined;
   /** Undefined means "the service's own default" (gateway 8080, auth 5000). */
   port: number | undefined;
   dataDir: string;
@@ -105,6 +129,18 @@ export interface Config {
   ffmpeg: { path: string | undefined; timeoutSeconds: number };
   converterConcurrency: number;
   retentionHours: number;
+  limits: {
+    /** Longest audio converted, in seconds; 0 = no limit. */
+    maxAudioSeconds: number;
+    /** Queued plus converting jobs one user may have; 0 = no limit. */
+    maxActiveJobsPerUser: number;
+    /** Bytes one user may hold (MP3s kept and uploads waiting); 0 = no limit. */
+    userQuotaBytes: number;
+  };
+  /** Proxies (addresses, CIDRs) whose X-Forwarded-For is believed; empty = the peer is the client. */
+  trustProxy: string[];
+  /** Bearer token for `GET /metrics`; undefined = /metrics answers only on loopback. */
+  metricsToken: string | undefined;
   queues: { video: string; mp3: string; jobEvents: string };
   /** Failed messages: first delay (doubling), the longest delay, deliveries before the dead-letter queue (mails: `mailMaxAttempts`). */
   retry: { delayMs: number; maxAttempts: number; maxDelayMs: number; mailMaxAttempts: number };
@@ -170,6 +206,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ffmpeg: { path: r.FFMPEG_PATH, timeoutSeconds: r.FFMPEG_TIMEOUT_SECONDS },
     converterConcurrency: r.CONVERTER_CONCURRENCY,
     retentionHours: r.RETENTION_HOURS,
+    limits: {
+      maxAudioSeconds: r.MAX_AUDIO_SECONDS,
+      maxActiveJobsPerUser: r.MAX_ACTIVE_JOBS_PER_USER,
+      userQuotaBytes: r.USER_QUOTA_BYTES,
+    },
+    trustProxy: r.TRUST_PROXY,
+    metricsToken: r.METRICS_TOKEN,
     queues: { video: r.VIDEO_QUEUE, mp3: r.MP3_QUEUE, jobEvents: r.JOB_EVENTS_QUEUE },
     retry: {
       delayMs: r.RETRY_DELAY_MS,

@@ -1,8 +1,20 @@
-import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from "fastify";
 import { isDatabaseUnavailable } from "./database.ts";
+import {
+  clientErrorHandler,
+  type HttpTimeouts,
+  registerRequestDeadline,
+  timeoutServerOptions,
+} from "./http-timeouts.ts";
 import type { Logger } from "./logger.ts";
 import { registerMetrics, type ServiceMetrics } from "./metrics.ts";
 import { malformedRequest, type OpenApiInfo, registerOpenApi } from "./openapi.ts";
+import { registerSecurityHeaders } from "./security-headers.ts";
 import { unavailableCause } from "./unavailable.ts";
 
 /** An error the client can act on: answered as `{error: {code, message}}` with its status. */
@@ -10,10 +22,13 @@ export class HttpError extends Error {
   override name = "HttpError";
   readonly statusCode: number;
   readonly code: string;
-  constructor(statusCode: number, code: string, message: string) {
+  /** Headers to send with the answer (`Retry-After`). */
+  readonly headers: Readonly<Record<string, string>>;
+  constructor(statusCode: number, code: string, message: string, headers: Record<string, string> = {}) {
     super(message);
     this.statusCode = statusCode;
     this.code = code;
+    this.headers = headers;
   }
 }
 
@@ -32,6 +47,9 @@ const codeByStatus: Record<number, string> = {
   415: "unsupported_media_type",
   416: "range_not_satisfiable",
   429: "too_many_requests",
+  408: "request_timeout",
+  414: "uri_too_long",
+  431: "headers_too_large",
   503: "unavailable",
 };
 
@@ -42,6 +60,21 @@ const backendNames: Record<string, string> = {
   queue: "job queue",
   mail: "mail server",
   auth: "auth service",
+};
+
+/**
+ * What the client is told for an error Fastify itself raised (a malformed URL, JSON or content
+ * type): a fixed sentence per status, since Fastify's own messages quote the input back.
+ */
+const messageByStatus: Record<number, string> = {
+  400: "The request is malformed.",
+  404: "No such route.",
+  405: "This method is not allowed here.",
+  408: "The request took too long to arrive.",
+  413: "The request body is too large.",
+  414: "The URL is too long.",
+  415: "This content type is not accepted here; send JSON.",
+  431: "The request headers are too large.",
 };
 
 /** The JSON schema of `ErrorBody`, shared by every service as `{ $ref: "Error#" }`. */
@@ -78,8 +111,16 @@ export interface HttpServerOptions {
   bodyLimit?: number;
   /** Request durations and `GET /metrics`. */
   metrics?: ServiceMetrics;
+  /** METRICS_TOKEN: the bearer token `GET /metrics` needs; unset = loopback only. */
+  metricsToken?: string | undefined;
   /** `GET /openapi.json`, generated from the routes' schemas (only routes with tags are listed). */
   openapi?: OpenApiInfo;
+  /** Routes exempt from the whole-request deadline (uploads: they take as long as the file needs). */
+  unboundedBody?: (request: FastifyRequest) => boolean;
+  /** Addresses or CIDRs (TRUST_PROXY) whose X-Forwarded-For sets `request.ip`; none = the peer's address. */
+  trustProxy?: string[];
+  /** Tests only: shorter timeouts (see http-timeouts.ts). */
+  timeouts?: Partial<HttpTimeouts>;
 }
 
 /**
@@ -97,7 +138,18 @@ export async function createHttpServer(
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     return503OnClosing: true,
     forceCloseConnections: "idle",
+    ...timeoutServerOptions(options.timeouts),
+    trustProxy: options.trustProxy && options.trustProxy.length > 0 ? options.trustProxy : false,
+    clientErrorHandler,
+    // A URL that does not decode: Fastify's default answer quotes it back in another shape.
+    frameworkErrors: (_error, _request, reply) => {
+      (reply as unknown as FastifyReply)
+        .code(400)
+        .send(errorBody(400, "bad_request", "The URL is malformed."));
+    },
   }) as unknown as FastifyInstance;
+  registerSecurityHeaders(app);
+  registerRequestDeadline(app, { requestMs: options.timeouts?.requestMs, unbounded: options.unboundedBody });
   app.addSchema(errorSchema);
   const routes: RegisteredRoute[] = [];
   routesByApp.set(app, routes);
@@ -106,7 +158,7 @@ export async function createHttpServer(
     routes.push({ methods: [...methods], url: route.url });
   });
   if (options.openapi) await registerOpenApi(app, options.openapi);
-  if (options.metrics) registerMetrics(app, options.metrics);
+  if (options.metrics) registerMetrics(app, options.metrics, { token: options.metricsToken });
 
   app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
     const backend =
@@ -131,13 +183,21 @@ export async function createHttpServer(
       request.log.error({ err: error }, "request failed");
       return reply.status(status).send(errorBody(status, "internal", "Something went wrong on our side."));
     }
-    const code = error instanceof HttpError ? error.code : (codeByStatus[status] ?? "error");
-    return reply.status(status).send(errorBody(status, code, error.message));
+    if (error instanceof HttpError) {
+      return reply
+        .status(status)
+        .headers(error.headers)
+        .send(errorBody(status, error.code, error.message));
+    }
+    const code = codeByStatus[status] ?? "bad_request";
+    // Schema validation messages name the field and the rule, never the value sent.
+    const message = error.validation
+      ? `Invalid request: ${error.message}.`
+      : (messageByStatus[status] ?? "The request cannot be served.");
+    return reply.status(status).send(errorBody(status, code, message));
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply
-      .status(404)
-      .send(errorBody(404, "not_found", `No route ${request.method} ${request.url.split("?")[0]}.`)),
+  app.setNotFoundHandler((_request, reply) =>
+    reply.status(404).send(errorBody(404, "not_found", messageByStatus[404] as string)),
   );
   return app;
 }

@@ -1,5 +1,7 @@
-import type { FastifyInstance } from "fastify";
+import { timingSafeEqual } from "node:crypto";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { HttpError } from "./http.ts";
 import { malformedRequest } from "./openapi.ts";
 
 /**
@@ -141,7 +143,11 @@ export function mergeExpositions(texts: string[]): string {
  * Request durations by method, route pattern (never the raw URL: ids would make a series each)
  * and status code, and `GET /metrics` with this service's metrics.
  */
-export function registerMetrics(app: FastifyInstance, metrics: ServiceMetrics): void {
+export function registerMetrics(
+  app: FastifyInstance,
+  metrics: ServiceMetrics,
+  access: { token?: string | undefined } = {},
+): void {
   const duration = metrics.histogram<"method" | "route" | "status_code">({
     name: "http_request_duration_seconds",
     help: "HTTP requests by method, route pattern and status code: how long until the response ended.",
@@ -168,6 +174,10 @@ export function registerMetrics(app: FastifyInstance, metrics: ServiceMetrics): 
         tags: ["operations"],
         security: [],
         response: {
+          403: {
+            description: "Neither the METRICS_TOKEN nor a direct request from this machine",
+            $ref: "Error#",
+          },
           200: {
             description: "Prometheus text exposition format 0.0.4",
             content: { "text/plain": { schema: { type: "string" } } },
@@ -176,6 +186,33 @@ export function registerMetrics(app: FastifyInstance, metrics: ServiceMetrics): 
         },
       },
     },
-    async (_request, reply) => reply.type(metrics.contentType).send(await metrics.exposition()),
+    async (request, reply) => {
+      if (!mayReadMetrics(request, access.token)) {
+        throw new HttpError(
+          403,
+          "forbidden",
+          "Metrics are not public: send Authorization: Bearer <METRICS_TOKEN>, or ask from this machine.",
+        );
+      }
+      return reply.type(metrics.contentType).send(await metrics.exposition());
+    },
+  );
+}
+
+/**
+ * `/metrics` is for the operator's Prometheus, not the public: with METRICS_TOKEN set it needs
+ * that bearer token (Prometheus: `authorization: {credentials: …}`); without, only a direct request
+ * from this machine (loopback, through no proxy) is answered.
+ */
+function mayReadMetrics(request: FastifyRequest, token: string | undefined): boolean {
+  if (token !== undefined) {
+    const sent = Buffer.from(/^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")?.[1] ?? "");
+    const expected = Buffer.from(token);
+    return sent.length === expected.length && timingSafeEqual(sent, expected);
+  }
+  const peer = request.raw.socket?.remoteAddress ?? "";
+  const loopback = peer === "::1" || peer.startsWith("127.") || peer.startsWith("::ffff:127.");
+  return (
+    loopback && request.headers["x-forwarded-for"] === undefined && request.headers.forwarded === undefined
   );
 }

@@ -284,6 +284,19 @@ function createRow(job) {
           formatDate(current.createdAt),
         ),
         duration ? ` · ${duration}` : "",
+        // The retention removes a finished job and its MP3 then (null: kept for ever, or unfinished).
+        current.expiresAt
+          ? h(
+              "span",
+              { class: "job-expires" },
+              " · expires ",
+              h(
+                "time",
+                { dateTime: current.expiresAt, title: new Date(current.expiresAt).toLocaleString() },
+                formatDate(current.expiresAt),
+              ),
+            )
+          : "",
       );
       pill.className = `pill pill-${current.status}`;
       pill.textContent = STATUS_LABELS[current.status] ?? current.status;

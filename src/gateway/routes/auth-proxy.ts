@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { decodeJwt } from "jose";
 import { authApiRoutes } from "../../contracts/auth-api.ts";
 import { HttpError } from "../../platform/http.ts";
 import { documentedOnly, errorResponse } from "../../platform/openapi.ts";
@@ -19,7 +20,12 @@ const forwardedResponseHeaders = [
  * Login and user management belong to the auth service; the gateway, the only public entry,
  * passes these requests through unchanged (status, body and the headers that matter).
  */
-export function registerAuthProxyRoutes(app: FastifyInstance, authFetch: ServiceFetch): void {
+export function registerAuthProxyRoutes(
+  app: FastifyInstance,
+  authFetch: ServiceFetch,
+  /** Told the id of an account whose tokens a forwarded request has just revoked (password, disabled). */
+  onAccountChanged: (userId: string) => void = () => {},
+): void {
   const forward = async (request: FastifyRequest, reply: FastifyReply) => {
     const headers: Record<string, string> = {};
     for (const name of forwardedRequestHeaders) {
@@ -41,6 +47,10 @@ export function registerAuthProxyRoutes(app: FastifyInstance, authFetch: Service
       request.log.warn({ err: error }, "auth service unreachable");
       throw new HttpError(503, "auth_unavailable", "The auth service is not reachable; try again shortly.");
     }
+    if (response.ok) {
+      const changed = changedAccount(request);
+      if (changed) onAccountChanged(changed);
+    }
     for (const name of forwardedResponseHeaders) {
       const value = response.headers.get(name);
       if (value !== null) reply.header(name, value);
@@ -57,6 +67,8 @@ export function registerAuthProxyRoutes(app: FastifyInstance, authFetch: Service
     ["GET", "/users", authApiRoutes.listUsers],
     ["GET", "/users/:id", authApiRoutes.getUser],
     ["PATCH", "/users/:id", authApiRoutes.updateUser],
+    ["GET", "/me", authApiRoutes.me],
+    ["POST", "/me/password", authApiRoutes.changePassword],
   ] as const;
   for (const [method, url, schema] of routes) {
     app.route({
@@ -67,4 +79,24 @@ export function registerAuthProxyRoutes(app: FastifyInstance, authFetch: Service
       handler: forward,
     });
   }
+}
+
+/**
+ * The account whose tokens a successful request revoked, so this replica stops accepting them at
+ * once (other replicas notice within their recheck time). The token's subject is read unverified:
+ * auth has just accepted it, and the id only selects what to forget.
+ */
+function changedAccount(request: FastifyRequest): string | undefined {
+  if (request.method === "PATCH" && request.routeOptions.url === "/users/:id") {
+    return (request.params as { id?: string }).id;
+  }
+  if (request.routeOptions.url === "/me/password") {
+    const token = /^Bearer\s+(\S+)/i.exec(request.headers.authorization ?? "")?.[1];
+    try {
+      return token ? decodeJwt(token).sub : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
 }

@@ -1,6 +1,8 @@
 import type { ServerResponse } from "node:http";
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { HttpError } from "../../platform/http.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
+import { securityHeaders } from "../../platform/security-headers.ts";
 import type { Caller } from "../authentication.ts";
 import type { JobFeed } from "../job-feed.ts";
 import type { GatewayMetrics } from "../metrics.ts";
@@ -9,6 +11,10 @@ export interface EventsRouteDeps {
   feed: JobFeed;
   authenticate: (request: FastifyRequest) => Promise<Caller>;
   heartbeatMs?: number;
+  /** How often an open stream's token is checked again (expired, revoked, account disabled: the stream ends). */
+  recheckMs?: number;
+  /** Most streams one user may hold open at once (tabs, devices); one more is 429. */
+  maxStreamsPerUser?: number;
   metrics: Pick<GatewayMetrics, "eventStreamOpened">;
 }
 
@@ -27,24 +33,42 @@ const eventsSchema = {
     },
     401: errorResponse("No token"),
     403: errorResponse("Invalid or expired token"),
+    429: errorResponse("Too many open streams for this user (`too_many_streams`)"),
   },
 } as const;
 
+/** Enough for every tab and device a person uses; far below what would tie up a replica. */
+export const MAX_EVENT_STREAMS_PER_USER = 10;
+
 /**
  * `GET /events`: Server-Sent Events of the caller's job changes (`event: job`, data = the job).
- * A comment line every `heartbeatMs` keeps proxies from closing an idle stream.
+ * A comment line every `heartbeatMs` keeps proxies from closing an idle stream. A stream lives no
+ * longer than its token: it is checked again every `recheckMs` (5 s) and the stream ends (after an
+ * `event: error` saying why) once the token has expired or been revoked.
  */
 export function registerEventsRoute(app: FastifyInstance, deps: EventsRouteDeps): void {
   const open = new Set<ServerResponse>();
+  const perUser = new Map<string, number>();
+  const maxPerUser = deps.maxStreamsPerUser ?? MAX_EVENT_STREAMS_PER_USER;
   app.addHook("preClose", async () => {
     for (const stream of open) stream.end();
   });
 
   app.get("/events", { schema: eventsSchema }, async (request, reply) => {
     const caller = await deps.authenticate(request);
+    const streams = perUser.get(caller.id) ?? 0;
+    if (streams >= maxPerUser) {
+      throw new HttpError(
+        429,
+        "too_many_streams",
+        `You already have ${streams} live event streams open (the limit); close a tab or another client first.`,
+      );
+    }
+    perUser.set(caller.id, streams + 1);
     const stream = reply.raw;
     reply.hijack();
     stream.writeHead(200, {
+      ...securityHeaders,
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache, no-transform",
       connection: "keep-alive",
@@ -55,11 +79,22 @@ export function registerEventsRoute(app: FastifyInstance, deps: EventsRouteDeps)
       stream.write(`event: job\nid: ${job.id}:${job.updatedAt}\ndata: ${JSON.stringify(job)}\n\n`);
     });
     const heartbeat = setInterval(() => stream.write(": keep-alive\n\n"), deps.heartbeatMs ?? 15_000);
+    const recheck = setInterval(() => {
+      deps.authenticate(request).catch((error: unknown) => {
+        if (!(error instanceof HttpError) || error.statusCode >= 500) return; // auth down: keep streaming
+        const body = JSON.stringify({ error: { code: error.code, message: error.message } });
+        stream.end(`event: error\ndata: ${body}\n\n`);
+      });
+    }, deps.recheckMs ?? 5_000);
     open.add(stream);
     const closed = deps.metrics.eventStreamOpened();
     stream.on("close", () => {
       closed();
       clearInterval(heartbeat);
+      clearInterval(recheck);
+      const left = (perUser.get(caller.id) ?? 1) - 1;
+      if (left > 0) perUser.set(caller.id, left);
+      else perUser.delete(caller.id);
       unsubscribe();
       open.delete(stream);
     });

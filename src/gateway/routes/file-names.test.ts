@@ -24,6 +24,12 @@ describe("cleanFileName", () => {
     assert.equal(cleanFileName('evil"\r\nSet-Cookie: x=1.mp4'), 'evil"Set-Cookie: x=1.mp4');
   });
 
+  test("removes invisible characters: zero-width, soft hyphen, BOM, word joiner, line separators", () => {
+    assert.equal(cleanFileName("in\u200Bvoice\u200C\u200D\u2060\uFEFF\u00AD.mp4"), "invoice.mp4");
+    assert.equal(cleanFileName("a\u2028b\u2029c.mp4"), "abc.mp4");
+    assert.equal(cleanFileName("\u200B\u200B"), "upload");
+  });
+
   test("decodes the quote a browser or curl escaped as %22, and drops escaped line breaks", () => {
     assert.equal(cleanFileName("The %22Best%22 Talk.mp4"), 'The "Best" Talk.mp4');
     assert.equal(cleanFileName("a%0D%0Ab.mp4"), "ab.mp4");

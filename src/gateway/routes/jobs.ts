@@ -4,7 +4,7 @@ import type { BlobStore } from "../../platform/blobs/blob-store.ts";
 import { HttpError } from "../../platform/http.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
-import { type JobsRepository, toJob } from "../jobs.ts";
+import type { JobsRepository } from "../jobs.ts";
 import { jobListSchema } from "../schemas.ts";
 
 export interface JobsRouteDeps {
@@ -54,7 +54,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
       const caller = await deps.authenticate(request);
       const { limit, offset } = request.query;
       const { rows, total } = await deps.jobs.list(caller.id, { limit, offset });
-      return { jobs: rows.map(toJob), total, limit, offset };
+      return { jobs: rows.map((row) => deps.jobs.describe(row)), total, limit, offset };
     },
   );
 
@@ -75,7 +75,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
     const caller = await deps.authenticate(request);
     const row = await deps.jobs.get(request.params.id, caller.id);
     if (!row) throw notFound();
-    return toJob(row);
+    return deps.jobs.describe(row);
   });
 
   app.delete<{ Params: { id: string } }>(

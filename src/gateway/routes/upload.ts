@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import path from "node:path";
+import { PassThrough, pipeline } from "node:stream";
 import type { MultipartFile } from "@fastify/multipart";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { fileTypeStream } from "file-type";
@@ -10,7 +11,8 @@ import { HttpError } from "../../platform/http.ts";
 import { bearer, documentedOnly, errorResponse } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
 import type { JobLifecycle } from "../job-lifecycle.ts";
-import { toJob } from "../jobs.ts";
+import type { JobsRepository } from "../jobs.ts";
+import type { Admission, UploadLimits } from "../limits.ts";
 import { demuxerFor } from "../media-formats.ts";
 import type { GatewayMetrics } from "../metrics.ts";
 import { uploadAcceptedSchema } from "../schemas.ts";
@@ -18,9 +20,13 @@ import { uploadAcceptedSchema } from "../schemas.ts";
 export interface UploadDeps {
   /** Creates and queues the job once its file is stored. */
   lifecycle: Pick<JobLifecycle, "create">;
+  /** Describes the accepted job in the answer. */
+  jobs: Pick<JobsRepository, "describe">;
   blobs: BlobStore;
   maxUploadBytes: number;
   authenticate: (request: FastifyRequest) => Promise<Caller>;
+  /** Per-user limits (active jobs, storage quota), checked before the body is read. */
+  limits: UploadLimits;
   metrics: Pick<GatewayMetrics, "uploadAccepted" | "uploadRefused">;
 }
 
@@ -48,8 +54,13 @@ const uploadSchema = {
     400: errorResponse("Not multipart/form-data, no file, or several files"),
     401: errorResponse("No token"),
     403: errorResponse("Invalid or expired token"),
-    413: errorResponse("The file is larger than MAX_UPLOAD_BYTES"),
+    413: errorResponse(
+      "The file is larger than MAX_UPLOAD_BYTES, or than what is left of your USER_QUOTA_BYTES (`quota_exceeded`)",
+    ),
     415: errorResponse("Not a video or audio container that can be converted"),
+    429: errorResponse(
+      "MAX_ACTIVE_JOBS_PER_USER of your jobs are queued or converting (`too_many_active_jobs`)",
+    ),
     503: errorResponse("Storage, queue, database or auth unavailable: nothing was kept"),
   },
 } as const;
@@ -79,8 +90,13 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
       `The file is larger than the limit of ${deps.maxUploadBytes} bytes.`,
     );
 
-  async function store(file: MultipartFile): Promise<StoredUpload> {
-    const sniffed = await fileTypeStream(file.file, { sampleSize: 4100 });
+  async function store(file: MultipartFile, overLimit: () => HttpError): Promise<StoredUpload> {
+    // Through a fresh stream: the sniffer waits for a 'readable' event, which a file part that has
+    // already ended (an empty file) emitted before anyone listened, so it would wait for ever.
+    const sniffed = await fileTypeStream(
+      pipeline(file.file, new PassThrough(), () => {}),
+      { sampleSize: 4100 },
+    );
     const format = demuxerFor(sniffed.fileType?.ext);
     if (format === undefined) {
       file.file.resume();
@@ -104,7 +120,7 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
     }
     if (file.file.truncated) {
       await blobs.delete(videoKey(jobId));
-      throw tooLarge();
+      throw overLimit();
     }
     return { jobId, fileName: cleanFileName(file.filename), format, size };
   }
@@ -123,20 +139,33 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
     if (!request.isMultipart()) {
       throw new HttpError(400, "bad_request", "Send the video as multipart/form-data with exactly one file.");
     }
-    if (Number(request.headers["content-length"]) > deps.maxUploadBytes + MULTIPART_OVERHEAD_BYTES)
-      throw tooLarge();
+    const declaredBytes = Number(request.headers["content-length"]) || 0;
+    if (declaredBytes > deps.maxUploadBytes + MULTIPART_OVERHEAD_BYTES) throw tooLarge();
+    const admission = await deps.limits.admit(caller, declaredBytes);
+    try {
+      return await storeAndQueue(request, reply, caller, admission);
+    } finally {
+      admission.release();
+    }
+  }
 
+  async function storeAndQueue(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    caller: Caller,
+    admission: Admission,
+  ): Promise<FastifyReply> {
     let upload: StoredUpload | undefined;
     try {
       const parts = request.parts({
-        limits: { files: 1, fileSize: deps.maxUploadBytes, fields: 10, parts: 20 },
+        limits: { files: 1, fileSize: admission.maxFileBytes, fields: 10, parts: 20 },
       });
       for await (const part of parts) {
-        if (part.type === "file") upload = await store(part);
+        if (part.type === "file") upload = await store(part, admission.overLimit);
       }
     } catch (error) {
       if (upload) await blobs.delete(videoKey(upload.jobId));
-      throw toUploadError(error, tooLarge);
+      throw toUploadError(error, admission.overLimit);
     }
     if (!upload) throw new HttpError(400, "bad_request", "The request has no file: send exactly one file.");
 
@@ -153,7 +182,7 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
     return reply
       .status(202)
       .header("location", `/jobs/${row.id}`)
-      .send({ jobId: row.id, status: row.status, job: toJob(row) });
+      .send({ jobId: row.id, status: row.status, job: deps.jobs.describe(row) });
   }
 }
 
@@ -188,8 +217,9 @@ export function cleanFileName(name: string | undefined): string {
         .replace(/%0[AD]/gi, "")
         .replaceAll("\\", "/"),
     )
-    // Control characters, and the bidi overrides that make "evil\u202Egpj.mp4" look like a JPEG.
-    .replace(/[\p{Cc}\u200E\u200F\u202A-\u202E\u2066-\u2069]/gu, "")
+    // Control and invisible format characters: the bidi overrides that make "evil\u202Egpj.mp4" look
+    // like a JPEG, zero-width spaces and joiners, soft hyphens, BOMs, line and paragraph separators.
+    .replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, "")
     .trim();
   const cleaned = base === "" || base === "." || base === ".." ? "upload" : base;
   if (Buffer.byteLength(cleaned) <= 255) return cleaned;

@@ -1,0 +1,226 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { makeLavfiAudio } from "../src/converter/test-media.ts";
+import { gatewayClient } from "./support/client.ts";
+import { type RunningServer, startServer } from "./support/server.ts";
+
+/**
+ * The per-user limits and the files that are their own fault, against the real server process
+ * and the real ffmpeg: each refusal says why, and nothing else suffers (other users, the next job).
+ */
+
+const ADMIN = { email: "admin@example.com", password: "admin-password-1" };
+const MAX_AUDIO_SECONDS = 60;
+const QUOTA = 8_000_000;
+
+interface Job {
+  id: string;
+  status: string;
+  error: string | null;
+  expiresAt: string | null;
+  updatedAt: string;
+}
+
+/** Silent FLAC of `seconds`: a few hundred bytes per second, however long. */
+const silentFlac = (file: string, seconds: number) =>
+  makeLavfiAudio(file, "anullsrc=r=8000:cl=mono", seconds, "flac");
+
+/** A WAV whose header claims `channels` channels or `rate` Hz, with one second of real samples. */
+async function absurdWav(
+  dir: string,
+  name: string,
+  patch: { channels?: number; rate?: number },
+): Promise<string> {
+  const ok = await makeLavfiAudio(
+    path.join(dir, `${name}.ok.wav`),
+    "anullsrc=r=8000:cl=mono",
+    1,
+    "pcm_s16le",
+  );
+  const bytes = await readFile(ok);
+  if (patch.channels !== undefined) bytes.writeUInt16LE(patch.channels, 22);
+  if (patch.rate !== undefined) bytes.writeUInt32LE(patch.rate, 24);
+  const file = path.join(dir, name);
+  await writeFile(file, bytes);
+  return file;
+}
+
+describe("per-user limits and the file's own faults (real server, real ffmpeg)", () => {
+  let dir: string;
+  let server: RunningServer;
+  let client: ReturnType<typeof gatewayClient>;
+  let adminToken: string;
+
+  const newUser = async () => {
+    const email = `${randomUUID()}@example.com`;
+    const created = await client.createUser(adminToken, email, "user-password-1");
+    assert.equal(created.status, 201);
+    return client.token(email, "user-password-1");
+  };
+  const error = async (response: Response) =>
+    ((await response.json()) as { error: { code: string; message: string } }).error;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-limits-"));
+    server = await startServer(
+      {
+        DATA_DIR: path.join(dir, "data"),
+        ADMIN_EMAIL: ADMIN.email,
+        ADMIN_PASSWORD: ADMIN.password,
+        MAX_AUDIO_SECONDS: String(MAX_AUDIO_SECONDS),
+        MAX_ACTIVE_JOBS_PER_USER: "2",
+        USER_QUOTA_BYTES: String(QUOTA),
+        CONVERTER_CONCURRENCY: "1",
+        RETRY_DELAY_MS: "200",
+      },
+      { timeoutMs: 120_000 },
+    );
+    client = gatewayClient(server.url);
+    adminToken = await client.token(ADMIN.email, ADMIN.password);
+  });
+  after(async () => {
+    if (server && server.process.exitCode !== null) console.log(server.output().slice(-5000));
+    await server?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("audio longer than MAX_AUDIO_SECONDS fails at once with a sentence naming the limit; shorter audio converts", async () => {
+    const token = await newUser();
+    const long = await client.upload(token, await silentFlac(path.join(dir, "ten-hours.flac"), 10 * 3600));
+    assert.equal(long.status, 202);
+    const short = await client.upload(token, await silentFlac(path.join(dir, "short.flac"), 2));
+    assert.equal(short.status, 202);
+    const failed = (await client.waitForJob(
+      token,
+      ((await long.json()) as { jobId: string }).jobId,
+      120_000,
+    )) as unknown as Job;
+    assert.equal(failed.status, "failed");
+    assert.match(String(failed.error), /longer than the limit of 1 min/);
+    assert.match(String(failed.error), /MAX_AUDIO_SECONDS=60/);
+    const done = (await client.waitForJob(
+      token,
+      ((await short.json()) as { jobId: string }).jobId,
+      120_000,
+    )) as unknown as Job;
+    assert.equal(done.status, "done");
+    // Retention is on by default: a finished job says when it goes.
+    assert.ok(done.expiresAt);
+    assert.equal(Date.parse(done.expiresAt) - Date.parse(done.updatedAt), 168 * 3_600_000);
+    assert.match(server.output(), /"reason":"too-long"/);
+  });
+
+  test("WAVs with 1024 channels or a 2³¹ Hz rate fail at once as the file's fault, never retried; the next job converts", async () => {
+    const token = await newUser();
+    for (const [name, patch] of [
+      ["channels.wav", { channels: 1024 }],
+      ["rate.wav", { rate: 2 ** 31 }],
+    ] as const) {
+      const response = await client.upload(token, await absurdWav(dir, name, patch));
+      assert.equal(response.status, 202, name);
+      const { jobId } = (await response.json()) as { jobId: string };
+      const job = (await client.waitForJob(token, jobId, 120_000)) as unknown as Job;
+      assert.equal(job.status, "failed", name);
+      assert.doesNotMatch(String(job.error), /internal error/, name);
+      assert.match(String(job.error), /cannot be converted|could not be decoded/, name);
+      const attempts = server
+        .output()
+        .split("\n")
+        .filter((line) => line.includes(jobId) && line.includes('"msg":"conversion started"'));
+      assert.equal(attempts.length, 1, `${name}: one attempt only`);
+      assert.doesNotMatch(
+        server
+          .output()
+          .split("\n")
+          .filter((line) => line.includes(jobId))
+          .join("\n"),
+        /"level":50/,
+        "not logged as an error",
+      );
+    }
+    const next = await client.upload(token, await silentFlac(path.join(dir, "next.flac"), 1));
+    const { jobId } = (await next.json()) as { jobId: string };
+    assert.equal(((await client.waitForJob(token, jobId, 120_000)) as unknown as Job).status, "done");
+  });
+
+  test("a third active job is 429 too_many_active_jobs; another user is served; deleting a queued job frees a place", async () => {
+    const token = await newUser();
+    const other = await newUser();
+    // Slow enough to keep the one converter busy while the next uploads arrive.
+    const busy = await silentFlac(path.join(dir, "busy.flac"), 50);
+    const first = await client.upload(token, busy);
+    const second = await client.upload(token, busy);
+    assert.equal(first.status, 202);
+    assert.equal(second.status, 202);
+    const statuses = await Promise.all(
+      [first, second].map(async (r) => {
+        const { jobId } = (await r.json()) as { jobId: string };
+        return { jobId, status: ((await (await client.job(token, jobId)).json()) as Job).status };
+      }),
+    );
+    if (statuses.every((s) => s.status === "queued" || s.status === "converting")) {
+      const third = await client.upload(token, busy);
+      assert.equal(third.status, 429);
+      const refusal = await error(third);
+      assert.equal(refusal.code, "too_many_active_jobs");
+      assert.match(refusal.message, /limit is 2/);
+      const othersUpload = await client.upload(other, busy);
+      assert.equal(othersUpload.status, 202, "another user is not affected");
+      const deleted = await fetch(new URL(`/jobs/${statuses[1]?.jobId}`, server.url), {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${token}` },
+      });
+      assert.equal(deleted.status, 204);
+      assert.equal((await client.upload(token, busy)).status, 202, "a place was freed");
+    }
+    const list = (await (await client.jobs(token)).json()) as { jobs: Job[] };
+    assert.ok(list.jobs.length <= 3);
+  });
+
+  test("an upload larger than what is left of USER_QUOTA_BYTES is quota_exceeded, saying what is used; nothing is stored", async () => {
+    const token = await newUser();
+    const big = path.join(dir, "big.wav");
+    await makeLavfiAudio(big, "anoisesrc=r=44100", 120, "pcm_s16le");
+    const refused = await client.upload(token, big);
+    assert.equal(refused.status, 413);
+    const refusal = await error(refused);
+    assert.equal(refusal.code, "quota_exceeded");
+    assert.match(refusal.message, /quota is 7\.6 MiB and 0 bytes of it is in use/);
+    assert.match(refusal.message, /delete finished jobs/);
+    const list = (await (await client.jobs(token)).json()) as { total: number };
+    assert.equal(list.total, 0);
+    const videos = await readdir(path.join(dir, "data", "blobs"), { recursive: true }).catch(() => []);
+    assert.ok(!videos.some((f) => String(f).includes(".part")), "no partial upload left");
+  });
+
+  test("an empty file and a body cut off mid-file are answered at once, and keep nothing", async () => {
+    const token = await newUser();
+    const empty = path.join(dir, "empty.mp4");
+    await writeFile(empty, "");
+    const started = Date.now();
+    const refused = await client.upload(token, empty);
+    assert.ok(refused.status === 415 || refused.status === 400, String(refused.status));
+    assert.ok(Date.now() - started < 5000);
+
+    const boundary = "----cut";
+    const head = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.wav"\r\nContent-Type: audio/wav\r\n\r\n`;
+    const wav = await readFile(await absurdWav(dir, "cut-source.wav", {}));
+    const body = Buffer.concat([Buffer.from(head), wav.subarray(0, 2000)]); // no closing boundary
+    const cut = await fetch(new URL("/upload", server.url), {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${token}`,
+        "content-type": `multipart/form-data; boundary=${boundary}`,
+      },
+      body,
+    });
+    assert.equal(cut.status, 400);
+    assert.ok(Date.now() - started < 10_000, "answered at once");
+    const list = (await (await client.jobs(token)).json()) as { total: number };
+    assert.equal(list.total, 0);
+  });
+});
