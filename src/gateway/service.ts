@@ -7,7 +7,7 @@ import { JobEvent, mp3Key, parseWith, videoKey } from "../contracts/messages.ts"
 import type { BlobStore } from "../platform/blobs/blob-store.ts";
 import type { Broker, Consumer } from "../platform/broker/broker.ts";
 import type { Config } from "../platform/config.ts";
-import { migrateToLatest } from "../platform/database.ts";
+import { prepareSchema } from "../platform/database.ts";
 import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
 import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
@@ -56,7 +56,11 @@ export interface GatewayService {
 
 export async function createGatewayService(config: Config, deps: GatewayDeps): Promise<GatewayService> {
   const { logger, broker, blobs, authFetch } = deps;
-  await migrateToLatest(deps.db, gatewayMigrations, { table: GATEWAY_MIGRATION_TABLE });
+  await prepareSchema(deps.db, gatewayMigrations, {
+    table: GATEWAY_MIGRATION_TABLE,
+    service: "gateway",
+    migrate: config.migrateOnStart,
+  });
   const jobs = createJobsRepository(deps.db);
   const feed = createJobFeed();
   const verifier = config.jwt.secret ? createValidateVerifier(authFetch) : createJwksVerifier(authFetch);

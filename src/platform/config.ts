@@ -56,6 +56,7 @@ const schema = {
   MAX_ATTEMPTS: positiveInt.default(5),
   // Distributed backends: each one unset means its embedded default.
   DATABASE_URL: urlWithScheme(["mysql", "mariadb"]).optional(),
+  MIGRATE_ON_START: z.enum(["true", "false"]).default("true"),
   MYSQL_HOST: optionalString,
   MYSQL_PORT: port.default(3306),
   MYSQL_USER: z.string().min(1).default("root"),
@@ -104,6 +105,8 @@ export interface Config {
   retry: { delayMs: number; maxAttempts: number };
   /** MySQL/MariaDB URL (from DATABASE_URL or the original's MYSQL_*); undefined = SQLite under DATA_DIR. */
   databaseUrl: string | undefined;
+  /** Migrate the schema at start (default), or only check it (migrations run apart: `vid2mp3 migrate`). */
+  migrateOnStart: boolean;
   /** RabbitMQ URL; undefined = the in-process broker. */
   amqpUrl: string | undefined;
   /** S3-compatible storage; undefined = a folder under DATA_DIR. */
@@ -163,6 +166,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     queues: { video: r.VIDEO_QUEUE, mp3: r.MP3_QUEUE, jobEvents: r.JOB_EVENTS_QUEUE },
     retry: { delayMs: r.RETRY_DELAY_MS, maxAttempts: r.MAX_ATTEMPTS },
     databaseUrl: r.DATABASE_URL ?? mysqlUrlFromOriginalVariables(r),
+    migrateOnStart: r.MIGRATE_ON_START === "true",
     amqpUrl: r.AMQP_URL,
     s3: r.S3_BUCKET
       ? {
