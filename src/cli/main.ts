@@ -38,7 +38,8 @@ Configuration is read from environment variables (see docs/architecture.md), e.g
     const { serve } = await import("./serve.ts");
     const system = await serve(service, config, logger);
     logger.info({ url: system.url, dataDir: config.dataDir }, `vid2mp3 ${service} is ready on ${system.url}`);
-    stopOnSignal(() => system.close(), logger);
+    // The converter's drain comes on top of the usual shutdown bound.
+    stopOnSignal(() => system.close(), logger, 25_000 + config.converterDrainSeconds * 1000);
   });
 
 program

@@ -48,6 +48,7 @@ const schema = {
   FFMPEG_PATH: optionalString,
   FFMPEG_TIMEOUT_SECONDS: positiveInt.default(3600),
   CONVERTER_CONCURRENCY: positiveInt.default(1),
+  CONVERTER_DRAIN_SECONDS: wholeNumber(0).default(0),
   RETENTION_HOURS: nonNegativeNumber.default(0),
   VIDEO_QUEUE: z.string().min(1).default("video"),
   MP3_QUEUE: z.string().min(1).default("mp3"),
@@ -100,6 +101,8 @@ export interface Config {
   jwt: { secret: string | undefined; privateKey: string | undefined; ttlSeconds: number };
   ffmpeg: { path: string | undefined; timeoutSeconds: number };
   converterConcurrency: number;
+  /** On shutdown, how long conversions in hand may go on before they are stopped (0: at once). */
+  converterDrainSeconds: number;
   retentionHours: number;
   queues: { video: string; mp3: string; jobEvents: string };
   retry: { delayMs: number; maxAttempts: number };
@@ -162,6 +165,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     jwt: { secret: r.JWT_SECRET, privateKey: r.JWT_PRIVATE_KEY, ttlSeconds: r.JWT_TTL_SECONDS },
     ffmpeg: { path: r.FFMPEG_PATH, timeoutSeconds: r.FFMPEG_TIMEOUT_SECONDS },
     converterConcurrency: r.CONVERTER_CONCURRENCY,
+    converterDrainSeconds: r.CONVERTER_DRAIN_SECONDS,
     retentionHours: r.RETENTION_HOURS,
     queues: { video: r.VIDEO_QUEUE, mp3: r.MP3_QUEUE, jobEvents: r.JOB_EVENTS_QUEUE },
     retry: { delayMs: r.RETRY_DELAY_MS, maxAttempts: r.MAX_ATTEMPTS },
