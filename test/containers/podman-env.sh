@@ -32,8 +32,8 @@ CONF
 export CONTAINERS_STORAGE_CONF="$VID2MP3_CONTAINERS_DIR/storage.conf"
 export CONTAINERS_CONF="$VID2MP3_CONTAINERS_DIR/containers.conf"
 export BUILDAH_ISOLATION=chroot
-# Flags every `podman build` here takes.
-PODMAN_BUILD_FLAGS=(--isolation chroot --network host --pull=never --ulimit "nofile=$NOFILE:$NOFILE" --ulimit "nproc=$NPROC:$NPROC")
+# Flags every `podman build` here takes (docker format: OCI images drop HEALTHCHECK).
+PODMAN_BUILD_FLAGS=(--format docker --isolation chroot --network host --pull=never --ulimit "nofile=$NOFILE:$NOFILE" --ulimit "nproc=$NPROC:$NPROC")
 # The machine's CA certificates, for TLS to the npm registry inside builds.
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 since() { echo "$(( $(date +%s) - $1 ))s"; }

@@ -140,14 +140,15 @@ interface S3rverInstance {
   close(): Promise<void>;
 }
 
-// The child process: `node s3-server.ts <data folder>`.
+// The child process: `node s3-server.ts <data folder> [<port>]` (a free port by default).
 if (import.meta.main) {
   const S3rver = require("s3rver") as new (options: object) => S3rverInstance;
   const directory = process.argv[2];
-  if (!directory) throw new Error("usage: s3-server.ts <data folder>");
-  const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory });
-  const { port } = await server.run();
-  process.stdout.write(`S3rver listening on port ${port}\n`);
+  if (!directory) throw new Error("usage: s3-server.ts <data folder> [<port>]");
+  const port = Number(process.argv[3] ?? 0);
+  const server = new S3rver({ address: "127.0.0.1", port, silent: true, directory });
+  const listening = await server.run();
+  process.stdout.write(`S3rver listening on port ${listening.port}\n`);
   const exit = () => {
     server.close().finally(() => process.exit(0));
   };
