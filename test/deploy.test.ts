@@ -8,7 +8,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parseAllDocuments } from "yaml";
+import { Ajv } from "ajv";
+import { parse, parseAllDocuments } from "yaml";
 import { type Config, configVariableNames, loadConfig } from "../src/platform/config.ts";
 import {
   type KubernetesObject,
@@ -1223,5 +1224,163 @@ describe("deploy/Dockerfile", () => {
       status = 503;
       assert.equal(await runHealthcheck(), 1);
     });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// deploy/compose.yaml
+
+interface ComposeService {
+  image?: string;
+  build?: { target?: string };
+  command?: string;
+  environment?: Record<string, string>;
+  healthcheck?: { test: string | string[] };
+  depends_on?: Record<string, { condition: string }>;
+  stop_grace_period?: string;
+  network_mode?: string;
+}
+interface ComposeFile {
+  services: Record<string, ComposeService>;
+}
+
+describe("deploy/compose.yaml", () => {
+  const readCompose = (file: string) =>
+    parse(readFileSync(path.join(root, file), "utf8"), { merge: true }) as ComposeFile;
+  const compose = readCompose("deploy/compose.yaml");
+  const override = readCompose("test/containers/compose.override.yaml");
+  // The compose specification's JSON schema, as the dclint package ships it (kept current with
+  // the specification by its maintainers).
+  const ajv = new Ajv({ allErrors: true, strict: false, validateFormats: false });
+  // The schema names draft-07 by its https address; Ajv knows the meta-schema by the http one.
+  const draft07 = JSON.parse(
+    readFileSync(path.join(root, "node_modules", "ajv", "dist", "refs", "json-schema-draft-07.json"), "utf8"),
+  ) as { $id: string };
+  ajv.addMetaSchema({ ...draft07, $id: "https://json-schema.org/draft-07/schema" });
+  const validate = ajv.compile(
+    JSON.parse(
+      readFileSync(path.join(root, "node_modules", "dclint", "schemas", "compose.schema.json"), "utf8"),
+    ),
+  );
+  const errorsOf = (document: unknown) =>
+    validate(document)
+      ? []
+      : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message} ${JSON.stringify(e.params)}`);
+
+  it("is valid against the compose specification's schema, and so is the test override", () => {
+    assert.deepEqual(errorsOf(compose), []);
+    assert.deepEqual(errorsOf(override), []);
+  });
+
+  it("fails the schema with a misspelled key (the check is strict)", () => {
+    const broken = structuredClone(compose) as unknown as {
+      services: Record<string, Record<string, unknown>>;
+    };
+    const gateway = broken.services.gateway as Record<string, unknown>;
+    gateway.depends_onn = gateway.depends_on;
+    delete gateway.depends_on;
+    assert.ok(
+      errorsOf(broken).some((e) => e.includes("depends_onn")),
+      errorsOf(broken).join("\n"),
+    );
+  });
+
+  it("runs the whole distributed system: backends, migrations, the four services", () => {
+    assert.deepEqual(Object.keys(compose.services).sort(), [
+      "auth",
+      "converter",
+      "gateway",
+      "mailpit",
+      "mariadb",
+      "migrate-auth",
+      "migrate-gateway",
+      "minio",
+      "notification",
+      "rabbitmq",
+    ]);
+    for (const name of ["mariadb", "rabbitmq", "minio", "mailpit"]) {
+      assert.ok(compose.services[name]?.healthcheck, `${name}: a health check`);
+    }
+  });
+
+  for (const name of services) {
+    it(`starts ${name} from the right image target, checked by /readyz, after what it needs`, () => {
+      const service = compose.services[name] as ComposeService;
+      assert.equal(service.command, `serve ${name}`);
+      assert.equal(service.build?.target, name === "converter" ? "converter" : "service");
+      const test = Array.isArray(service.healthcheck?.test)
+        ? service.healthcheck.test.join(" ")
+        : service.healthcheck?.test;
+      assert.match(test ?? "", /\/readyz/);
+      const env = service.environment ?? {};
+      const config = loadConfig(env);
+      for (const backend of expectedBackends[name]) {
+        if (backend === "jwt") continue; // one auth container: it keeps its own key in its volume
+        assert.notEqual(config[backend], undefined, `${name}: ${backend} must be configured`);
+      }
+      assert.equal(config.port, defaultPorts[name]);
+      // Every backend it uses is a service it waits for, healthy; a migration, completed.
+      const needs: Record<ServiceName, Record<string, string>> = {
+        auth: { mariadb: "service_healthy", "migrate-auth": "service_completed_successfully" },
+        gateway: {
+          mariadb: "service_healthy",
+          "migrate-gateway": "service_completed_successfully",
+          auth: "service_healthy",
+          rabbitmq: "service_healthy",
+          minio: "service_healthy",
+        },
+        converter: { rabbitmq: "service_healthy", minio: "service_healthy" },
+        notification: { rabbitmq: "service_healthy", mailpit: "service_healthy" },
+      };
+      for (const [dependency, condition] of Object.entries(needs[name])) {
+        assert.equal(service.depends_on?.[dependency]?.condition, condition, `${name} → ${dependency}`);
+      }
+      const hosts = [
+        config.databaseUrl,
+        config.amqpUrl,
+        config.s3?.endpoint,
+        config.smtpUrl,
+        config.authServiceAddress,
+      ]
+        .filter((u): u is string => u !== undefined)
+        .map((u) => new URL(u).hostname);
+      for (const host of hosts) assert.ok(host in (service.depends_on ?? {}), `${name} waits for ${host}`);
+    });
+  }
+
+  it("migrates with DDL users; auth and the gateway run with rows-only users and MIGRATE_ON_START=false", () => {
+    for (const name of ["auth", "gateway"]) {
+      const migrate = compose.services[`migrate-${name}`] as ComposeService;
+      const service = compose.services[name] as ComposeService;
+      assert.equal(migrate.command, `migrate ${name}`);
+      assert.equal(service.environment?.MIGRATE_ON_START, "false");
+      const [ddl, rows] = [migrate, service].map(
+        (s) => new URL(loadConfig(s.environment ?? {}).databaseUrl as string),
+      );
+      assert.notEqual(ddl?.username, rows?.username);
+      assert.equal(ddl?.pathname, rows?.pathname);
+    }
+  });
+
+  it("gives a stopping converter the time to finish its conversion", () => {
+    const converter = compose.services.converter as ComposeService;
+    const config = loadConfig(converter.environment ?? {});
+    assert.ok(config.converterDrainSeconds >= config.ffmpeg.timeoutSeconds);
+    assert.ok(durationSeconds(converter.stop_grace_period) >= config.converterDrainSeconds + 25);
+  });
+
+  it("the test override changes only what cannot run here: backing images, and the network (host, loopback)", () => {
+    for (const [name, service] of Object.entries(override.services)) {
+      assert.ok(name in compose.services, `${name} is a service of compose.yaml`);
+      assert.equal(service.network_mode, "host", `${name}: host network`);
+      if (service.image !== undefined) {
+        assert.ok(
+          ["mariadb", "rabbitmq", "minio", "mailpit"].includes(name),
+          `${name}: its image is compose.yaml's`,
+        );
+      }
+      assert.equal(service.build, undefined);
+      assert.equal(service.depends_on, undefined, `${name}: the start order is compose.yaml's`);
+    }
   });
 });

@@ -44,6 +44,7 @@ const schema = {
   MAIL_FROM: z.string().min(3).default("vid2mp3 <no-reply@vid2mp3.localhost>"),
   JWT_SECRET: z.string().min(32, "must be at least 32 characters (HS256 needs a 256-bit secret)").optional(),
   JWT_PRIVATE_KEY: optionalString,
+  JWT_VERIFICATION_KEYS: optionalString,
   JWT_TTL_SECONDS: positiveInt.default(24 * 3600),
   FFMPEG_PATH: optionalString,
   FFMPEG_TIMEOUT_SECONDS: positiveInt.default(3600),
@@ -98,7 +99,13 @@ export interface Config {
   maxUploadBytes: number;
   publicUrl: string | undefined;
   mailFrom: string;
-  jwt: { secret: string | undefined; privateKey: string | undefined; ttlSeconds: number };
+  jwt: {
+    secret: string | undefined;
+    privateKey: string | undefined;
+    /** More Ed25519 keys (a JSON array of JWKs) published and accepted besides the signing key: key rotation. */
+    verificationKeys: string | undefined;
+    ttlSeconds: number;
+  };
   ffmpeg: { path: string | undefined; timeoutSeconds: number };
   converterConcurrency: number;
   /** On shutdown, how long conversions in hand may go on before they are stopped (0: at once). */
@@ -162,7 +169,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxUploadBytes: r.MAX_UPLOAD_BYTES,
     publicUrl: r.PUBLIC_URL?.replace(/\/+$/, ""),
     mailFrom: r.MAIL_FROM,
-    jwt: { secret: r.JWT_SECRET, privateKey: r.JWT_PRIVATE_KEY, ttlSeconds: r.JWT_TTL_SECONDS },
+    jwt: {
+      secret: r.JWT_SECRET,
+      privateKey: r.JWT_PRIVATE_KEY,
+      verificationKeys: r.JWT_VERIFICATION_KEYS,
+      ttlSeconds: r.JWT_TTL_SECONDS,
+    },
     ffmpeg: { path: r.FFMPEG_PATH, timeoutSeconds: r.FFMPEG_TIMEOUT_SECONDS },
     converterConcurrency: r.CONVERTER_CONCURRENCY,
     converterDrainSeconds: r.CONVERTER_DRAIN_SECONDS,
