@@ -95,6 +95,8 @@ describe("deploy/compose.yaml with podman: the distributed system in containers"
   let env: NodeJS.ProcessEnv;
   const ports: Record<string, number> = {};
   const composeArgs = [
+    "--podman-path",
+    path.join(here, "podman-for-compose.sh"),
     "-p",
     project,
     "-f",
@@ -151,6 +153,8 @@ describe("deploy/compose.yaml with podman: the distributed system in containers"
       await run(podman, ["podman-compose", ...composeArgs, "down", "-v"], env).catch((error) =>
         log(`down failed: ${error}`),
       );
+      // podman-compose made the project network even though no container joined it.
+      await run(podman, ["podman", "network", "rm", "--force", `${project}_default`], env).catch(() => {});
     }
     await dropDatabases().catch((error) => log(`dropping the databases failed: ${error}`));
     await vhost?.delete();
