@@ -81,7 +81,7 @@ interface ComposeService {
 }
 
 describe("deploy/compose.yaml with podman: the distributed system in containers", {
-  timeout: 30 * 60_000,
+  timeout: 55 * 60_000,
 }, () => {
   const runId = randomBytes(3).toString("hex");
   const project = `vid2mp3-ct-${runId}`;
