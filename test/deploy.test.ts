@@ -1,29 +1,37 @@
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { copyFile, cp, mkdtemp, readdir, rm } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { isBuiltin } from "node:module";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parseAllDocuments } from "yaml";
+import { Ajv } from "ajv";
+import { parse, parseAllDocuments } from "yaml";
 import { type Config, configVariableNames, loadConfig } from "../src/platform/config.ts";
+import {
+  type KubernetesObject,
+  schemaErrors,
+  unknownFieldErrors,
+} from "./support/strict-kubernetes-schema.ts";
 
 /**
- * The deployment files, checked without a cluster or a Docker engine:
- * - deploy/k8s: rendered with `kubectl kustomize` (the example secret files standing in for the real,
- *   git-ignored ones), every object validated against the Kubernetes OpenAPI schemas
- *   (kubernetes-models), then the things the schemas cannot know: each service runs the right
- *   command with probes on its own port, is locked down, and gets an environment that loadConfig
- *   accepts and that selects the distributed backends (never a silent fallback to the embedded ones).
+ * The deployment files, checked without a cluster or a container engine:
+ * - deploy/k8s: every overlay (and the Ingress component) rendered with `kubectl kustomize` from
+ *   the files a fresh clone has, every object validated strictly against the Kubernetes schemas
+ *   (unknown fields fail; test/support/strict-kubernetes-schema.ts), then what the schemas cannot
+ *   know: commands, probes, lock-down, environments loadConfig accepts with the distributed
+ *   backends, NetworkPolicies, disruption budgets, topology spread, the converter's drain and
+ *   storage, KEDA, routes and TLS.
+ * - deploy/compose.yaml (and the test override): the compose specification's JSON schema (ajv),
+ *   then start-up order, health checks and environments.
  * - deploy/Dockerfile: parsed; what it copies exists and is in the build context, the entry point
  *   and everything it imports end up in the image, runtime packages are production dependencies.
  */
 
 const root = path.resolve(import.meta.dirname, "..");
-const k8sDir = path.join(root, "deploy", "k8s");
 const services = ["auth", "gateway", "converter", "notification"] as const;
 type ServiceName = (typeof services)[number];
 const defaultPorts: Record<ServiceName, number> = {
@@ -32,7 +40,6 @@ const defaultPorts: Record<ServiceName, number> = {
   converter: 8081,
   notification: 8082,
 };
-const expectedReplicas: Record<ServiceName, number> = { auth: 2, gateway: 2, converter: 2, notification: 1 };
 /** Which distributed backends each service must be configured with (see src/cli/serve.ts). */
 const expectedBackends: Record<ServiceName, (keyof Config)[]> = {
   auth: ["databaseUrl", "jwt"],
@@ -44,9 +51,7 @@ const expectedBackends: Record<ServiceName, (keyof Config)[]> = {
 // ---------------------------------------------------------------------------------------------
 // Kubernetes objects (only the fields these checks read)
 
-interface K8sObject {
-  apiVersion: string;
-  kind: string;
+interface K8sObject extends KubernetesObject {
   metadata: {
     name: string;
     namespace?: string;
@@ -61,10 +66,6 @@ interface Probe {
 interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: {
-    secretKeyRef?: { name: string; key: string };
-    configMapKeyRef?: { name: string; key: string };
-  };
 }
 interface Container {
   name: string;
@@ -89,8 +90,13 @@ interface Container {
 }
 interface PodSpec {
   containers: Container[];
-  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number };
+  initContainers?: Container[];
+  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type: string } };
   terminationGracePeriodSeconds?: number;
+  topologySpreadConstraints?: {
+    topologyKey: string;
+    labelSelector: { matchLabels: Record<string, string> };
+  }[];
   volumes?: { name: string; emptyDir?: { sizeLimit?: string } }[];
 }
 interface Deployment extends K8sObject {
@@ -103,59 +109,115 @@ interface Deployment extends K8sObject {
 interface KubeService extends K8sObject {
   spec: {
     type?: string;
-    selector: Record<string, string>;
+    selector?: Record<string, string>;
     ports: { name?: string; port: number; targetPort?: number | string }[];
   };
 }
+interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: string; values?: string[] }[];
+}
+interface PolicyPeer {
+  podSelector?: LabelSelector;
+  namespaceSelector?: LabelSelector;
+}
+interface PolicyRule {
+  from?: PolicyPeer[];
+  to?: PolicyPeer[];
+  ports?: { protocol?: string; port?: number | string }[];
+}
+interface NetworkPolicy extends K8sObject {
+  spec: { podSelector: LabelSelector; policyTypes: string[]; ingress?: PolicyRule[]; egress?: PolicyRule[] };
+}
+interface HttpRoute extends K8sObject {
+  spec: {
+    parentRefs: { name: string; sectionName?: string }[];
+    rules: {
+      matches?: { path?: { type: string; value: string } }[];
+      backendRefs?: { name: string; port: number }[];
+      filters?: { type: string }[];
+      timeouts?: { request?: string; backendRequest?: string };
+    }[];
+  };
+}
 
-/** The rendered base: every object, by kind. */
-let objects: K8sObject[] = [];
-const ofKind = <T extends K8sObject>(kind: string): T[] => objects.filter((o) => o.kind === kind) as T[];
-const named = <T extends K8sObject>(kind: string, name: string): T => {
-  const found = ofKind<T>(kind).find((o) => o.metadata.name === name);
-  assert.ok(found, `no ${kind} named ${name} in the rendered manifests`);
-  return found;
-};
-const deployment = (name: string) => named<Deployment>("Deployment", name);
-const containerOf = (name: string): Container => {
-  const containers = deployment(name).spec.template.spec.containers;
-  assert.equal(containers.length, 1, `${name}: one container per pod`);
-  return containers[0] as Container;
-};
-const dataOf = (o: K8sObject): Record<string, string> => (o.data ?? {}) as Record<string, string>;
+/** Helpers over one rendered overlay. */
+function view(objects: K8sObject[]) {
+  const ofKind = <T extends K8sObject>(kind: string): T[] => objects.filter((o) => o.kind === kind) as T[];
+  const named = <T extends K8sObject>(kind: string, name: string): T => {
+    const found = ofKind<T>(kind).find((o) => o.metadata.name === name);
+    assert.ok(found, `no ${kind} named ${name} in the rendered manifests`);
+    return found;
+  };
+  const deployment = (name: string) => named<Deployment>("Deployment", name);
+  const containerOf = (name: string): Container => {
+    const containers = deployment(name).spec.template.spec.containers;
+    assert.equal(containers.length, 1, `${name}: one container per pod`);
+    return containers[0] as Container;
+  };
+  const dataOf = (o: K8sObject): Record<string, string> => (o.data ?? {}) as Record<string, string>;
+  /** What the container's process sees in its environment (envFrom first, env overrides). */
+  const environmentOf = (container: Container): Record<string, string> => {
+    const env: Record<string, string> = {};
+    for (const source of container.envFrom ?? []) {
+      if (source.configMapRef) Object.assign(env, dataOf(named("ConfigMap", source.configMapRef.name)));
+      if (source.secretRef) {
+        const secret = named("Secret", source.secretRef.name);
+        for (const [key, value] of Object.entries(dataOf(secret))) {
+          env[key] = Buffer.from(value, "base64").toString("utf8");
+        }
+      }
+    }
+    for (const { name, value } of container.env ?? []) env[name] = value ?? "";
+    return env;
+  };
+  /** The settings every pod shares (the vid2mp3-config ConfigMap). */
+  const sharedConfig = () => {
+    const configMap = ofKind("ConfigMap").find((c) => c.metadata.name.startsWith("vid2mp3-config"));
+    assert.ok(configMap, "the vid2mp3-config ConfigMap");
+    return dataOf(configMap);
+  };
+  return { objects, ofKind, named, deployment, containerOf, environmentOf, sharedConfig };
+}
 
-/** Runs kubectl kustomize on a copy of deploy/k8s whose secret files are the committed examples. */
-async function renderBase(): Promise<K8sObject[]> {
+/**
+ * Renders a kustomization with `kubectl kustomize` from a copy of deploy/k8s made of the files a
+ * fresh clone has (tracked, or new and not ignored): nothing git-ignored may be needed.
+ * `extra` adds files to the copy (a kustomization that tries a component, say).
+ */
+async function renderFromClone(dir: string, extra: Record<string, string> = {}): Promise<K8sObject[]> {
   const work = await mkdtemp(path.join(tmpdir(), "vid2mp3-deploy-"));
   try {
-    const copy = path.join(work, "k8s");
-    // Not the developer's own secrets/*.env (if any): only the examples, as CI sees them.
-    await cp(k8sDir, copy, {
-      recursive: true,
-      filter: (source) => !/\/secrets\/[^/]+\.env$/.test(source),
-    });
-    const secretsDir = path.join(copy, "secrets");
-    for (const file of await readdir(secretsDir)) {
-      if (file.endsWith(".env.example")) {
-        await copyFile(path.join(secretsDir, file), path.join(secretsDir, file.slice(0, -".example".length)));
-      }
+    const files = spawnSync("git", ["ls-files", "--cached", "--others", "--exclude-standard", "deploy/k8s"], {
+      cwd: root,
+      encoding: "utf8",
+    })
+      .stdout.split("\n")
+      .filter((file) => file && existsSync(path.join(root, file)));
+    assert.ok(files.length > 10, "deploy/k8s files from git");
+    for (const file of files) {
+      await mkdir(path.dirname(path.join(work, file)), { recursive: true });
+      await copyFile(path.join(root, file), path.join(work, file));
+    }
+    for (const [file, text] of Object.entries(extra)) {
+      await mkdir(path.dirname(path.join(work, file)), { recursive: true });
+      await writeFile(path.join(work, file), text);
     }
     const kubectl = process.env.KUBECTL ?? "kubectl";
     const yamlText = await new Promise<string>((resolve, reject) => {
-      execFile(kubectl, ["kustomize", copy], { maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-        if ((error as NodeJS.ErrnoException | null)?.code === "ENOENT") {
-          reject(
-            new Error(
-              `kubectl not found (looked for "${kubectl}" on PATH): these tests need it to render deploy/k8s ` +
-                "with its built-in kustomize. Install kubectl (CI installs it), or set KUBECTL to its path.",
-            ),
-          );
-        } else if (error) {
-          reject(new Error(`kubectl kustomize deploy/k8s failed: ${stderr || error.message}`));
-        } else {
-          resolve(stdout);
-        }
-      });
+      execFile(
+        kubectl,
+        ["kustomize", path.join(work, dir)],
+        { maxBuffer: 16 * 1024 * 1024 },
+        (error, stdout, stderr) => {
+          if ((error as NodeJS.ErrnoException | null)?.code === "ENOENT") {
+            reject(
+              new Error(`kubectl not found ("${kubectl}"): install it (CI does), or set KUBECTL to its path`),
+            );
+          } else if (error) reject(new Error(`kubectl kustomize ${dir} failed: ${stderr || error.message}`));
+          else resolve(stdout);
+        },
+      );
     });
     return parseAllDocuments(yamlText).map((doc) => {
       assert.equal(doc.errors.length, 0, `kustomize output is not valid YAML: ${doc.errors.join("; ")}`);
@@ -200,322 +262,586 @@ function quantity(value: string | undefined): number {
   return Number(match[1]) * (match[2] ? (factors[match[2]] as number) : 1);
 }
 
-/** What the container's process sees in its environment (envFrom first, env overrides). */
-function environmentOf(container: Container): Record<string, string> {
-  const env: Record<string, string> = {};
-  const decode = (secret: K8sObject, key: string) =>
-    Buffer.from(dataOf(secret)[key] ?? "", "base64").toString("utf8");
-  for (const source of container.envFrom ?? []) {
-    if (source.configMapRef) Object.assign(env, dataOf(named("ConfigMap", source.configMapRef.name)));
-    if (source.secretRef) {
-      const secret = named("Secret", source.secretRef.name);
-      for (const key of Object.keys(dataOf(secret))) env[key] = decode(secret, key);
-    }
+/** Gateway API / Go durations as seconds ("3600s", "1h", "0s"). */
+function durationSeconds(value: string | undefined): number {
+  assert.ok(value, "duration missing");
+  let total = 0;
+  for (const [, amount, unit] of value.matchAll(/(\d+)(ms|h|m|s)/g)) {
+    total += Number(amount) * ({ h: 3600, m: 60, s: 1, ms: 0.001 }[unit as string] as number);
   }
-  for (const { name, value, valueFrom } of container.env ?? []) {
-    if (value !== undefined) env[name] = value;
-    else if (valueFrom?.secretKeyRef) env[name] = decode(named("Secret", valueFrom.secretKeyRef.name), name);
-    else if (valueFrom?.configMapKeyRef) {
-      env[name] =
-        dataOf(named("ConfigMap", valueFrom.configMapKeyRef.name))[valueFrom.configMapKeyRef.key] ?? "";
-    } else env[name] = "";
-  }
-  return env;
+  return total;
 }
 
-describe("deploy/k8s (kustomize base)", () => {
-  before(async () => {
-    objects = await renderBase();
-  });
+function selects(selector: LabelSelector | undefined, labels: Record<string, string>): boolean {
+  if (!selector) return false;
+  const byLabels = Object.entries(selector.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+  const byExpressions = (selector.matchExpressions ?? []).every((e) =>
+    e.operator === "In"
+      ? e.values?.includes(labels[e.key] as string)
+      : e.operator === "Exists"
+        ? e.key in labels
+        : false,
+  );
+  return byLabels && byExpressions;
+}
 
-  it("renders every object this base is made of", () => {
-    const kinds = (kind: string) =>
-      ofKind(kind)
-        .map((o) => o.metadata.name)
-        .sort();
-    assert.deepEqual(kinds("Deployment"), [...services].sort());
-    assert.deepEqual(kinds("Service"), ["auth", "gateway"]);
-    assert.deepEqual(kinds("Ingress"), ["gateway"]);
-    assert.deepEqual(kinds("HorizontalPodAutoscaler"), ["converter"]);
-    assert.deepEqual(kinds("PodDisruptionBudget"), ["auth", "gateway"]);
-    assert.equal(ofKind("ConfigMap").length, 1);
-    assert.ok(ofKind("Secret").length >= 1);
-  });
-
-  it("validates every object against the Kubernetes OpenAPI schemas (kubernetes-models)", async () => {
-    for (const object of objects) {
-      const what = `${object.kind} ${object.metadata.name}`;
-      let model: new (data: unknown) => { validate(): void };
-      try {
-        // kubernetes-models is laid out as <apiVersion>/<Kind>: apps/v1/Deployment, v1/Service, ...
-        const module = (await import(`kubernetes-models/${object.apiVersion}/${object.kind}`)) as Record<
-          string,
-          typeof model
-        >;
-        model = module[object.kind] as typeof model;
-        assert.ok(model);
-      } catch {
-        assert.fail(`${what}: no schema for ${object.apiVersion} ${object.kind} (not a built-in kind?)`);
-      }
-      assert.doesNotThrow(() => new model(object).validate(), `${what} does not match its schema`);
-    }
-  });
-
-  it("puts everything in the vid2mp3 namespace with the common labels", () => {
-    for (const object of objects) {
-      const what = `${object.kind} ${object.metadata.name}`;
-      if (object.kind === "Namespace") assert.equal(object.metadata.name, "vid2mp3");
-      else assert.equal(object.metadata.namespace, "vid2mp3", `${what}: namespace`);
-      assert.equal(
-        object.metadata.labels?.["app.kubernetes.io/part-of"],
-        "vid2mp3",
-        `${what}: part-of label`,
-      );
-      assert.equal(object.metadata.labels?.["app.kubernetes.io/name"], "vid2mp3", `${what}: name label`);
-    }
-  });
-
-  for (const name of services) {
-    describe(`the ${name} Deployment`, () => {
-      it("selects its own pods only", () => {
-        const d = deployment(name);
-        for (const [key, value] of Object.entries(d.spec.selector.matchLabels)) {
-          assert.equal(d.spec.template.metadata.labels[key], value, `${name}: selector label ${key}`);
-        }
-        for (const other of ofKind<Deployment>("Deployment").filter((o) => o.metadata.name !== name)) {
-          const labels = other.spec.template.metadata.labels;
-          const matches = Object.entries(d.spec.selector.matchLabels).every(([k, v]) => labels[k] === v);
-          assert.ok(!matches, `${name}'s selector also selects ${other.metadata.name}'s pods`);
-        }
-      });
-
-      it(`runs the vid2mp3 image as \`serve ${name}\``, () => {
-        const c = containerOf(name);
-        assert.match(c.image, /^vid2mp3(:|@|$)/, `${name}: the image (set by kustomize images:)`);
-        assert.equal(c.command, undefined, `${name}: the image's ENTRYPOINT must run (tini, node)`);
-        assert.deepEqual(c.args, ["serve", name]);
-      });
-
-      it(`listens on port ${defaultPorts[name]}, probed at /healthz (liveness) and /readyz (readiness)`, () => {
-        const c = containerOf(name);
-        const port = defaultPorts[name];
-        assert.deepEqual(
-          c.ports?.map((p) => p.containerPort),
-          [port],
-        );
-        assert.equal(
-          loadConfig(environmentOf(c)).port ?? port,
-          port,
-          `${name}: PORT must match the container port`,
-        );
-        assert.equal(c.livenessProbe?.httpGet?.path, "/healthz", `${name}: liveness path`);
-        assert.equal(resolvePort(c, c.livenessProbe?.httpGet?.port), port, `${name}: liveness port`);
-        assert.equal(c.readinessProbe?.httpGet?.path, "/readyz", `${name}: readiness path`);
-        assert.equal(resolvePort(c, c.readinessProbe?.httpGet?.port), port, `${name}: readiness port`);
-        if (c.startupProbe) {
-          assert.equal(c.startupProbe.httpGet?.path, "/healthz", `${name}: startup path`);
-          assert.equal(resolvePort(c, c.startupProbe.httpGet?.port), port, `${name}: startup port`);
-        }
-      });
-
-      it("declares CPU and memory requests and limits", () => {
-        const { requests, limits } = containerOf(name).resources ?? {};
-        for (const resource of ["cpu", "memory"]) {
-          const request = quantity(requests?.[resource]);
-          const limit = quantity(limits?.[resource]);
-          assert.ok(
-            request > 0 && request <= limit,
-            `${name}: ${resource} request ${request} vs limit ${limit}`,
-          );
-        }
-      });
-
-      it("runs locked down: non-root, read-only root filesystem, no privilege escalation, no capabilities", () => {
-        const pod = deployment(name).spec.template.spec;
-        const c = containerOf(name);
-        const sc = c.securityContext ?? {};
-        assert.equal(sc.runAsNonRoot ?? pod.securityContext?.runAsNonRoot, true, `${name}: runAsNonRoot`);
-        const uid = sc.runAsUser ?? pod.securityContext?.runAsUser;
-        // The image's USER is `node` (a name): runAsNonRoot can only be verified with a numeric uid.
-        assert.ok(typeof uid === "number" && uid !== 0, `${name}: a numeric non-root runAsUser`);
-        assert.equal(sc.readOnlyRootFilesystem, true, `${name}: readOnlyRootFilesystem`);
-        assert.equal(sc.allowPrivilegeEscalation, false, `${name}: allowPrivilegeEscalation`);
-        assert.ok(sc.capabilities?.drop?.includes("ALL"), `${name}: capabilities.drop ALL`);
-        // The only places it writes are volumes.
-        for (const dir of ["/data", "/tmp"]) {
-          const mount = c.volumeMounts?.find((m) => m.mountPath === dir);
-          assert.ok(mount, `${name}: a volume at ${dir}`);
-          const volume = pod.volumes?.find((v) => v.name === mount.name);
-          assert.ok(volume?.emptyDir, `${name}: ${dir} is an emptyDir`);
-        }
-      });
-
-      it("gets an environment that loadConfig accepts, with the distributed backends selected", () => {
-        const c = containerOf(name);
-        for (const source of c.envFrom ?? []) {
-          // Resolves (throws) when the ConfigMap or Secret it names is not in the output.
-          if (source.configMapRef) named("ConfigMap", source.configMapRef.name);
-          if (source.secretRef) named("Secret", source.secretRef.name);
-        }
-        const env = environmentOf(c);
-        const config = loadConfig(env);
-        assert.equal(env.DATA_DIR, undefined, `${name}: DATA_DIR comes from the image (/data)`);
-        for (const backend of expectedBackends[name]) {
-          assert.notEqual(config[backend], undefined, `${name}: ${backend} must be configured`);
-        }
-        if (name === "auth") {
-          // Every replica must sign with the same key: it comes from the Secret, not from each pod.
-          assert.ok(env.JWT_PRIVATE_KEY, "auth: JWT_PRIVATE_KEY from the Secret");
-          assert.equal(env.JWT_SECRET, undefined, "auth: EdDSA, not HS256");
-        }
-      });
-    });
-  }
-
-  it("runs the replica counts of the design (the converter's through its autoscaler)", () => {
-    const hpa = named<K8sObject & { spec: { minReplicas?: number } }>("HorizontalPodAutoscaler", "converter");
-    for (const name of services) {
-      const replicas = name === "converter" ? hpa.spec.minReplicas : deployment(name).spec.replicas;
-      assert.equal(replicas, expectedReplicas[name], `${name}: replicas`);
-    }
-  });
-
-  it("gives auth and the gateway each their own database", () => {
-    const auth = loadConfig(environmentOf(containerOf("auth")));
-    const gateway = loadConfig(environmentOf(containerOf("gateway")));
-    assert.ok(auth.databaseUrl && gateway.databaseUrl);
-    assert.notEqual(new URL(auth.databaseUrl).pathname, new URL(gateway.databaseUrl).pathname);
-  });
-
-  it("sizes the converter for CPU-heavy work: one conversion a pod, scratch room for the largest upload", () => {
-    const d = deployment("converter");
-    const c = containerOf("converter");
-    const config = loadConfig(environmentOf(c));
-    assert.equal(environmentOf(c).CONVERTER_CONCURRENCY, "1");
-    assert.ok(quantity(c.resources?.requests?.cpu) >= 1, "converter: at least one core requested");
-    assert.ok((d.spec.template.spec.terminationGracePeriodSeconds ?? 30) >= 60, "converter: grace period");
-    const dataMount = c.volumeMounts?.find((m) => m.mountPath === "/data");
-    const scratch = d.spec.template.spec.volumes?.find((v) => v.name === dataMount?.name)?.emptyDir;
-    assert.ok(
-      quantity(scratch?.sizeLimit) >= config.maxUploadBytes * config.converterConcurrency,
-      "converter: /data holds MAX_UPLOAD_BYTES per conversion",
+/** Whether the NetworkPolicies let a pod open a TCP connection to `port` (anywhere, or to `to`). */
+function egressAllowed(
+  policies: NetworkPolicy[],
+  pod: Record<string, string>,
+  port: number,
+  to?: { pod?: Record<string, string>; namespace?: Record<string, string> },
+): boolean {
+  return policies
+    .filter((p) => p.spec.policyTypes.includes("Egress") && selects(p.spec.podSelector, pod))
+    .some((p) =>
+      (p.spec.egress ?? []).some(
+        (rule) =>
+          (rule.ports ?? []).some((r) => r.port === port) &&
+          (!rule.to ||
+            rule.to.some(
+              (peer) =>
+                (!peer.podSelector || (to?.pod !== undefined && selects(peer.podSelector, to.pod))) &&
+                (!peer.namespaceSelector ||
+                  (to?.namespace !== undefined && selects(peer.namespaceSelector, to.namespace))),
+            )),
+      ),
     );
-    const { spec } = named<
+}
+
+/** Whether the NetworkPolicies let `from` (a pod of this namespace, or any pod of a namespace) reach a pod's port. */
+function ingressAllowed(
+  policies: NetworkPolicy[],
+  pod: Record<string, string>,
+  port: number | string,
+  from: { pod?: Record<string, string>; namespace?: Record<string, string> },
+): boolean {
+  return policies
+    .filter((p) => p.spec.policyTypes.includes("Ingress") && selects(p.spec.podSelector, pod))
+    .some((p) =>
+      (p.spec.ingress ?? []).some(
+        (rule) =>
+          (rule.ports ?? []).some((r) => r.port === port) &&
+          (rule.from ?? []).some((peer) =>
+            peer.namespaceSelector
+              ? from.namespace !== undefined &&
+                selects(peer.namespaceSelector, from.namespace) &&
+                (!peer.podSelector || (from.pod !== undefined && selects(peer.podSelector, from.pod)))
+              : from.namespace === undefined && from.pod !== undefined && selects(peer.podSelector, from.pod),
+          ),
+      ),
+    );
+}
+
+const podLabels = (component: string) => ({
+  "app.kubernetes.io/name": "vid2mp3",
+  "app.kubernetes.io/component": component,
+});
+
+/** The Secrets the base names (created by an overlay's generator in dev, outside the repository in prod). */
+const referencedSecrets = [
+  "vid2mp3-auth",
+  "vid2mp3-auth-migrate",
+  "vid2mp3-gateway",
+  "vid2mp3-gateway-migrate",
+  "vid2mp3-rabbitmq",
+  "vid2mp3-s3",
+  "vid2mp3-smtp",
+];
+
+for (const overlay of ["dev", "prod"] as const) {
+  describe(`deploy/k8s/overlays/${overlay}`, () => {
+    let k: ReturnType<typeof view>;
+    before(async () => {
+      k = view(await renderFromClone(`deploy/k8s/overlays/${overlay}`));
+    });
+
+    it("renders from a fresh clone (no git-ignored file needed) and passes the Kubernetes schemas strictly", async () => {
+      assert.deepEqual(await schemaErrors(k.objects), []);
+      assert.deepEqual(await unknownFieldErrors(k.objects, root), [], "fields the schemas do not define");
+    });
+
+    it("puts everything in the vid2mp3 namespace with the common labels", () => {
+      for (const object of k.objects) {
+        const what = `${object.kind} ${object.metadata.name}`;
+        if (object.kind === "Namespace") assert.equal(object.metadata.name, "vid2mp3");
+        else assert.equal(object.metadata.namespace, "vid2mp3", `${what}: namespace`);
+        assert.equal(
+          object.metadata.labels?.["app.kubernetes.io/part-of"],
+          "vid2mp3",
+          `${what}: part-of label`,
+        );
+      }
+    });
+
+    for (const name of services) {
+      describe(`the ${name} Deployment`, () => {
+        it("selects its own pods only, and a PodDisruptionBudget covers them", () => {
+          const d = k.deployment(name);
+          for (const other of k.ofKind<Deployment>("Deployment").filter((o) => o.metadata.name !== name)) {
+            const labels = other.spec.template.metadata.labels;
+            const matches = Object.entries(d.spec.selector.matchLabels).every(
+              ([key, v]) => labels[key] === v,
+            );
+            assert.ok(!matches, `${name}'s selector also selects ${other.metadata.name}'s pods`);
+          }
+          const pdbs = k
+            .ofKind<
+              K8sObject & {
+                spec: { maxUnavailable?: number; minAvailable?: number; selector: LabelSelector };
+              }
+            >("PodDisruptionBudget")
+            .filter((p) => selects(p.spec.selector, d.spec.template.metadata.labels));
+          assert.equal(pdbs.length, 1, `${name}: one PodDisruptionBudget`);
+          // maxUnavailable (not minAvailable): a drain can always proceed, one pod at a time.
+          assert.equal(pdbs[0]?.spec.maxUnavailable, 1, `${name}: PDB maxUnavailable 1`);
+        });
+
+        it("spreads its pods over zones and nodes", () => {
+          const spread = k.deployment(name).spec.template.spec.topologySpreadConstraints ?? [];
+          for (const key of ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]) {
+            const constraint = spread.find((c) => c.topologyKey === key);
+            assert.ok(constraint, `${name}: spread over ${key}`);
+            assert.ok(selects(constraint.labelSelector, k.deployment(name).spec.template.metadata.labels));
+          }
+        });
+
+        it(`runs \`serve ${name}\` from its image, with start-up, liveness and readiness probes on its port`, () => {
+          const c = k.containerOf(name);
+          const image =
+            name === "converter" ? /(^|\/)(vid2mp3|converter)(:|@)/ : /(^|\/)(vid2mp3-service|service)(:|@)/;
+          assert.match(
+            c.image,
+            image,
+            `${name}: the ${name === "converter" ? "converter" : "service"} image`,
+          );
+          assert.equal(c.command, undefined, `${name}: the image's ENTRYPOINT must run (tini, node)`);
+          assert.deepEqual(c.args, ["serve", name]);
+          const port = defaultPorts[name];
+          assert.deepEqual(
+            c.ports?.map((p) => p.containerPort),
+            [port],
+          );
+          assert.equal(c.env?.find((e) => e.name === "PORT")?.value, String(port), `${name}: PORT`);
+          for (const [probe, path_] of [
+            ["startupProbe", "/healthz"],
+            ["livenessProbe", "/healthz"],
+            ["readinessProbe", "/readyz"],
+          ] as const) {
+            assert.equal(c[probe]?.httpGet?.path, path_, `${name}: ${probe} path`);
+            assert.equal(resolvePort(c, c[probe]?.httpGet?.port), port, `${name}: ${probe} port`);
+          }
+        });
+
+        it("declares CPU and memory requests and limits, and runs locked down", () => {
+          const pod = k.deployment(name).spec.template.spec;
+          for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
+            const { requests, limits } = c.resources ?? {};
+            for (const resource of ["cpu", "memory"]) {
+              const request = quantity(requests?.[resource]);
+              assert.ok(
+                request > 0 && request <= quantity(limits?.[resource]),
+                `${name}/${c.name}: ${resource}`,
+              );
+            }
+            const sc = c.securityContext ?? {};
+            assert.equal(
+              sc.runAsNonRoot ?? pod.securityContext?.runAsNonRoot,
+              true,
+              `${name}/${c.name}: runAsNonRoot`,
+            );
+            assert.equal(sc.readOnlyRootFilesystem, true, `${name}/${c.name}: readOnlyRootFilesystem`);
+            assert.equal(sc.allowPrivilegeEscalation, false, `${name}/${c.name}: allowPrivilegeEscalation`);
+            assert.ok(sc.capabilities?.drop?.includes("ALL"), `${name}/${c.name}: capabilities.drop ALL`);
+          }
+          // The image's USER is `node` (a name): runAsNonRoot can only be verified with a numeric uid.
+          const uid = pod.securityContext?.runAsUser;
+          assert.ok(typeof uid === "number" && uid !== 0, `${name}: a numeric non-root runAsUser`);
+          assert.equal(pod.securityContext?.seccompProfile?.type, "RuntimeDefault", `${name}: seccomp`);
+          const c = k.containerOf(name);
+          for (const dir of ["/data", "/tmp"]) {
+            const mount = c.volumeMounts?.find((m) => m.mountPath === dir);
+            assert.ok(mount, `${name}: a volume at ${dir}`);
+            assert.ok(
+              pod.volumes?.find((v) => v.name === mount.name)?.emptyDir,
+              `${name}: ${dir} is an emptyDir`,
+            );
+          }
+        });
+
+        it("uses only environment variable names that loadConfig knows", () => {
+          const known = new Set<string>(configVariableNames);
+          const pod = k.deployment(name).spec.template.spec;
+          const names = [...pod.containers, ...(pod.initContainers ?? [])].flatMap((c) =>
+            (c.env ?? []).map((e) => e.name),
+          );
+          names.push(...Object.keys(k.sharedConfig()));
+          assert.deepEqual(
+            names.filter((n) => !known.has(n)),
+            [],
+          );
+        });
+      });
+    }
+
+    it("migrates with a DDL user in an init container; auth and the gateway run with MIGRATE_ON_START=false", () => {
+      for (const name of ["auth", "gateway"]) {
+        const pod = k.deployment(name).spec.template.spec;
+        const migrate = pod.initContainers?.find((c) => c.name === "migrate");
+        assert.ok(migrate, `${name}: a migrate init container`);
+        assert.deepEqual(migrate.args, ["migrate", name]);
+        assert.equal(migrate.image, k.containerOf(name).image, `${name}: the same image migrates`);
+        assert.ok(
+          migrate.envFrom?.some((s) => s.secretRef?.name.startsWith(`vid2mp3-${name}-migrate`)),
+          `${name}: the migration's own Secret`,
+        );
+        const main = k.containerOf(name);
+        assert.equal(main.env?.find((e) => e.name === "MIGRATE_ON_START")?.value, "false");
+        assert.ok(
+          !main.envFrom?.some((s) => s.secretRef?.name.includes("-migrate")),
+          `${name}: the service never sees the DDL user`,
+        );
+      }
+    });
+
+    it("never kills a conversion: the grace period covers the drain, the drain covers FFMPEG_TIMEOUT_SECONDS", () => {
+      const d = k.deployment("converter");
+      const env = {
+        ...k.sharedConfig(),
+        ...Object.fromEntries((k.containerOf("converter").env ?? []).map((e) => [e.name, e.value ?? ""])),
+      };
+      const config = loadConfig(env);
+      assert.ok(
+        config.converterDrainSeconds >= config.ffmpeg.timeoutSeconds,
+        "drain ≥ the longest conversion",
+      );
+      const shutdownBound = 25; // src/cli/main.ts: the process's own bound on top of the drain
+      assert.ok(
+        (d.spec.template.spec.terminationGracePeriodSeconds ?? 30) >=
+          config.converterDrainSeconds + shutdownBound,
+        "terminationGracePeriodSeconds ≥ CONVERTER_DRAIN_SECONDS + 25",
+      );
+      assert.equal(config.converterConcurrency, 1);
+    });
+
+    it("sizes the converter's ephemeral storage from MAX_UPLOAD_BYTES", () => {
+      const c = k.containerOf("converter");
+      const pod = k.deployment("converter").spec.template.spec;
+      const config = loadConfig({ ...k.sharedConfig(), CONVERTER_CONCURRENCY: "1" });
+      const dataVolume = pod.volumes?.find(
+        (v) => v.name === c.volumeMounts?.find((m) => m.mountPath === "/data")?.name,
+      );
+      // The video and an MP3 as large again, per conversion.
+      assert.ok(
+        quantity(dataVolume?.emptyDir?.sizeLimit) >= 2 * config.maxUploadBytes * config.converterConcurrency,
+        "/data holds a whole upload and its MP3",
+      );
+      const volumes = (pod.volumes ?? []).reduce((sum, v) => sum + quantity(v.emptyDir?.sizeLimit ?? "0"), 0);
+      assert.ok(
+        quantity(c.resources?.requests?.["ephemeral-storage"]) >= volumes,
+        "requested: every emptyDir's limit",
+      );
+      assert.ok(quantity(c.resources?.limits?.["ephemeral-storage"]) >= volumes);
+    });
+
+    it("denies all traffic by default and allows only what the design needs", () => {
+      const policies = k.ofKind<NetworkPolicy>("NetworkPolicy");
+      const denyAll = policies.find(
+        (p) =>
+          Object.keys(p.spec.podSelector).length === 0 &&
+          p.spec.policyTypes.includes("Ingress") &&
+          p.spec.policyTypes.includes("Egress") &&
+          !p.spec.ingress &&
+          !p.spec.egress,
+      );
+      assert.ok(denyAll, "a default-deny policy");
+      const dns = {
+        namespace: { "kubernetes.io/metadata.name": "kube-system" },
+        pod: { "k8s-app": "kube-dns" },
+      };
+      const ingressNamespace = {
+        "kubernetes.io/metadata.name": "envoy-gateway-system",
+        "vid2mp3.io/ingress": "true",
+      };
+      const scraper = { "kubernetes.io/metadata.name": "monitoring", "vid2mp3.io/metrics-scraper": "true" };
+      const elsewhere = { "kubernetes.io/metadata.name": "elsewhere" };
+      for (const name of services) {
+        assert.ok(egressAllowed(policies, podLabels(name), 53, dns), `${name} → DNS`);
+        assert.ok(
+          ingressAllowed(policies, podLabels(name), "http", { namespace: scraper }),
+          `scraper → ${name}`,
+        );
+        assert.ok(
+          !ingressAllowed(policies, podLabels(name), "http", { namespace: elsewhere }),
+          `elsewhere ↛ ${name}`,
+        );
+      }
+      assert.ok(
+        ingressAllowed(policies, podLabels("gateway"), 8080, { namespace: ingressNamespace }),
+        "ingress → gateway",
+      );
+      assert.ok(
+        egressAllowed(policies, podLabels("gateway"), 5000, { pod: podLabels("auth") }),
+        "gateway → auth",
+      );
+      assert.ok(
+        ingressAllowed(policies, podLabels("auth"), 5000, { pod: podLabels("gateway") }),
+        "auth ← gateway",
+      );
+      for (const other of ["converter", "notification"]) {
+        assert.ok(
+          !ingressAllowed(policies, podLabels("auth"), 5000, { pod: podLabels(other) }),
+          `${other} ↛ auth`,
+        );
+        assert.ok(
+          !egressAllowed(policies, podLabels(other), 5000, { pod: podLabels("auth") }),
+          `${other} ↛ auth`,
+        );
+      }
+      assert.ok(
+        !ingressAllowed(policies, podLabels("auth"), 5000, { namespace: ingressNamespace }),
+        "ingress ↛ auth",
+      );
+      // Each service → its backends (ports from its own settings, where the overlay has them).
+      const backends: Record<ServiceName, number[]> = {
+        auth: [3306],
+        gateway: [3306, 5672, 443],
+        converter: [5672, 443],
+        notification: [5672, 587],
+      };
+      for (const [name, ports] of Object.entries(backends)) {
+        for (const port of ports)
+          assert.ok(egressAllowed(policies, podLabels(name), port), `${name} → :${port}`);
+      }
+      assert.ok(!egressAllowed(policies, podLabels("converter"), 3306), "the converter has no database");
+      assert.ok(!egressAllowed(policies, podLabels("auth"), 5672), "auth has no broker");
+    });
+
+    it("routes the public to the gateway with timeouts for long uploads and event streams, never /metrics or /readyz", () => {
+      const route = k.named<HttpRoute>("HTTPRoute", "gateway");
+      const ruleFor = (requestPath: string) => {
+        // The longest matching prefix wins, as the Gateway API says.
+        const candidates = route.spec.rules.flatMap((rule) =>
+          (rule.matches ?? [])
+            .filter((m) => requestPath.startsWith(m.path?.value ?? "/"))
+            .map((m) => ({ rule, length: m.path?.value.length ?? 1 })),
+        );
+        return candidates.sort((a, b) => b.length - a.length)[0]?.rule;
+      };
+      for (const hidden of ["/metrics", "/readyz"]) {
+        const backend = ruleFor(hidden)?.backendRefs?.[0];
+        assert.equal(backend?.name, "not-public", `${hidden} is not routed to the gateway`);
+        const notPublic = k.named<KubeService>("Service", "not-public");
+        const pods = [...k.ofKind<Deployment>("Deployment"), ...k.ofKind<Deployment>("StatefulSet")].map(
+          (d) => d.spec.template.metadata.labels,
+        );
+        assert.ok(notPublic.spec.selector, "a selector (else kustomize's label would select every pod)");
+        assert.ok(
+          pods.every((labels) => !selects({ matchLabels: notPublic.spec.selector }, labels)),
+          "not-public has no endpoints",
+        );
+      }
+      const maxUpload = loadConfig(k.sharedConfig()).maxUploadBytes;
+      const upload = ruleFor("/upload");
+      assert.equal(upload?.backendRefs?.[0]?.name, "gateway");
+      assert.equal(upload?.backendRefs?.[0]?.port, 8080);
+      // At least an hour: MAX_UPLOAD_BYTES at 5 Mbit/s.
+      assert.ok(durationSeconds(upload?.timeouts?.request) >= Math.min(3600, (maxUpload * 8) / 5e6));
+      assert.equal(ruleFor("/events")?.timeouts?.request, "0s", "event streams stay open");
+      assert.equal(ruleFor("/events")?.backendRefs?.[0]?.name, "gateway");
+    });
+
+    if (overlay === "dev") {
+      it("runs MariaDB, RabbitMQ (management UI), an S3 store and a mail catcher, reachable only by their clients", () => {
+        const policies = k.ofKind<NetworkPolicy>("NetworkPolicy");
+        assert.deepEqual(
+          k
+            .ofKind("StatefulSet")
+            .map((s) => s.metadata.name)
+            .sort(),
+          ["mailpit", "mariadb", "minio", "rabbitmq"],
+        );
+        const management = k.named<KubeService>("Service", "rabbitmq").spec.ports.map((p) => p.port);
+        assert.ok(management.includes(15672), "RabbitMQ's management UI");
+        const clients: Record<string, [number, string[]]> = {
+          mariadb: [3306, ["auth", "gateway"]],
+          rabbitmq: [5672, ["gateway", "converter", "notification"]],
+          minio: [9000, ["gateway", "converter"]],
+          mailpit: [1025, ["notification"]],
+        };
+        for (const [backend, [port, allowed]] of Object.entries(clients)) {
+          for (const name of services) {
+            assert.equal(
+              ingressAllowed(policies, podLabels(backend), port, { pod: podLabels(name) }),
+              allowed.includes(name),
+              `${name} → ${backend}`,
+            );
+            if (allowed.includes(name))
+              assert.ok(egressAllowed(policies, podLabels(name), port), `${name} → :${port}`);
+          }
+        }
+      });
+
+      for (const name of services) {
+        it(`gives ${name} an environment that loadConfig accepts, with the distributed backends selected`, () => {
+          const c = k.containerOf(name);
+          const config = loadConfig(k.environmentOf(c));
+          for (const backend of expectedBackends[name]) {
+            assert.notEqual(config[backend], undefined, `${name}: ${backend} must be configured`);
+          }
+          const migrate = k.deployment(name).spec.template.spec.initContainers?.[0];
+          if (migrate)
+            assert.ok(loadConfig(k.environmentOf(migrate)).databaseUrl, `${name}: the migration's database`);
+        });
+      }
+
+      it("gives auth and the gateway their own databases, with different users for migrations and service", () => {
+        const url = (c: Container) => new URL(loadConfig(k.environmentOf(c)).databaseUrl as string);
+        const [auth, gateway] = [url(k.containerOf("auth")), url(k.containerOf("gateway"))];
+        assert.notEqual(auth.pathname, gateway.pathname);
+        for (const name of ["auth", "gateway"]) {
+          const migrate = k.deployment(name).spec.template.spec.initContainers?.[0] as Container;
+          assert.notEqual(url(migrate).username, url(k.containerOf(name)).username, `${name}: two users`);
+          assert.equal(url(migrate).pathname, url(k.containerOf(name)).pathname, `${name}: one database`);
+        }
+      });
+    } else {
+      it("references its Secrets by name and generates none", () => {
+        assert.deepEqual(k.ofKind("Secret"), [], "no Secret in the repository's output");
+        const named = new Set<string>();
+        for (const d of k.ofKind<Deployment>("Deployment")) {
+          const pod = d.spec.template.spec;
+          for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
+            for (const s of c.envFrom ?? []) if (s.secretRef) named.add(s.secretRef.name);
+          }
+        }
+        assert.deepEqual([...named].sort(), [...referencedSecrets].sort());
+      });
+
+      it("scales converters with KEDA on the video queue's length, counting messages in work too", () => {
+        const scaled = k.named<
+          K8sObject & {
+            spec: {
+              scaleTargetRef: { name: string };
+              minReplicaCount: number;
+              triggers: {
+                type: string;
+                metadata: Record<string, string>;
+                authenticationRef: { name: string };
+              }[];
+            };
+          }
+        >("ScaledObject", "converter");
+        assert.equal(scaled.spec.scaleTargetRef.name, "converter");
+        const trigger = scaled.spec.triggers[0];
+        assert.equal(trigger?.type, "rabbitmq");
+        assert.equal(trigger?.metadata.queueName, loadConfig(k.sharedConfig()).queues.video);
+        assert.equal(trigger?.metadata.mode, "QueueLength");
+        assert.equal(trigger?.metadata.protocol, "http", "ready and unacknowledged messages");
+        k.named("TriggerAuthentication", trigger?.authenticationRef.name as string);
+        assert.equal(k.deployment("converter").spec.replicas, undefined, "KEDA alone sets the count");
+        assert.ok(scaled.spec.minReplicaCount >= 1);
+      });
+
+      it("runs production replica counts and serves HTTPS (plain HTTP only redirects)", () => {
+        for (const name of ["auth", "gateway", "notification"]) {
+          assert.ok((k.deployment(name).spec.replicas ?? 1) >= 2, `${name}: at least two replicas`);
+        }
+        const gateway = k.named<
+          K8sObject & {
+            spec: {
+              listeners: { name: string; protocol: string; tls?: { certificateRefs: { name: string }[] } }[];
+            };
+          }
+        >("Gateway", "vid2mp3");
+        const https = gateway.spec.listeners.find((l) => l.protocol === "HTTPS");
+        assert.ok(
+          https?.tls?.certificateRefs.some((c) => c.name === "vid2mp3-tls"),
+          "a certificate",
+        );
+        const route = k.named<HttpRoute>("HTTPRoute", "gateway");
+        assert.deepEqual(
+          route.spec.parentRefs.map((p) => p.sectionName),
+          [https?.name],
+        );
+        const redirect = k.named<HttpRoute>("HTTPRoute", "gateway-redirect-to-https");
+        assert.ok(
+          redirect.spec.rules.every(
+            (r) => r.filters?.some((f) => f.type === "RequestRedirect") && !r.backendRefs,
+          ),
+        );
+      });
+    }
+  });
+}
+
+describe("deploy/k8s/components/ingress: the Ingress alternative", () => {
+  let k: ReturnType<typeof view>;
+  before(async () => {
+    k = view(
+      await renderFromClone("deploy/k8s/overlays/ingress-check", {
+        "deploy/k8s/overlays/ingress-check/kustomization.yaml":
+          "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: vid2mp3\n" +
+          "resources: [../../base]\ncomponents: [../../components/ingress]\n",
+      }),
+    );
+  });
+
+  it("passes the schemas strictly, serves TLS, keeps /metrics and /readyz away, is not tied to ingress-nginx", async () => {
+    assert.deepEqual(await schemaErrors(k.objects), []);
+    assert.deepEqual(await unknownFieldErrors(k.objects, root), []);
+    const ingress = k.named<
       K8sObject & {
         spec: {
-          scaleTargetRef: { kind: string; name: string };
-          metrics: { type: string; resource?: { name: string } }[];
+          tls: { secretName: string }[];
+          rules: { http: { paths: { path: string; backend: { service: { name: string } } }[] } }[];
         };
       }
-    >("HorizontalPodAutoscaler", "converter");
-    assert.deepEqual([spec.scaleTargetRef.kind, spec.scaleTargetRef.name], ["Deployment", "converter"]);
-    assert.ok(spec.metrics.some((m) => m.type === "Resource" && m.resource?.name === "cpu"));
-  });
-
-  it("uses only environment variable names that loadConfig knows", () => {
-    const known = new Set<string>(configVariableNames);
-    const used: string[] = [];
-    for (const o of [...ofKind("ConfigMap"), ...ofKind("Secret")]) {
-      used.push(...Object.keys(dataOf(o)).map((key) => `${key} (${o.kind} ${o.metadata.name})`));
+    >("Ingress", "gateway");
+    assert.ok(ingress.spec.tls.some((t) => t.secretName === "vid2mp3-tls"));
+    const paths = ingress.spec.rules.flatMap((r) => r.http.paths);
+    for (const hidden of ["/metrics", "/readyz"]) {
+      assert.equal(paths.find((p) => p.path === hidden)?.backend.service.name, "not-public", hidden);
     }
-    for (const d of ofKind<Deployment>("Deployment")) {
-      for (const c of d.spec.template.spec.containers) {
-        used.push(...(c.env ?? []).map((e) => `${e.name} (Deployment ${d.metadata.name})`));
-      }
-    }
-    assert.ok(used.length > 10);
-    const unknown = used.filter((entry) => !known.has(entry.split(" ")[0] as string));
-    assert.deepEqual(unknown, [], "variables that src/platform/config.ts does not read");
-  });
-
-  it("points the Services at existing Deployments' container ports", () => {
-    for (const service of ofKind<KubeService>("Service")) {
-      const name = service.metadata.name;
-      assert.equal(service.spec.type ?? "ClusterIP", "ClusterIP", `${name}: internal only`);
-      const targets = ofKind<Deployment>("Deployment").filter((d) =>
-        Object.entries(service.spec.selector).every(([k, v]) => d.spec.template.metadata.labels[k] === v),
-      );
-      assert.deepEqual(
-        targets.map((d) => d.metadata.name),
-        [name],
-        `Service ${name} selects exactly its Deployment`,
-      );
-      const container = containerOf(name);
-      for (const port of service.spec.ports) {
-        const target = resolvePort(container, port.targetPort ?? port.port);
-        assert.equal(target, defaultPorts[name as ServiceName], `Service ${name}: targetPort`);
-      }
-    }
-  });
-
-  it("points AUTH_SVC_ADDRESS at the auth Service", () => {
-    const address = loadConfig(environmentOf(containerOf("gateway"))).authServiceAddress;
-    assert.ok(address);
-    const url = new URL(address);
-    const service = named<KubeService>("Service", url.hostname);
-    assert.ok(
-      service.spec.ports.some((p) => p.port === Number(url.port || 80)),
-      `auth Service port ${url.port}`,
-    );
-  });
-
-  it("routes the Ingress to the gateway Service, with large bodies and no buffering", () => {
-    const ingress = named<K8sObject & { spec: { rules: unknown[] } }>("Ingress", "gateway");
-    const rules = ingress.spec.rules as {
-      http: { paths: { backend: { service: { name: string; port: { name?: string; number?: number } } } }[] };
-    }[];
-    const backends = rules.flatMap((r) => r.http.paths.map((p) => p.backend.service));
-    assert.ok(backends.length > 0);
-    for (const backend of backends) {
-      assert.equal(backend.name, "gateway");
-      const service = named<KubeService>("Service", backend.name);
-      const port = service.spec.ports.find((p) =>
-        backend.port.name !== undefined ? p.name === backend.port.name : p.port === backend.port.number,
-      );
-      assert.ok(
-        port,
-        `Ingress backend port ${JSON.stringify(backend.port)} is not a port of Service gateway`,
-      );
-    }
+    assert.equal(paths.find((p) => p.path === "/")?.backend.service.name, "gateway");
     const annotations = ingress.metadata.annotations ?? {};
-    const maxUpload = loadConfig(environmentOf(containerOf("gateway"))).maxUploadBytes;
-    const bodySize = annotations["nginx.ingress.kubernetes.io/proxy-body-size"];
     assert.ok(
-      bodySize === "0" || quantity(bodySize) > maxUpload,
-      `proxy-body-size ${bodySize} must exceed MAX_UPLOAD_BYTES (${maxUpload}) so the gateway answers 413 itself`,
+      !Object.keys(annotations).some((a) => a.startsWith("nginx.ingress.kubernetes.io/")),
+      "no ingress-nginx",
     );
-    assert.equal(annotations["nginx.ingress.kubernetes.io/proxy-buffering"], "off", "SSE and downloads");
-    assert.equal(
-      annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"],
-      "off",
-      "streaming uploads",
+    const maxUpload = loadConfig(k.sharedConfig()).maxUploadBytes;
+    assert.ok(
+      quantity(annotations["nginx.org/client-max-body-size"]) > maxUpload,
+      "body size above MAX_UPLOAD_BYTES",
     );
+  });
+});
+
+describe("strict schema validation catches what a lenient one lets through", () => {
+  let deployment: K8sObject;
+  before(async () => {
+    deployment = view(await renderFromClone("deploy/k8s/overlays/prod")).deployment("gateway");
   });
 
-  it("protects auth and the gateway with PodDisruptionBudgets that still let a node drain", () => {
-    for (const name of ["auth", "gateway"]) {
-      const pdb = named<
-        K8sObject & { spec: { minAvailable?: number; selector: { matchLabels: Record<string, string> } } }
-      >("PodDisruptionBudget", name);
-      const d = deployment(name);
-      assert.deepEqual(pdb.spec.selector.matchLabels, d.spec.selector.matchLabels, `${name}: PDB selector`);
-      assert.ok(
-        pdb.spec.minAvailable !== undefined && pdb.spec.minAvailable < (d.spec.replicas ?? 1),
-        `${name}: minAvailable below the replica count`,
-      );
-    }
-  });
-
-  it("keeps real secrets out of git: only *.env.example files are committed, *.env are ignored", () => {
-    const git = (...args: string[]) => spawnSync("git", args, { cwd: root, encoding: "utf8" });
-    const tracked = git("ls-files", "deploy/k8s/secrets").stdout.split("\n").filter(Boolean);
-    assert.ok(
-      tracked.every((file) => file.endsWith(".env.example")),
-      `tracked: ${tracked.join(", ")}`,
-    );
-    assert.equal(git("check-ignore", "-q", "deploy/k8s/secrets/auth.env").status, 0, "secrets/*.env ignored");
-    assert.notEqual(git("check-ignore", "-q", "deploy/k8s/secrets/auth.env.example").status, 0);
-  });
+  for (const [misspelled, where] of [
+    [
+      "topologySpreadConstraint",
+      (o: Deployment) => o.spec.template.spec as unknown as Record<string, unknown>,
+    ],
+    [
+      "seccompProfle",
+      (o: Deployment) => o.spec.template.spec.securityContext as unknown as Record<string, unknown>,
+    ],
+  ] as const) {
+    it(`fails a Deployment with a misspelled ${misspelled}`, async () => {
+      const broken = structuredClone(deployment) as Deployment;
+      where(broken)[misspelled] = { type: "RuntimeDefault" };
+      assert.deepEqual(await schemaErrors([broken]), [], "the lenient schema check alone passes it");
+      const errors = await unknownFieldErrors([broken], root);
+      assert.equal(errors.length, 1, errors.join("\n"));
+      assert.match(errors[0] as string, new RegExp(`Deployment gateway: .*'"?${misspelled}"?'`));
+    });
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -615,31 +941,60 @@ function dockerignoreMatcher(text: string): (file: string) => boolean {
 describe("deploy/Dockerfile", () => {
   const dockerfile = readFileSync(path.join(root, "deploy", "Dockerfile"), "utf8");
   const instructions = parseDockerfile(dockerfile);
-  const finalStage = Math.max(...instructions.map((i) => i.stage));
-  const final = instructions.filter((i) => i.stage === finalStage);
-  const last = (keyword: string) => final.findLast((i) => i.keyword === keyword);
-  const stageNames = instructions
-    .filter((i) => i.keyword === "FROM")
-    .map((i) => /\s+AS\s+(\S+)$/i.exec(i.args)?.[1]?.toLowerCase());
+  const froms = instructions.filter((i) => i.keyword === "FROM");
+  const stageNames = froms.map((i) => /\s+AS\s+(\S+)$/i.exec(i.args)?.[1]?.toLowerCase());
+  const stageOf = (name: string) => {
+    const stage = stageNames.indexOf(name);
+    assert.ok(stage >= 0, `no stage ${name}`);
+    return stage;
+  };
+  /** A stage and the stages it is built FROM, the base first. */
+  const chainOf = (stage: number): number[] => {
+    const base = (froms[stage]?.args.split(/\s+/).find((w) => !w.startsWith("--")) ?? "").toLowerCase();
+    const parent = stageNames.indexOf(base);
+    return parent >= 0 && parent < stage ? [...chainOf(parent), stage] : [stage];
+  };
+  const inImage = (target: string) =>
+    chainOf(stageOf(target)).flatMap((s) => instructions.filter((i) => i.stage === s));
+  const lastIn = (target: string, keyword: string) => inImage(target).findLast((i) => i.keyword === keyword);
   const ignored = dockerignoreMatcher(readFileSync(path.join(root, ".dockerignore"), "utf8"));
   const packageJson = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")) as {
     dependencies: Record<string, string>;
   };
+  const targets = ["service", "converter"] as const;
 
-  /** Where each repository path the final stage copies from the build context lands in the image. */
-  const contextCopies: { source: string; imagePath: string; isDir: boolean }[] = [];
-  {
+  interface ContextCopy {
+    source: string;
+    imagePath: string;
+    isDir: boolean;
+  }
+  /** Where each repository path copied from the build context lands in a stage's image (FROM chain and COPY --from). */
+  const contextCopiesOf = (stage: number): ContextCopy[] => {
+    const copies: ContextCopy[] = [];
     let workdir = "/";
-    for (const i of final) {
+    for (const i of chainOf(stage).flatMap((s) => instructions.filter((x) => x.stage === s))) {
       if (i.keyword === "WORKDIR") workdir = path.posix.resolve(workdir, i.args);
       if (i.keyword !== "COPY" && i.keyword !== "ADD") continue;
       const { flags, sources, dest } = copyParts(i.args);
-      if (flags.from !== undefined) continue;
       const destination = path.posix.resolve(workdir, dest);
+      if (flags.from !== undefined) {
+        const from = contextCopiesOf(stageOf(flags.from.toLowerCase()));
+        for (const source of sources.map((s) => path.posix.resolve("/", s))) {
+          for (const copy of from) {
+            if (copy.imagePath === source || copy.imagePath.startsWith(`${source}/`)) {
+              copies.push({
+                ...copy,
+                imagePath: path.posix.join(destination, copy.imagePath.slice(source.length)),
+              });
+            }
+          }
+        }
+        continue;
+      }
       for (const source of sources) {
         const isDir = existsSync(path.join(root, source)) && statSync(path.join(root, source)).isDirectory();
         const intoDir = isDir || dest.endsWith("/") || sources.length > 1;
-        contextCopies.push({
+        copies.push({
           source: path.posix.normalize(source).replace(/\/+$/, ""),
           imagePath:
             intoDir && !isDir ? path.posix.join(destination, path.posix.basename(source)) : destination,
@@ -647,30 +1002,36 @@ describe("deploy/Dockerfile", () => {
         });
       }
     }
-  }
-  /** The image path of a repository file, or undefined when it is not in the image. */
-  const imagePathOf = (repoFile: string): string | undefined => {
-    if (ignored(repoFile)) return undefined;
-    for (const copy of contextCopies) {
-      if (repoFile === copy.source) return copy.imagePath;
-      if (copy.isDir && repoFile.startsWith(`${copy.source}/`)) {
-        return path.posix.join(copy.imagePath, repoFile.slice(copy.source.length + 1));
+    return copies;
+  };
+  /** The image path of a repository file in a target's image, or undefined when it is not in it. */
+  const imagePathIn = (target: string) => {
+    const copies = contextCopiesOf(stageOf(target));
+    return (repoFile: string): string | undefined => {
+      if (ignored(repoFile)) return undefined;
+      for (const copy of copies) {
+        if (repoFile === copy.source) return copy.imagePath;
+        if (copy.isDir && repoFile.startsWith(`${copy.source}/`)) {
+          return path.posix.join(copy.imagePath, repoFile.slice(copy.source.length + 1));
+        }
       }
-    }
-    return undefined;
+      return undefined;
+    };
   };
 
-  it("builds on Node 24 (bookworm-slim) in every stage", () => {
-    const froms = instructions.filter((i) => i.keyword === "FROM");
-    assert.ok(froms.length >= 2, "multi-stage");
-    for (const from of froms) {
+  it("builds on Node 24 (bookworm-slim), pinned by digest, overridable with --build-arg NODE_IMAGE", () => {
+    const arg = instructions.find((i) => i.keyword === "ARG" && i.args.startsWith("NODE_IMAGE="));
+    assert.ok(arg && arg.stage === -1, "ARG NODE_IMAGE before the first FROM");
+    assert.match(arg.args, /^NODE_IMAGE=node:24-bookworm-slim@sha256:[0-9a-f]{64}$/);
+    assert.ok(froms.length >= 4, "multi-stage");
+    for (const [stage, from] of froms.entries()) {
       const image = from.args.split(/\s+/).find((w) => !w.startsWith("--")) as string;
-      if (stageNames.includes(image.toLowerCase())) continue;
-      assert.match(
-        image,
-        /^(docker\.io\/(library\/)?)?node:24(\.[\d.]+)?-bookworm-slim(@sha256:[0-9a-f]{64})?$/,
-      );
+      if (/^\$\{NODE_IMAGE\}$/.test(image)) continue;
+      const parent = stageNames.indexOf(image.toLowerCase());
+      assert.ok(parent >= 0 && parent < stage, `FROM ${image}: the base or an earlier stage`);
     }
+    // The default target (the last stage) runs everything, `serve all` too: it is the converter.
+    assert.equal(stageNames.at(-1), "converter");
   });
 
   it("copies only sources that exist and are in the build context, and stages that exist", () => {
@@ -689,83 +1050,118 @@ describe("deploy/Dockerfile", () => {
     }
   });
 
-  it("installs production dependencies only, and Debian's ffmpeg without recommends", () => {
+  it("installs production dependencies only; only the converter image carries ffmpeg", () => {
     const runs = instructions.filter((i) => i.keyword === "RUN").map((i) => i.args);
     assert.ok(
       runs.some((r) => /npm ci\b.*--omit=dev/.test(r)),
       "npm ci --omit=dev",
     );
-    const apt = final.filter((i) => i.keyword === "RUN" && /apt-get install/.test(i.args));
-    assert.ok(apt.some((i) => /--no-install-recommends/.test(i.args) && /\bffmpeg\b/.test(i.args)));
+    const apt = (target: string) =>
+      inImage(target).filter((i) => i.keyword === "RUN" && /apt-get install/.test(i.args));
+    const env = (target: string) =>
+      inImage(target)
+        .filter((i) => i.keyword === "ENV")
+        .map((i) => i.args)
+        .join(" ");
+    for (const target of targets) {
+      assert.ok(
+        apt(target).every(
+          (i) => /--no-install-recommends/.test(i.args) && /rm -rf \/var\/lib\/apt\/lists/.test(i.args),
+        ),
+        `${target}: no recommends, apt lists removed in the same layer`,
+      );
+      assert.match(env(target), /\bDATA_DIR=\/data\b/);
+    }
     assert.ok(
-      apt.every((i) => /rm -rf \/var\/lib\/apt\/lists/.test(i.args)),
-      "apt lists removed in the same layer",
+      apt("converter").some((i) => /\bffmpeg\b/.test(i.args)),
+      "the converter installs ffmpeg",
     );
-    const env = final
-      .filter((i) => i.keyword === "ENV")
-      .map((i) => i.args)
-      .join(" ");
-    assert.match(env, /\bDATA_DIR=\/data\b/);
-    assert.match(env, /\bFFMPEG_PATH=\/usr\/bin\/ffmpeg\b/);
+    assert.match(env("converter"), /\bFFMPEG_PATH=\/usr\/bin\/ffmpeg\b/);
+    assert.ok(!apt("service").some((i) => /\bffmpeg\b/.test(i.args)), "the service image has no ffmpeg");
+    assert.doesNotMatch(env("service"), /FFMPEG_PATH/);
+    // A code change must not install ffmpeg again: it comes before the application in the chain.
+    const converter = inImage("converter");
+    const ffmpegAt = converter.findIndex((i) => i.keyword === "RUN" && /\bffmpeg\b/.test(i.args));
+    const appAt = converter.findIndex((i) => i.keyword === "COPY" && /--from=app\b/.test(i.args));
+    assert.ok(ffmpegAt >= 0 && appAt > ffmpegAt, "ffmpeg's layer before the application's");
   });
 
-  it("runs as a user that is not root, under tini, `serve all` by default", () => {
-    const user = last("USER")?.args.split(":")[0];
-    assert.ok(user && user !== "root" && user !== "0", `USER ${user}`);
-    assert.deepEqual(execForm(last("ENTRYPOINT"), "ENTRYPOINT"), ["tini", "--", "node", "src/cli/main.ts"]);
-    assert.deepEqual(execForm(last("CMD"), "CMD"), ["serve", "all"]);
-    assert.ok(final.some((i) => i.keyword === "EXPOSE" && i.args.split(/\s+/).includes("8080")));
-  });
+  for (const target of targets) {
+    describe(`target ${target}`, () => {
+      const imagePathOf = imagePathIn(target);
 
-  it("puts the entry point and everything it imports in the image; packages are production dependencies", () => {
-    const entry = execForm(last("ENTRYPOINT"), "ENTRYPOINT");
-    const workdir = final
-      .filter((i) => i.keyword === "WORKDIR")
-      .reduce((dir, i) => path.posix.resolve(dir, i.args), "/");
-    const script = entry[entry.indexOf("node") + 1] as string;
-    const entryImagePath = path.posix.resolve(workdir, script);
-    const entryRepoFile = path.posix.normalize(script);
-    assert.ok(existsSync(path.join(root, entryRepoFile)), `${script} is not in the repository`);
-    assert.equal(imagePathOf(entryRepoFile), entryImagePath, `${script} is not copied to ${entryImagePath}`);
+      it("runs as a user that is not root, under tini, `serve all` by default", () => {
+        const user = lastIn(target, "USER")?.args.split(":")[0];
+        assert.ok(user && user !== "root" && user !== "0", `USER ${user}`);
+        assert.deepEqual(execForm(lastIn(target, "ENTRYPOINT"), "ENTRYPOINT"), [
+          "tini",
+          "--",
+          "node",
+          "src/cli/main.ts",
+        ]);
+        assert.deepEqual(execForm(lastIn(target, "CMD"), "CMD"), ["serve", "all"]);
+        assert.ok(
+          inImage(target).some((i) => i.keyword === "EXPOSE" && i.args.split(/\s+/).includes("8080")),
+        );
+      });
 
-    const seen = new Set<string>();
-    const queue = [entryRepoFile];
-    const problems: string[] = [];
-    const importPattern = /^\s*(?:import|export)\s+(type\s+)?(?:[^'";]*?\s+from\s+)?["']([^"']+)["']/gm;
-    const callPattern = /\b(?:import|require)\(\s*["']([^"']+)["']\s*\)/g;
-    while (queue.length > 0) {
-      const file = queue.shift() as string;
-      if (seen.has(file)) continue;
-      seen.add(file);
-      if (!file.endsWith(".ts") && !file.endsWith(".js")) continue;
-      const code = readFileSync(path.join(root, file), "utf8");
-      const specifiers = [
-        ...[...code.matchAll(importPattern)].filter((m) => !m[1]).map((m) => m[2] as string),
-        ...[...code.matchAll(callPattern)].map((m) => m[1] as string),
-      ];
-      for (const specifier of specifiers) {
-        if (specifier.startsWith(".")) {
-          const target = path.posix.join(path.posix.dirname(file), specifier);
-          const inImage = imagePathOf(target);
-          const expected = path.posix.join(path.posix.dirname(imagePathOf(file) as string), specifier);
-          if (!existsSync(path.join(root, target))) problems.push(`${file} imports missing ${specifier}`);
-          else if (inImage !== expected)
-            problems.push(`${file} imports ${target}, which is not in the image`);
-          else queue.push(target);
-        } else if (!isBuiltin(specifier)) {
-          const parts = specifier.split("/");
-          const name = specifier.startsWith("@") ? parts.slice(0, 2).join("/") : (parts[0] as string);
-          if (!(name in packageJson.dependencies)) {
-            problems.push(
-              `${file} imports ${name}, which is not a production dependency (npm ci --omit=dev)`,
-            );
+      it("puts the entry point and everything it imports in the image; packages are production dependencies", () => {
+        const entry = execForm(lastIn(target, "ENTRYPOINT"), "ENTRYPOINT");
+        const workdir = inImage(target)
+          .filter((i) => i.keyword === "WORKDIR")
+          .reduce((dir, i) => path.posix.resolve(dir, i.args), "/");
+        const script = entry[entry.indexOf("node") + 1] as string;
+        const entryImagePath = path.posix.resolve(workdir, script);
+        const entryRepoFile = path.posix.normalize(script);
+        assert.ok(existsSync(path.join(root, entryRepoFile)), `${script} is not in the repository`);
+        assert.equal(
+          imagePathOf(entryRepoFile),
+          entryImagePath,
+          `${script} is not copied to ${entryImagePath}`,
+        );
+        assert.ok(imagePathOf("package.json"), "package.json (type: module) is in the image");
+
+        const seen = new Set<string>();
+        const queue = [entryRepoFile];
+        const problems: string[] = [];
+        const importPattern = /^\s*(?:import|export)\s+(type\s+)?(?:[^'";]*?\s+from\s+)?["']([^"']+)["']/gm;
+        const callPattern = /\b(?:import|require)\(\s*["']([^"']+)["']\s*\)/g;
+        while (queue.length > 0) {
+          const file = queue.shift() as string;
+          if (seen.has(file)) continue;
+          seen.add(file);
+          if (!file.endsWith(".ts") && !file.endsWith(".js")) continue;
+          const code = readFileSync(path.join(root, file), "utf8");
+          const specifiers = [
+            ...[...code.matchAll(importPattern)].filter((m) => !m[1]).map((m) => m[2] as string),
+            ...[...code.matchAll(callPattern)].map((m) => m[1] as string),
+          ];
+          for (const specifier of specifiers) {
+            if (specifier.startsWith(".")) {
+              const target_ = path.posix.join(path.posix.dirname(file), specifier);
+              const inImagePath = imagePathOf(target_);
+              const expected = path.posix.join(path.posix.dirname(imagePathOf(file) as string), specifier);
+              if (!existsSync(path.join(root, target_)))
+                problems.push(`${file} imports missing ${specifier}`);
+              else if (inImagePath !== expected)
+                problems.push(`${file} imports ${target_}, which is not in the image`);
+              else queue.push(target_);
+            } else if (!isBuiltin(specifier)) {
+              const parts = specifier.split("/");
+              const name = specifier.startsWith("@") ? parts.slice(0, 2).join("/") : (parts[0] as string);
+              if (!(name in packageJson.dependencies)) {
+                problems.push(
+                  `${file} imports ${name}, which is not a production dependency (npm ci --omit=dev)`,
+                );
+              }
+            }
           }
         }
-      }
-    }
-    assert.ok(seen.size > 10, `followed only ${seen.size} files from ${script}`);
-    assert.deepEqual(problems, []);
-  });
+        assert.ok(seen.size > 10, `followed only ${seen.size} files from ${script}`);
+        assert.deepEqual(problems, []);
+      });
+    });
+  }
 
   it("leaves tests, local data, docs and secrets out of the build context (.dockerignore)", () => {
     for (const file of [
@@ -808,7 +1204,7 @@ describe("deploy/Dockerfile", () => {
 
     /** Runs the HEALTHCHECK's command (asynchronously: the server answering it is in this process). */
     const runHealthcheck = async (): Promise<number | null> => {
-      const instruction = last("HEALTHCHECK");
+      const instruction = lastIn("converter", "HEALTHCHECK");
       assert.ok(instruction, "HEALTHCHECK missing");
       const command = /\bCMD\s+(\[.*\])\s*$/.exec(instruction.args)?.[1];
       assert.ok(command, "HEALTHCHECK CMD must be in exec form");
@@ -828,5 +1224,163 @@ describe("deploy/Dockerfile", () => {
       status = 503;
       assert.equal(await runHealthcheck(), 1);
     });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// deploy/compose.yaml
+
+interface ComposeService {
+  image?: string;
+  build?: { target?: string };
+  command?: string;
+  environment?: Record<string, string>;
+  healthcheck?: { test: string | string[] };
+  depends_on?: Record<string, { condition: string }>;
+  stop_grace_period?: string;
+  network_mode?: string;
+}
+interface ComposeFile {
+  services: Record<string, ComposeService>;
+}
+
+describe("deploy/compose.yaml", () => {
+  const readCompose = (file: string) =>
+    parse(readFileSync(path.join(root, file), "utf8"), { merge: true }) as ComposeFile;
+  const compose = readCompose("deploy/compose.yaml");
+  const override = readCompose("test/containers/compose.override.yaml");
+  // The compose specification's JSON schema, as the dclint package ships it (kept current with
+  // the specification by its maintainers).
+  const ajv = new Ajv({ allErrors: true, strict: false, validateFormats: false });
+  // The schema names draft-07 by its https address; Ajv knows the meta-schema by the http one.
+  const draft07 = JSON.parse(
+    readFileSync(path.join(root, "node_modules", "ajv", "dist", "refs", "json-schema-draft-07.json"), "utf8"),
+  ) as { $id: string };
+  ajv.addMetaSchema({ ...draft07, $id: "https://json-schema.org/draft-07/schema" });
+  const validate = ajv.compile(
+    JSON.parse(
+      readFileSync(path.join(root, "node_modules", "dclint", "schemas", "compose.schema.json"), "utf8"),
+    ),
+  );
+  const errorsOf = (document: unknown) =>
+    validate(document)
+      ? []
+      : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message} ${JSON.stringify(e.params)}`);
+
+  it("is valid against the compose specification's schema, and so is the test override", () => {
+    assert.deepEqual(errorsOf(compose), []);
+    assert.deepEqual(errorsOf(override), []);
+  });
+
+  it("fails the schema with a misspelled key (the check is strict)", () => {
+    const broken = structuredClone(compose) as unknown as {
+      services: Record<string, Record<string, unknown>>;
+    };
+    const gateway = broken.services.gateway as Record<string, unknown>;
+    gateway.depends_onn = gateway.depends_on;
+    delete gateway.depends_on;
+    assert.ok(
+      errorsOf(broken).some((e) => e.includes("depends_onn")),
+      errorsOf(broken).join("\n"),
+    );
+  });
+
+  it("runs the whole distributed system: backends, migrations, the four services", () => {
+    assert.deepEqual(Object.keys(compose.services).sort(), [
+      "auth",
+      "converter",
+      "gateway",
+      "mailpit",
+      "mariadb",
+      "migrate-auth",
+      "migrate-gateway",
+      "minio",
+      "notification",
+      "rabbitmq",
+    ]);
+    for (const name of ["mariadb", "rabbitmq", "minio", "mailpit"]) {
+      assert.ok(compose.services[name]?.healthcheck, `${name}: a health check`);
+    }
+  });
+
+  for (const name of services) {
+    it(`starts ${name} from the right image target, checked by /readyz, after what it needs`, () => {
+      const service = compose.services[name] as ComposeService;
+      assert.equal(service.command, `serve ${name}`);
+      assert.equal(service.build?.target, name === "converter" ? "converter" : "service");
+      const test = Array.isArray(service.healthcheck?.test)
+        ? service.healthcheck.test.join(" ")
+        : service.healthcheck?.test;
+      assert.match(test ?? "", /\/readyz/);
+      const env = service.environment ?? {};
+      const config = loadConfig(env);
+      for (const backend of expectedBackends[name]) {
+        if (backend === "jwt") continue; // one auth container: it keeps its own key in its volume
+        assert.notEqual(config[backend], undefined, `${name}: ${backend} must be configured`);
+      }
+      assert.equal(config.port, defaultPorts[name]);
+      // Every backend it uses is a service it waits for, healthy; a migration, completed.
+      const needs: Record<ServiceName, Record<string, string>> = {
+        auth: { mariadb: "service_healthy", "migrate-auth": "service_completed_successfully" },
+        gateway: {
+          mariadb: "service_healthy",
+          "migrate-gateway": "service_completed_successfully",
+          auth: "service_healthy",
+          rabbitmq: "service_healthy",
+          minio: "service_healthy",
+        },
+        converter: { rabbitmq: "service_healthy", minio: "service_healthy" },
+        notification: { rabbitmq: "service_healthy", mailpit: "service_healthy" },
+      };
+      for (const [dependency, condition] of Object.entries(needs[name])) {
+        assert.equal(service.depends_on?.[dependency]?.condition, condition, `${name} → ${dependency}`);
+      }
+      const hosts = [
+        config.databaseUrl,
+        config.amqpUrl,
+        config.s3?.endpoint,
+        config.smtpUrl,
+        config.authServiceAddress,
+      ]
+        .filter((u): u is string => u !== undefined)
+        .map((u) => new URL(u).hostname);
+      for (const host of hosts) assert.ok(host in (service.depends_on ?? {}), `${name} waits for ${host}`);
+    });
+  }
+
+  it("migrates with DDL users; auth and the gateway run with rows-only users and MIGRATE_ON_START=false", () => {
+    for (const name of ["auth", "gateway"]) {
+      const migrate = compose.services[`migrate-${name}`] as ComposeService;
+      const service = compose.services[name] as ComposeService;
+      assert.equal(migrate.command, `migrate ${name}`);
+      assert.equal(service.environment?.MIGRATE_ON_START, "false");
+      const [ddl, rows] = [migrate, service].map(
+        (s) => new URL(loadConfig(s.environment ?? {}).databaseUrl as string),
+      );
+      assert.notEqual(ddl?.username, rows?.username);
+      assert.equal(ddl?.pathname, rows?.pathname);
+    }
+  });
+
+  it("gives a stopping converter the time to finish its conversion", () => {
+    const converter = compose.services.converter as ComposeService;
+    const config = loadConfig(converter.environment ?? {});
+    assert.ok(config.converterDrainSeconds >= config.ffmpeg.timeoutSeconds);
+    assert.ok(durationSeconds(converter.stop_grace_period) >= config.converterDrainSeconds + 25);
+  });
+
+  it("the test override changes only what cannot run here: backing images, and the network (host, loopback)", () => {
+    for (const [name, service] of Object.entries(override.services)) {
+      assert.ok(name in compose.services, `${name} is a service of compose.yaml`);
+      assert.equal(service.network_mode, "host", `${name}: host network`);
+      if (service.image !== undefined) {
+        assert.ok(
+          ["mariadb", "rabbitmq", "minio", "mailpit"].includes(name),
+          `${name}: its image is compose.yaml's`,
+        );
+      }
+      assert.equal(service.build, undefined);
+      assert.equal(service.depends_on, undefined, `${name}: the start order is compose.yaml's`);
+    }
   });
 });

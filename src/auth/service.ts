@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { type Kysely, sql } from "kysely";
 import { sharedAuthApiSchemas } from "../contracts/auth-api.ts";
 import type { Config } from "../platform/config.ts";
-import { migrateToLatest } from "../platform/database.ts";
+import { prepareSchema } from "../platform/database.ts";
 import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
 import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
@@ -47,7 +47,11 @@ export interface AuthService {
  */
 export async function createAuthService(config: Config, deps: AuthServiceDeps): Promise<AuthService> {
   const { logger, db } = deps;
-  await migrateToLatest(db, authMigrations, { table: AUTH_MIGRATION_TABLE });
+  await prepareSchema(db, authMigrations, {
+    table: AUTH_MIGRATION_TABLE,
+    service: "auth",
+    migrate: config.migrateOnStart,
+  });
   const users = createUsersRepository(db);
   const tokens = await createTokenService(config, deps.tokens);
   await Promise.all([ensureFirstAdmin(users, config, logger, deps.bootstrap), prepareLoginTiming()]);

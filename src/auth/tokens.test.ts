@@ -204,3 +204,52 @@ test("garbage and tampered tokens are rejected", async (t) => {
   const forged = Buffer.from(JSON.stringify({ ...decodeJwt(token), admin: true })).toString("base64url");
   await assert.rejects(tokens.verify(`${header}.${forged}.${signature}`), InvalidTokenError);
 });
+
+test("EdDSA: JWT_VERIFICATION_KEYS are published and accepted beside the signing key (rotation without logouts)", async (t) => {
+  const key = async (kid: string) => {
+    const { privateKey } = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
+    return { ...(await exportJWK(privateKey)), kid };
+  };
+  const [current, next] = [await key("current"), await key("next")];
+  const publicOnly = ({ d: _d, ...rest }: typeof current) => rest;
+
+  // 1. The next key is published before anything is signed with it.
+  const before = await tokenService(await tempDataDir(t), {
+    JWT_PRIVATE_KEY: JSON.stringify(current),
+    JWT_VERIFICATION_KEYS: JSON.stringify([publicOnly(next)]),
+  });
+  assert.deepEqual(
+    before.jwks().keys.map((k) => k.kid),
+    ["current", "next"],
+  );
+  assert.ok(
+    before.jwks().keys.every((k) => !("d" in k)),
+    "no private part, even when one was given",
+  );
+  const oldToken = (await before.sign(alice)).token;
+
+  // 2. The switch: signing with the next key, the previous one still accepted until its tokens expire.
+  const after = await tokenService(await tempDataDir(t), {
+    JWT_PRIVATE_KEY: JSON.stringify(next),
+    JWT_VERIFICATION_KEYS: JSON.stringify([current]),
+  });
+  assert.equal((await after.verify(oldToken)).sub, alice.id, "a token of the previous key still works");
+  const newToken = (await after.sign(alice)).token;
+  assert.equal(decodeProtectedHeader(newToken).kid, "next");
+  // Gateways verify with the published set: both tokens pass there too.
+  const published = createLocalJWKSet(after.jwks());
+  for (const token of [oldToken, newToken]) {
+    await jwtVerify(token, published, { issuer: TOKEN_ISSUER, audience: TOKEN_AUDIENCE });
+  }
+
+  // 3. Without the previous key, its tokens are refused.
+  const later = await tokenService(await tempDataDir(t), { JWT_PRIVATE_KEY: JSON.stringify(next) });
+  await assert.rejects(later.verify(oldToken), InvalidTokenError);
+  await assert.rejects(
+    tokenService(await tempDataDir(t), {
+      JWT_PRIVATE_KEY: JSON.stringify(next),
+      JWT_VERIFICATION_KEYS: "[{}]",
+    }),
+    /JWT_VERIFICATION_KEYS: every key must be an Ed25519 JWK/,
+  );
+});

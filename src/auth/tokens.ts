@@ -144,11 +144,13 @@ async function ed25519Signer(config: Pick<Config, "dataDir" | "jwt">): Promise<S
     config.jwt.privateKey !== undefined
       ? parseEd25519PrivateJwk(config.jwt.privateKey, "JWT_PRIVATE_KEY")
       : await loadOrCreateKeyFile(signingKeyFile(config.dataDir));
-  const kid = privateJwk.kid ?? (await calculateJwkThumbprint(privateJwk));
-  const publicJwk: JWK = { kty: "OKP", crv: "Ed25519", x: privateJwk.x, kid, alg: "EdDSA", use: "sig" };
-  // The JWKS is also what this service verifies against: one code path, and rotation later means
-  // adding the old public key to this list.
-  const keySet = createLocalJWKSet({ keys: [publicJwk] });
+  const publicJwk = await publicHalf(privateJwk);
+  const kid = publicJwk.kid as string;
+  // The JWKS is also what this service verifies against: one code path. Key rotation adds keys
+  // here (JWT_VERIFICATION_KEYS): first the next key, so every gateway knows it before any token
+  // is signed with it; then, after the switch, the previous one until its tokens have expired.
+  const publicJwks = [publicJwk, ...(await verificationKeys(config.jwt.verificationKeys))];
+  const keySet = createLocalJWKSet({ keys: publicJwks });
   return {
     alg: "EdDSA",
     kid,
@@ -158,8 +160,43 @@ async function ed25519Signer(config: Pick<Config, "dataDir" | "jwt">): Promise<S
       "EdDSA",
     )) as CryptoKey,
     verify: (token, options) => jwtVerify(token, keySet, options),
-    publicJwks: [publicJwk],
+    publicJwks,
   };
+}
+
+/** The public JWK of an Ed25519 key (private or public), with its kid (the thumbprint when it has none). */
+async function publicHalf(jwk: Pick<Ed25519PrivateJwk, "x" | "kid">): Promise<JWK> {
+  const kid = jwk.kid ?? (await calculateJwkThumbprint({ kty: "OKP", crv: "Ed25519", x: jwk.x }));
+  return { kty: "OKP", crv: "Ed25519", x: jwk.x, kid, alg: "EdDSA", use: "sig" };
+}
+
+function isEd25519Jwk(value: unknown): value is Pick<Ed25519PrivateJwk, "kty" | "crv" | "x" | "kid"> & JWK {
+  const k = value as Partial<Ed25519PrivateJwk> | null;
+  return (
+    k !== null && typeof k === "object" && k.kty === "OKP" && k.crv === "Ed25519" && typeof k.x === "string"
+  );
+}
+
+/** JWT_VERIFICATION_KEYS: a JSON array of Ed25519 JWKs; only their public halves are kept. */
+async function verificationKeys(text: string | undefined): Promise<JWK[]> {
+  if (text === undefined) return [];
+  let keys: unknown;
+  try {
+    keys = JSON.parse(text);
+  } catch {
+    throw new Error("JWT_VERIFICATION_KEYS is not valid JSON: expected an array of Ed25519 JWKs");
+  }
+  if (!Array.isArray(keys)) throw new Error("JWT_VERIFICATION_KEYS must be a JSON array of Ed25519 JWKs");
+  return Promise.all(
+    keys.map((key) => {
+      if (!isEd25519Jwk(key)) {
+        throw new Error(
+          'JWT_VERIFICATION_KEYS: every key must be an Ed25519 JWK (kty "OKP", crv "Ed25519", x)',
+        );
+      }
+      return publicHalf({ x: key.x, kid: key.kid });
+    }),
+  );
 }
 
 interface Ed25519PrivateJwk extends JWK {
@@ -177,14 +214,7 @@ function parseEd25519PrivateJwk(text: string, source: string): Ed25519PrivateJwk
     throw new Error(`${source} is not valid JSON: expected an Ed25519 private key as a JWK`);
   }
   const j = jwk as Partial<Ed25519PrivateJwk> | null;
-  if (
-    j === null ||
-    typeof j !== "object" ||
-    j.kty !== "OKP" ||
-    j.crv !== "Ed25519" ||
-    typeof j.x !== "string" ||
-    typeof j.d !== "string"
-  ) {
+  if (!isEd25519Jwk(j) || typeof j.d !== "string") {
     throw new Error(`${source} must be an Ed25519 private key as a JWK (kty "OKP", crv "Ed25519", x, d)`);
   }
   return j as Ed25519PrivateJwk;

@@ -4,7 +4,12 @@ import packageJson from "../../package.json" with { type: "json" };
 import { ConfigError, loadConfig } from "../platform/config.ts";
 import { createLogger } from "../platform/logger.ts";
 import type { ConvertOptions, ServerOption } from "./commands.ts";
-import { type ServiceName, serviceNames } from "./service-names.ts";
+import {
+  type MigratableService,
+  migratableServiceNames,
+  type ServiceName,
+  serviceNames,
+} from "./service-names.ts";
 
 const program = new Command()
   .name("vid2mp3")
@@ -19,7 +24,7 @@ program
       "(DATABASE_URL or MYSQL_*), RabbitMQ (AMQP_URL), S3 (S3_BUCKET), SMTP (SMTP_URL); each one unset is " +
       "its embedded default under DATA_DIR.",
   )
-  .argument("[service]", `which service to run: ${serviceNames.join(", ")}`, parseService, "all")
+  .argument("[service]", `which service to run: ${serviceNames.join(", ")}`, oneOf(serviceNames), "all")
   .addHelpText(
     "after",
     `
@@ -33,7 +38,26 @@ Configuration is read from environment variables (see docs/architecture.md), e.g
     const { serve } = await import("./serve.ts");
     const system = await serve(service, config, logger);
     logger.info({ url: system.url, dataDir: config.dataDir }, `vid2mp3 ${service} is ready on ${system.url}`);
-    stopOnSignal(() => system.close(), logger);
+    // The converter's drain comes on top of the usual shutdown bound.
+    stopOnSignal(() => system.close(), logger, 25_000 + config.converterDrainSeconds * 1000);
+  });
+
+program
+  .command("migrate")
+  .description(
+    "Migrate one service's database to the latest schema, then exit: run it with a user allowed to change tables " +
+      "(a Kubernetes Job), and the service with MIGRATE_ON_START=false and a user that is not.",
+  )
+  .argument(
+    "<service>",
+    `whose database: ${migratableServiceNames.join(", ")}`,
+    oneOf(migratableServiceNames),
+  )
+  .action(async (service: MigratableService) => {
+    const config = loadConfig();
+    const logger = createLogger(config.logLevel, service);
+    const { migrate } = await import("./migrate.ts");
+    await migrate(service, config, logger);
   });
 
 program
@@ -202,11 +226,14 @@ function parseLimit(value: string): number {
   return limit;
 }
 
-function parseService(value: string): ServiceName {
-  if (!(serviceNames as readonly string[]).includes(value)) {
-    throw new InvalidArgumentError(`expected one of: ${serviceNames.join(", ")}`);
-  }
-  return value as ServiceName;
+/** A commander argument parser that accepts one of `names`. */
+function oneOf<T extends string>(names: readonly T[]): (value: string) => T {
+  return (value) => {
+    if (!(names as readonly string[]).includes(value)) {
+      throw new InvalidArgumentError(`expected one of: ${names.join(", ")}`);
+    }
+    return value as T;
+  };
 }
 
 /** SIGTERM/SIGINT: a graceful stop, bounded in time; a second signal stops at once. */

@@ -35,9 +35,11 @@ after(async () => {
 async function startConverter({
   ffmpegPath = "ffmpeg",
   logger = createLogger("silent", "converter"),
+  env = {},
 }: {
   ffmpegPath?: string;
   logger?: Logger;
+  env?: Record<string, string>;
 } = {}) {
   const dataDir = await mkdtemp(path.join(dir, "data-"));
   const config = loadConfig({
@@ -45,6 +47,7 @@ async function startConverter({
     RETRY_DELAY_MS: "10",
     MAX_ATTEMPTS: "2",
     LOG_LEVEL: "silent",
+    ...env,
   });
   const broker = createMemoryBroker({ logger });
   const blobs = createFolderBlobStore(path.join(dataDir, "blobs"));
@@ -263,12 +266,16 @@ test("an internal failure is retried, and on the last attempt the job fails with
   assert.deepEqual(await readdir(c.workDir), []);
 });
 
+/** Real ffmpeg reading its input at playback speed, so a conversion is certainly still running. */
+async function realtimeFfmpeg(): Promise<string> {
+  const file = path.join(dir, "realtime-ffmpeg");
+  await writeFile(file, '#!/bin/sh\nexec ffmpeg -re "$@"\n');
+  await chmod(file, 0o755);
+  return file;
+}
+
 test("close stops the conversion in hand, and its message comes back to the next converter", async (t) => {
-  // Real ffmpeg reading its input at playback speed, so the conversion is certainly still running.
-  const realtimeFfmpeg = path.join(dir, "realtime-ffmpeg");
-  await writeFile(realtimeFfmpeg, '#!/bin/sh\nexec ffmpeg -re "$@"\n');
-  await chmod(realtimeFfmpeg, 0o755);
-  const c = await startConverter({ ffmpegPath: realtimeFfmpeg });
+  const c = await startConverter({ ffmpegPath: await realtimeFfmpeg() });
   t.after(c.close);
   await c.submit(videoWithSound);
   await waitFor(() => c.events.length === 1, "the converting event");
@@ -291,4 +298,22 @@ test("close stops the conversion in hand, and its message comes back to the next
   await waitFor(() => c.mails.length === 1, "the mp3 message");
   assert.equal(c.mails[0]?.outcome, "done");
   assert.equal(c.events.at(-1)?.type, "done");
+});
+
+test("with CONVERTER_DRAIN_SECONDS, close takes no new job but lets the conversion in hand finish", async (t) => {
+  const c = await startConverter({
+    ffmpegPath: await realtimeFfmpeg(),
+    env: { CONVERTER_DRAIN_SECONDS: "120" },
+  });
+  t.after(c.close);
+  const first = await c.submit(videoWithSound);
+  await waitFor(() => c.events.length === 1, "the converting event");
+  const second = await c.submit(videoWithSound);
+
+  await c.converter.close();
+  assert.equal(c.mails.length, 1, "the conversion in hand ended before close returned");
+  assert.equal(c.mails[0]?.jobId, first.jobId);
+  assert.equal(c.mails[0]?.outcome, "done");
+  assert.deepEqual(eventsOf(c.events, second.jobId), [], "the next job was not started");
+  assert.deepEqual(c.dead, []);
 });

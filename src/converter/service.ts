@@ -36,8 +36,9 @@ export interface ConverterDeps {
 export interface Converter {
   start(): Promise<void>;
   /**
-   * Stops taking messages and stops the conversions in hand: their messages are not acknowledged,
-   * so they come back (redelivered by the broker, or re-queued from the jobs table at start).
+   * Stops taking messages, lets the conversions in hand finish for up to CONVERTER_DRAIN_SECONDS,
+   * then stops those still running: their messages are not acknowledged, so they come back
+   * (redelivered by the broker, or re-queued from the jobs table at start).
    */
   close(): Promise<void>;
 }
@@ -268,8 +269,17 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
     async close() {
       const running = consumer;
       consumer = undefined;
-      shutdown.abort();
-      await running?.close();
+      // Stop taking messages; the conversions in hand may finish within the drain time (a
+      // scaled-down Kubernetes pod loses no work), and are stopped after it, their messages
+      // coming back unacknowledged.
+      const drainMs = config.converterDrainSeconds * 1000;
+      const stopAfterDrain = setTimeout(() => shutdown.abort(), drainMs);
+      try {
+        await running?.close();
+      } finally {
+        clearTimeout(stopAfterDrain);
+        shutdown.abort();
+      }
     },
   };
 }

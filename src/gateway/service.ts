@@ -5,7 +5,7 @@ import { sharedAuthApiSchemas } from "../contracts/auth-api.ts";
 import type { BlobStore } from "../platform/blobs/blob-store.ts";
 import type { Broker } from "../platform/broker/broker.ts";
 import type { Config } from "../platform/config.ts";
-import { migrateToLatest } from "../platform/database.ts";
+import { prepareSchema } from "../platform/database.ts";
 import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
 import type { HttpTimeouts } from "../platform/http-timeouts.ts";
 import type { Logger } from "../platform/logger.ts";
@@ -50,7 +50,11 @@ export interface GatewayService {
 
 export async function createGatewayService(config: Config, deps: GatewayDeps): Promise<GatewayService> {
   const { logger, broker, blobs, authFetch } = deps;
-  await migrateToLatest(deps.db, gatewayMigrations, { table: GATEWAY_MIGRATION_TABLE });
+  await prepareSchema(deps.db, gatewayMigrations, {
+    table: GATEWAY_MIGRATION_TABLE,
+    service: "gateway",
+    migrate: config.migrateOnStart,
+  });
   const jobs = createJobsRepository(deps.db, { retentionHours: config.retentionHours });
   // HS256 asks auth about every token anyway; EdDSA verifies locally and asks auth about revocation now and then.
   const verifier = config.jwt.secret

@@ -44,10 +44,12 @@ const schema = {
   MAIL_FROM: z.string().min(3).default("vid2mp3 <no-reply@vid2mp3.localhost>"),
   JWT_SECRET: z.string().min(32, "must be at least 32 characters (HS256 needs a 256-bit secret)").optional(),
   JWT_PRIVATE_KEY: optionalString,
+  JWT_VERIFICATION_KEYS: optionalString,
   JWT_TTL_SECONDS: positiveInt.default(24 * 3600),
   FFMPEG_PATH: optionalString,
   FFMPEG_TIMEOUT_SECONDS: positiveInt.default(3600),
   CONVERTER_CONCURRENCY: positiveInt.default(1),
+  CONVERTER_DRAIN_SECONDS: wholeNumber(0).default(0),
   // A week: long enough to come back for a file, short enough that storage does not grow for ever.
   RETENTION_HOURS: nonNegativeNumber.default(168),
   // 0 switches a limit off. Four hours of audio covers films and long podcasts; its MP3 stays under 600 MB.
@@ -84,6 +86,7 @@ const schema = {
   INCOMPLETE_UPLOAD_MAX_AGE_HOURS: nonNegativeNumber.default(24),
   // Distributed backends: each one unset means its embedded default.
   DATABASE_URL: urlWithScheme(["mysql", "mariadb"]).optional(),
+  MIGRATE_ON_START: z.enum(["true", "false"]).default("true"),
   MYSQL_HOST: optionalString,
   MYSQL_PORT: port.default(3306),
   MYSQL_USER: z.string().min(1).default("root"),
@@ -125,9 +128,17 @@ export interface Config {
   maxUploadBytes: number;
   publicUrl: string | undefined;
   mailFrom: string;
-  jwt: { secret: string | undefined; privateKey: string | undefined; ttlSeconds: number };
+  jwt: {
+    secret: string | undefined;
+    privateKey: string | undefined;
+    /** More Ed25519 keys (a JSON array of JWKs) published and accepted besides the signing key: key rotation. */
+    verificationKeys: string | undefined;
+    ttlSeconds: number;
+  };
   ffmpeg: { path: string | undefined; timeoutSeconds: number };
   converterConcurrency: number;
+  /** On shutdown, how long conversions in hand may go on before they are stopped (0: at once). */
+  converterDrainSeconds: number;
   retentionHours: number;
   limits: {
     /** Longest audio converted, in seconds; 0 = no limit. */
@@ -150,6 +161,8 @@ export interface Config {
   incompleteUploadMaxAgeMs: number;
   /** MySQL/MariaDB URL (from DATABASE_URL or the original's MYSQL_*); undefined = SQLite under DATA_DIR. */
   databaseUrl: string | undefined;
+  /** Migrate the schema at start (default), or only check it (migrations run apart: `vid2mp3 migrate`). */
+  migrateOnStart: boolean;
   /** RabbitMQ URL; undefined = the in-process broker. */
   amqpUrl: string | undefined;
   /** S3-compatible storage; undefined = a folder under DATA_DIR. */
@@ -202,9 +215,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxUploadBytes: r.MAX_UPLOAD_BYTES,
     publicUrl: r.PUBLIC_URL?.replace(/\/+$/, ""),
     mailFrom: r.MAIL_FROM,
-    jwt: { secret: r.JWT_SECRET, privateKey: r.JWT_PRIVATE_KEY, ttlSeconds: r.JWT_TTL_SECONDS },
+    jwt: {
+      secret: r.JWT_SECRET,
+      privateKey: r.JWT_PRIVATE_KEY,
+      verificationKeys: r.JWT_VERIFICATION_KEYS,
+      ttlSeconds: r.JWT_TTL_SECONDS,
+    },
     ffmpeg: { path: r.FFMPEG_PATH, timeoutSeconds: r.FFMPEG_TIMEOUT_SECONDS },
     converterConcurrency: r.CONVERTER_CONCURRENCY,
+    converterDrainSeconds: r.CONVERTER_DRAIN_SECONDS,
     retentionHours: r.RETENTION_HOURS,
     limits: {
       maxAudioSeconds: r.MAX_AUDIO_SECONDS,
@@ -229,6 +248,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     incompleteUploadMaxAgeMs: r.INCOMPLETE_UPLOAD_MAX_AGE_HOURS * 3_600_000,
     databaseUrl: r.DATABASE_URL ?? mysqlUrlFromOriginalVariables(r),
+    migrateOnStart: r.MIGRATE_ON_START === "true",
     amqpUrl: r.AMQP_URL,
     s3: r.S3_BUCKET
       ? {

@@ -90,6 +90,34 @@ export async function migrateToLatest<DB>(
 }
 
 /**
+ * The schema a service needs at start: migrated to the latest (the default), or, when a separate
+ * step migrates (`vid2mp3 migrate <service>` in a Kubernetes Job, with a user allowed DDL) and the
+ * service runs with a user that may not change tables (MIGRATE_ON_START=false), checked only: a
+ * pending migration stops the start with a sentence that says what to run.
+ */
+export async function prepareSchema<DB>(
+  db: Kysely<DB>,
+  migrations: Record<string, Migration>,
+  options: { table: string; service: string; migrate: boolean },
+): Promise<void> {
+  if (options.migrate) return migrateToLatest(db, migrations, options);
+  const provider: MigrationProvider = { getMigrations: async () => migrations };
+  const known = await new Migrator({
+    db: db as Kysely<unknown>,
+    provider,
+    migrationTableName: options.table,
+    migrationLockTableName: `${options.table}_lock`,
+  }).getMigrations();
+  const pending = known.filter((m) => m.executedAt === undefined).map((m) => m.name);
+  if (pending.length > 0) {
+    throw new Error(
+      `the ${options.service} database schema is behind (${pending.length} migration(s) pending: ${pending.join(", ")}); ` +
+        `run \`vid2mp3 migrate ${options.service}\` with a database user allowed to change tables, or set MIGRATE_ON_START=true`,
+    );
+  }
+}
+
+/**
  * Databases made before migration tables were per service kept their history in Kysely's default
  * `kysely_migration`; it is renamed to the service's table (when every migration it lists is one of
  * this service's), so those migrations are not run a second time.

@@ -230,15 +230,16 @@ export async function listMultipartUploads(
   }
 }
 
-// The child process: `node s3-server.ts <data folder>`.
+// The child process: `node s3-server.ts <data folder> [<port>]` (a free port by default).
 if (import.meta.main) {
   const S3rver = require("s3rver") as new (options: object) => S3rverInstance;
   const directory = process.argv[2];
-  if (!directory) throw new Error("usage: s3-server.ts <data folder>");
-  const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory });
+  if (!directory) throw new Error("usage: s3-server.ts <data folder> [<port>]");
+  const port = Number(process.argv[3] ?? 0);
+  const server = new S3rver({ address: "127.0.0.1", port, silent: true, directory });
   server.middleware.unshift(multipartExtensions(server));
-  const { port } = await server.run();
-  process.stdout.write(`S3rver listening on port ${port}\n`);
+  const listening = await server.run();
+  process.stdout.write(`S3rver listening on port ${listening.port}\n`);
   const exit = () => {
     server.close().finally(() => process.exit(0));
   };
