@@ -1,3 +1,7 @@
+import type { AppliedOptions } from "./options.ts";
+
+export type { AppliedOptions };
+
 /** A job's states: `queued → converting → done | failed`, never back. */
 export type JobStatus = "queued" | "converting" | "done" | "failed";
 
@@ -16,6 +20,12 @@ export interface Job {
   mp3Id: string | null;
   /** Why the job failed, as a sentence for the user. */
   error: string | null;
+  /** The conversion options, every default filled in. */
+  options: AppliedOptions;
+  /** The name the MP3 downloads under (`holiday.mov` → `holiday.mp3`). */
+  mp3FileName: string;
+  /** The MP3's size in bytes, once the job is done. */
+  mp3Size: number | null;
 }
 
 /** A page of `GET /jobs`. */

@@ -4,7 +4,12 @@
  * Anything else that goes wrong (ffmpeg missing, disk full) is an ordinary Error and is retried.
  */
 
-export type ConversionFailure = "no-audio" | "undecodable" | "timeout";
+export type ConversionFailure =
+  | "no-audio"
+  | "undecodable"
+  | "timeout"
+  | "no-such-track"
+  | "trim-out-of-range";
 
 export class ConversionError extends Error {
   override name = "ConversionError";
@@ -26,6 +31,34 @@ export class ConversionError extends Error {
     return new ConversionError(
       "undecodable",
       "This file could not be decoded: it is damaged or not a supported video format.",
+    );
+  }
+
+  /** The `track` option names an audio stream the file does not have. */
+  static noSuchTrack(
+    track: number | string,
+    audioTracks: number | undefined,
+    languages: string[] = [],
+  ): ConversionError {
+    const has =
+      audioTracks === undefined
+        ? ""
+        : audioTracks === 1
+          ? " It has 1 audio track (number 0)."
+          : ` It has ${audioTracks} audio tracks (numbered 0 to ${audioTracks - 1}).`;
+    const which =
+      typeof track === "number"
+        ? `This file has no audio track number ${track} (tracks are counted from 0).`
+        : `This file has no audio track in the language "${track}".`;
+    const known = languages.length > 0 ? ` Its tracks' languages: ${languages.join(", ")}.` : "";
+    return new ConversionError("no-such-track", `${which}${has}${known}`);
+  }
+
+  /** The `start` option lies at or after the end of the file. */
+  static startBeyondEnd(start: string, duration: string): ConversionError {
+    return new ConversionError(
+      "trim-out-of-range",
+      `The start (${start}) is not before the end of the file (${duration}), so nothing would be left to convert.`,
     );
   }
 

@@ -49,6 +49,9 @@ interface ConvertedSummary {
   audio?: AudioPath;
   sourceCodec?: string | null;
   copyAbandoned?: string;
+  /** Whether a cover was attached and the loudness normalised. */
+  cover?: boolean;
+  normalized?: boolean;
 }
 
 /** Shown to the user when the failure was ours and retrying did not help. */
@@ -155,11 +158,13 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
       onError: (error) => log.warn({ err: error }, "could not publish a progress event"),
     });
     try {
-      const { durationSeconds, audio, sourceCodec, copyAbandoned } = await transcode({
+      const { durationSeconds, audio, sourceCodec, copyAbandoned, cover, normalized } = await transcode({
         ffmpegPath,
         input: local.path,
         output: mp3File,
         format: video.format,
+        options: video.options,
+        fileName: video.fileName,
         timeoutSeconds: config.ffmpeg.timeoutSeconds,
         onProgress: (fraction, inputDuration) => progress.update(fraction, inputDuration),
         signal: shutdown.signal,
@@ -172,7 +177,15 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
       });
       await announceDone(video, mp3Size, durationSeconds);
       // `audio`: copy (the source's MP3 frames, unchanged) or encode; `copyAbandoned`: why a copy was given up.
-      return { mp3Size, durationSeconds, audio, sourceCodec, ...(copyAbandoned && { copyAbandoned }) };
+      return {
+        mp3Size,
+        durationSeconds,
+        audio,
+        sourceCodec,
+        cover,
+        normalized,
+        ...(copyAbandoned && { copyAbandoned }),
+      };
     } finally {
       await progress.settled();
       await rm(mp3File, { force: true });

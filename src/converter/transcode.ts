@@ -1,5 +1,16 @@
+import { rm, stat } from "node:fs/promises";
+import type { ConversionOptions } from "../contracts/options.ts";
 import { ConversionError } from "./conversion-error.ts";
-import { type AudioPath, buildFfmpegArgs, buildProbeArgs } from "./ffmpeg-args.ts";
+import {
+  type AudioPath,
+  buildCoverArgs,
+  buildFfmpegArgs,
+  buildLoudnessArgs,
+  buildProbeArgs,
+  type OutputPlan,
+} from "./ffmpeg-args.ts";
+import { readLoudness } from "./loudness.ts";
+import { planOutput } from "./output-plan.ts";
 import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
 import { StreamListing } from "./stream-listing.ts";
 
@@ -23,6 +34,10 @@ export interface TranscodeOptions {
   onProgress?: (fraction: number, inputDurationSeconds: number | null) => void;
   /** Aborting kills ffmpeg; the promise then rejects with an ordinary (retryable) Error. */
   signal?: AbortSignal;
+  /** The user's options for this upload (see `contracts/options.ts`); none: every default. */
+  options?: ConversionOptions | undefined;
+  /** The upload's name: the MP3's title when neither the user nor the file gives one. */
+  fileName?: string | undefined;
 }
 
 export interface TranscodeResult {
@@ -34,6 +49,10 @@ export interface TranscodeResult {
   sourceCodec: string | null;
   /** Why a copy was tried and given up for encoding (damaged MP3 frames, muxer refused), if it was. */
   copyAbandoned?: string;
+  /** Whether a cover picture was attached. */
+  cover: boolean;
+  /** Whether the loudness was normalised (not for silence, which has no loudness to set). */
+  normalized: boolean;
 }
 
 /** How much of ffmpeg's stderr is kept for error messages; a bad file can make it print without end. */
@@ -68,22 +87,149 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
   });
   // Its exit code is 1 by design (no output file); only a kill matters.
   throwIfKilled(probed, options);
-  const sourceCodec = listing.firstAudioCodec();
+  const chosen = options.options ?? {};
+  // Throws the user's kind of error for a track the file does not have or a start past its end.
+  const { plan, sourceCodec, outputSeconds } = planOutput(listing, chosen, options.fileName);
+  const expected = (inputSeconds: number | undefined) =>
+    outputSeconds(inputSeconds ?? listing.durationSeconds);
 
-  let copyAbandoned: string | undefined;
-  if (sourceCodec === "mp3") {
-    const copied = await runConversion(options, "copy", deadline, emitProgress);
-    if (!(copied instanceof Error)) return { ...copied, audio: "copy", sourceCodec };
-    copyAbandoned = copied.message;
+  const coverFile = `${options.output}.cover.jpg`;
+  try {
+    if (chosen.cover !== "none") {
+      const source = listing.pictureSource();
+      if (source && (await extractCover(options, { source, plan, expected, coverFile, deadline }))) {
+        plan.coverFile = coverFile;
+      }
+    }
+    // Normalising takes a pass to measure first: it gets the first half of the progress bar.
+    let span: ProgressSpan = FULL_SPAN;
+    if (chosen.normalize) {
+      span = { from: 0, to: 0.5 };
+      plan.loudness = await measureLoudness(options, plan, { deadline, emitProgress, expected, span });
+      span = { from: 0.5, to: 1 };
+    }
+    const conversion = { deadline, emitProgress, expected, span };
+
+    let copyAbandoned: string | undefined;
+    if (sourceCodec === "mp3" && framesCanBeCopied(chosen)) {
+      const copied = await runConversion(options, "copy", plan, conversion);
+      if (!(copied instanceof Error)) return { ...copied, audio: "copy", sourceCodec, ...applied(plan) };
+      copyAbandoned = copied.message;
+    }
+    const encoded = await runConversion(options, "encode", plan, conversion);
+    if (encoded instanceof Error) throw encoded;
+    return {
+      ...encoded,
+      audio: "encode",
+      sourceCodec,
+      ...applied(plan),
+      ...(copyAbandoned === undefined ? {} : { copyAbandoned }),
+    };
+  } finally {
+    await rm(coverFile, { force: true });
   }
-  const encoded = await runConversion(options, "encode", deadline, emitProgress);
-  if (encoded instanceof Error) throw encoded;
-  return {
-    ...encoded,
-    audio: "encode",
-    sourceCodec,
-    ...(copyAbandoned === undefined ? {} : { copyAbandoned }),
-  };
+}
+
+const applied = (plan: OutputPlan) => ({
+  cover: plan.coverFile !== undefined,
+  normalized: plan.loudness !== undefined,
+});
+
+/** Copying MP3 frames keeps them as they are: only tags, cover and chapters may change. */
+function framesCanBeCopied(options: ConversionOptions): boolean {
+  return (
+    options.quality === undefined &&
+    options.start === undefined &&
+    options.end === undefined &&
+    !options.normalize &&
+    !options.mono
+  );
+}
+
+interface RunContext {
+  deadline: number;
+  emitProgress: ProgressListener;
+  /** The output's expected length from the input's (for progress fractions). */
+  expected: (inputSeconds: number | undefined) => number | undefined;
+  span: ProgressSpan;
+}
+
+/** The part of the progress bar a run fills. */
+interface ProgressSpan {
+  from: number;
+  to: number;
+}
+const FULL_SPAN: ProgressSpan = { from: 0, to: 1 };
+
+/**
+ * The cover picture, written to `coverFile`. A cover is a nicety: a picture that cannot be made
+ * (undecodable video, a seek past the last frame) leaves the MP3 without one rather than failing
+ * the conversion. Resolves whether a picture was written.
+ */
+async function extractCover(
+  options: TranscodeOptions,
+  {
+    source,
+    plan,
+    expected,
+    coverFile,
+    deadline,
+  }: {
+    source: "moving" | "attached";
+    plan: OutputPlan;
+    expected: RunContext["expected"];
+    coverFile: string;
+    deadline: number;
+  },
+): Promise<boolean> {
+  const start = plan.start ?? 0;
+  const length = expected(undefined);
+  // A third into the kept part, then (if that finds no frame) its very start.
+  const seeks = length === undefined ? [start] : [start + length / 3, start];
+  for (const seekSeconds of seeks) {
+    const exit = await runFfmpeg({
+      ffmpegPath: options.ffmpegPath,
+      args: buildCoverArgs({ ...options, output: coverFile, seekSeconds, source }),
+      deadline,
+      signal: options.signal,
+    });
+    throwIfKilled(exit, options);
+    const written = await stat(coverFile).catch(() => undefined);
+    if (exit.code === 0 && written && written.size > 0) return true;
+  }
+  return false;
+}
+
+/**
+ * loudnorm's first pass over exactly what will be converted. Undefined for silence (nothing to
+ * normalise); a file that cannot be decoded fails here as it would in the conversion.
+ */
+async function measureLoudness(
+  options: TranscodeOptions,
+  plan: OutputPlan,
+  context: RunContext,
+): Promise<OutputPlan["loudness"]> {
+  const diagnosis = new StderrDiagnosis(plan.audioStream);
+  const progress = new ProgressReader(() => context.expected(diagnosis.inputDurationSeconds), context);
+  const stderr: string[] = [];
+  const exit = await runFfmpeg({
+    ffmpegPath: options.ffmpegPath,
+    args: buildLoudnessArgs({ ...options, plan }),
+    deadline: context.deadline,
+    signal: options.signal,
+    onStdoutLine: (line) => progress.line(line),
+    onStderrLine: (line) => {
+      diagnosis.line(line);
+      // The measurement is the last few lines; keep a bounded tail.
+      stderr.push(line);
+      if (stderr.length > 40) stderr.shift();
+      return undefined;
+    },
+  });
+  throwIfKilled(exit, options);
+  const failure = diagnosis.classify(exit.code, exit.killSignal);
+  if (failure) throw failure;
+  return readLoudness(stderr);
 }
 
 /** What the mp3 muxer says when copying cannot go on, and what we then log as the reason. */
@@ -103,16 +249,16 @@ const COPY_PROBLEMS: [RegExp, string][] = [
 async function runConversion(
   options: TranscodeOptions,
   audio: AudioPath,
-  deadline: number,
-  emitProgress: ProgressListener,
+  plan: OutputPlan,
+  context: RunContext,
 ): Promise<{ durationSeconds: number | null } | Error> {
-  const diagnosis = new StderrDiagnosis();
-  const progress = new ProgressReader(() => diagnosis.inputDurationSeconds, emitProgress);
+  const diagnosis = new StderrDiagnosis(plan.audioStream);
+  const progress = new ProgressReader(() => context.expected(diagnosis.inputDurationSeconds), context);
   let copyProblem: string | undefined;
   const exit = await runFfmpeg({
     ffmpegPath: options.ffmpegPath,
-    args: buildFfmpegArgs({ ...options, audio }),
-    deadline,
+    args: buildFfmpegArgs({ ...options, audio, plan }),
+    deadline: context.deadline,
     signal: options.signal,
     onStdoutLine: (line) => progress.line(line),
     onStderrLine: (line) => {
@@ -130,7 +276,9 @@ async function runConversion(
   const written = progress.outTimeSeconds;
   return {
     durationSeconds:
-      written !== undefined && written > 0 ? written : (diagnosis.inputDurationSeconds ?? null),
+      written !== undefined && written > 0
+        ? written
+        : (context.expected(diagnosis.inputDurationSeconds) ?? null),
   };
 }
 
@@ -161,6 +309,14 @@ function monotonic(onProgress: TranscodeOptions["onProgress"]): ProgressListener
  */
 class StderrDiagnosis {
   inputDurationSeconds: number | undefined;
+  /** The audio stream mapped (`0:a:<n>`): a map that matches nothing means that track is missing. */
+  private readonly audioStream: number;
+  private noSuchTrack = false;
+
+  constructor(audioStream = 0) {
+    this.audioStream = audioStream;
+  }
+
   private readonly tail: string[] = [];
   private noAudio = false;
   private undecodable = false;
@@ -177,7 +333,10 @@ class StderrDiagnosis {
       if (match)
         this.inputDurationSeconds = Number(match[1]) * 3600 + Number(match[2]) * 60 + Number(match[3]);
     }
-    if (/Stream map '0:a:0' matches no streams|does not contain any stream/.test(line)) this.noAudio = true;
+    if (/Stream map '0:a:\d+' matches no streams|does not contain any stream/.test(line)) {
+      if (this.audioStream > 0 && /Stream map/.test(line)) this.noSuchTrack = true;
+      else this.noAudio = true;
+    }
     if (/Output file is empty, nothing was encoded/.test(line)) this.emptyOutput = true;
     if (
       /Invalid data found when processing input|moov atom not found|EBML header parsing failed|Unknown input format|could not find codec parameters|[Dd]ecoder \(codec .*\) not found|no decoder found|Error while decoding|not on whitelist|Unsupported codec|Failed to read frame size/.test(
@@ -201,6 +360,7 @@ class StderrDiagnosis {
       return undefined;
     }
     if (!this.localProblem) {
+      if (this.noSuchTrack) return ConversionError.noSuchTrack(this.audioStream, undefined);
       if (this.noAudio) return ConversionError.noAudio();
       if (this.undecodable) return ConversionError.undecodable();
     }
@@ -215,10 +375,15 @@ class ProgressReader {
   private sawOutTimeUs = false;
   private readonly duration: () => number | undefined;
   private readonly emit: ProgressListener;
+  private readonly span: ProgressSpan;
 
-  constructor(duration: () => number | undefined, emit: ProgressListener) {
+  constructor(
+    duration: () => number | undefined,
+    { emitProgress, span }: { emitProgress: ProgressListener; span: ProgressSpan },
+  ) {
     this.duration = duration;
-    this.emit = emit;
+    this.emit = emitProgress;
+    this.span = span;
   }
 
   line(line: string): void {
@@ -238,13 +403,14 @@ class ProgressReader {
 
   /** Called when ffmpeg has ended successfully: only then is the conversion done. */
   finish(): void {
-    this.emit(1, this.duration() ?? null);
+    this.emit(this.span.to, this.duration() ?? null);
   }
 
   private report(): void {
     const duration = this.duration();
     if (duration === undefined || duration <= 0 || this.outTimeSeconds === undefined) return;
     // 1 is kept for success: ffmpeg may still fail (or a copy be given up) after writing it all.
-    this.emit(Math.min(0.99, this.outTimeSeconds / duration), duration);
+    const fraction = Math.min(0.99, this.outTimeSeconds / duration);
+    this.emit(Math.min(0.99, this.span.from + (this.span.to - this.span.from) * fraction), duration);
   }
 }

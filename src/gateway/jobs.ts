@@ -1,6 +1,8 @@
+import path from "node:path";
 import type { Kysely, Selectable } from "kysely";
 import type { Job, JobStatus } from "../contracts/jobs.ts";
 import type { JobEvent } from "../contracts/messages.ts";
+import { appliedOptions, ConversionOptions } from "../contracts/options.ts";
 
 export type { Job, JobStatus };
 
@@ -19,6 +21,8 @@ interface JobsTable {
   error: string | null;
   created_at: string;
   updated_at: string;
+  /** `ConversionOptions` as JSON; null for none (and for jobs older than options). */
+  options: string | null;
 }
 
 export interface GatewayDatabase {
@@ -39,7 +43,23 @@ export function toJob(row: JobRow): Job {
     durationSeconds: row.duration_seconds === null ? null : Number(row.duration_seconds),
     mp3Id: row.status === "done" ? row.mp3_id : null,
     error: row.error,
+    options: appliedOptions(storedOptions(row)),
+    mp3FileName: mp3FileName(row.file_name),
+    mp3Size: row.status === "done" && row.mp3_size !== null ? Number(row.mp3_size) : null,
   };
+}
+
+/** The options a job was uploaded with (what the user chose, no defaults filled in). */
+export function storedOptions(row: Pick<JobRow, "options">): ConversionOptions {
+  if (row.options === null) return {};
+  // Written by this gateway from validated options; parsed again so a bad row cannot pass unseen.
+  return ConversionOptions.parse(JSON.parse(row.options));
+}
+
+/** `holiday.mov` → `holiday.mp3`. */
+export function mp3FileName(uploadName: string): string {
+  const base = path.parse(uploadName).name || "audio";
+  return `${base}.mp3`;
 }
 
 const unfinished: JobStatus[] = ["queued", "converting"];
@@ -52,6 +72,8 @@ export interface NewJob {
   format: string;
   size: number;
   mp3Id: string;
+  /** What the user chose; none: every default. */
+  options?: ConversionOptions;
 }
 
 /** Every read and write of the jobs table; reads for clients are always scoped to the owner. */
@@ -76,6 +98,7 @@ export function createJobsRepository(db: Kysely<GatewayDatabase>) {
         error: null,
         created_at: now,
         updated_at: now,
+        options: job.options && Object.keys(job.options).length > 0 ? JSON.stringify(job.options) : null,
       };
       await db.insertInto("jobs").values(row).execute();
       return row;

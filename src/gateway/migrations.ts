@@ -32,4 +32,10 @@ export const gatewayMigrations: Record<string, Migration> = {
       await db.schema.createIndex("jobs_status").on("jobs").column("status").execute();
     },
   },
+  "2026-12-01-001-job-options": {
+    async up(db: Kysely<unknown>) {
+      // The upload's conversion options as JSON (only what the user chose); null: all defaults.
+      await db.schema.alterTable("jobs").addColumn("options", "text").execute();
+    },
+  },
 };

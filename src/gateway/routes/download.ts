@@ -1,4 +1,3 @@
-import path from "node:path";
 import { create as contentDisposition } from "content-disposition";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import rangeParser from "range-parser";
@@ -7,7 +6,7 @@ import { BlobNotFoundError, type BlobStore } from "../../platform/blobs/blob-sto
 import { HttpError } from "../../platform/http.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
-import type { JobsRepository } from "../jobs.ts";
+import { type JobsRepository, mp3FileName } from "../jobs.ts";
 
 export interface DownloadDeps {
   jobs: JobsRepository;
@@ -124,10 +123,4 @@ export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps):
       throw error;
     }
   }
-}
-
-/** `holiday.mov` → `holiday.mp3`. */
-export function mp3FileName(uploadName: string): string {
-  const base = path.parse(uploadName).name || "audio";
-  return `${base}.mp3`;
 }

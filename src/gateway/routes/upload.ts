@@ -1,19 +1,26 @@
 import { randomUUID } from "node:crypto";
 import path from "node:path";
-import type { MultipartFile } from "@fastify/multipart";
+import type { MultipartFile, MultipartValue } from "@fastify/multipart";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { fileTypeStream } from "file-type";
 import { type VideoMessage, videoKey } from "../../contracts/messages.ts";
+import {
+  type ConversionOptions,
+  isOptionField,
+  OptionError,
+  type OptionField,
+  parseOptionFields,
+} from "../../contracts/options.ts";
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
 import type { Broker } from "../../platform/broker/broker.ts";
 import { isDatabaseUnavailable } from "../../platform/database.ts";
 import { HttpError } from "../../platform/http.ts";
 import { bearer, documentedOnly, errorResponse } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
-import { type JobRow, type JobsRepository, toJob } from "../jobs.ts";
+import { type JobRow, type JobsRepository, storedOptions, toJob } from "../jobs.ts";
 import { demuxerFor } from "../media-formats.ts";
 import type { GatewayMetrics } from "../metrics.ts";
-import { uploadAcceptedSchema } from "../schemas.ts";
+import { uploadAcceptedSchema, uploadFieldsSchema } from "../schemas.ts";
 
 export interface UploadDeps {
   jobs: JobsRepository;
@@ -38,7 +45,10 @@ const uploadSchema = {
   consumes: ["multipart/form-data"],
   body: {
     type: "object",
-    properties: { file: { type: "string", format: "binary", description: "The video or audio file" } },
+    properties: {
+      ...uploadFieldsSchema,
+      file: { type: "string", format: "binary", description: "The video or audio file, after the fields" },
+    },
     required: ["file"],
   },
   response: {
@@ -47,7 +57,10 @@ const uploadSchema = {
       headers: { location: { type: "string", description: "/jobs/<jobId>" } },
       ...uploadAcceptedSchema,
     },
-    400: errorResponse("Not multipart/form-data, no file, or several files"),
+    400: errorResponse(
+      "Not multipart/form-data, no file or several files, an invalid option field (`invalid_option`, the message " +
+        "names the field), or a field after the file (`field_after_file`)",
+    ),
     401: errorResponse("No token"),
     403: errorResponse("Invalid or expired token"),
     413: errorResponse("The file is larger than MAX_UPLOAD_BYTES"),
@@ -61,7 +74,11 @@ interface StoredUpload {
   fileName: string;
   format: string;
   size: number;
+  options: ConversionOptions;
 }
+
+/** Longest option field accepted (a 255-character title in UTF-8 needs at most 1020 bytes). */
+const MAX_FIELD_BYTES = 4096;
 
 /** Room for the multipart envelope around the file itself. */
 const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
@@ -81,7 +98,7 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
       `The file is larger than the limit of ${deps.maxUploadBytes} bytes.`,
     );
 
-  async function store(file: MultipartFile): Promise<StoredUpload> {
+  async function store(file: MultipartFile, options: ConversionOptions): Promise<StoredUpload> {
     const sniffed = await fileTypeStream(file.file, { sampleSize: 4100 });
     const format = demuxerFor(sniffed.fileType?.ext);
     if (format === undefined) {
@@ -108,7 +125,7 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
       await blobs.delete(videoKey(jobId));
       throw tooLarge();
     }
-    return { jobId, fileName: cleanFileName(file.filename), format, size };
+    return { jobId, fileName: cleanFileName(file.filename), format, size, options };
   }
 
   app.post("/upload", { schema: uploadSchema, ...documentedOnly }, async (request, reply) => {
@@ -129,12 +146,31 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
       throw tooLarge();
 
     let upload: StoredUpload | undefined;
+    // The option fields come before the file, so they are checked before a byte of it is stored.
+    const fields = new Map<OptionField, string>();
     try {
       const parts = request.parts({
-        limits: { files: 1, fileSize: deps.maxUploadBytes, fields: 10, parts: 20 },
+        limits: {
+          files: 1,
+          fileSize: deps.maxUploadBytes,
+          fields: MAX_FIELDS,
+          parts: MAX_FIELDS + 1,
+          fieldSize: MAX_FIELD_BYTES,
+        },
       });
       for await (const part of parts) {
-        if (part.type === "file") upload = await store(part);
+        if (part.type === "file") {
+          const options = optionsFrom(fields, part);
+          upload = await store(part, options);
+        } else if (upload) {
+          throw new HttpError(
+            400,
+            "field_after_file",
+            `The field "${part.fieldname}" came after the file; send the option fields before the file part. Nothing was kept.`,
+          );
+        } else {
+          readField(part, fields);
+        }
       }
     } catch (error) {
       if (upload) await blobs.delete(videoKey(upload.jobId));
@@ -152,6 +188,7 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
         format: accepted.format,
         size: accepted.size,
         mp3Id: randomUUID(),
+        options: accepted.options,
       })
       .catch(async (error: unknown) => {
         await blobs.delete(videoKey(accepted.jobId));
@@ -185,7 +222,37 @@ function refusalReason(error: unknown): string {
   return "internal";
 }
 
+/** Room for every option field and a few unknown ones (ignored, as they always were). */
+const MAX_FIELDS = 32;
+
+/** Keeps an option field's text; a field twice, or cut at the size limit, is refused. */
+function readField(part: MultipartValue, fields: Map<OptionField, string>): void {
+  const name = part.fieldname;
+  if (!isOptionField(name)) return;
+  if (part.valueTruncated || part.fieldnameTruncated) {
+    throw new HttpError(
+      400,
+      "invalid_option",
+      `The field "${name}" is longer than ${MAX_FIELD_BYTES} bytes.`,
+    );
+  }
+  if (fields.has(name)) throw new HttpError(400, "invalid_option", `The field "${name}" was sent twice.`);
+  fields.set(name, typeof part.value === "string" ? part.value : String(part.value));
+}
+
+/** The options of the fields read so far; an invalid one refuses the upload before the file is stored. */
+function optionsFrom(fields: Map<OptionField, string>, file: MultipartFile): ConversionOptions {
+  try {
+    return parseOptionFields(fields);
+  } catch (error) {
+    file.file.resume();
+    if (error instanceof OptionError) throw new HttpError(400, "invalid_option", error.message);
+    throw error;
+  }
+}
+
 export function videoMessage(row: JobRow): VideoMessage {
+  const options = storedOptions(row);
   return {
     version: 1,
     jobId: row.id,
@@ -194,6 +261,8 @@ export function videoMessage(row: JobRow): VideoMessage {
     fileName: row.file_name,
     format: row.format,
     owner: { id: row.owner_id, email: row.owner_email },
+    // Left out when there are none, so such a message reads as it always did.
+    ...(Object.keys(options).length > 0 && { options }),
   };
 }
 
@@ -201,8 +270,10 @@ function toUploadError(error: unknown, tooLarge: () => HttpError): unknown {
   if (error instanceof HttpError) return error;
   const code = (error as { code?: string }).code;
   if (code === "FST_REQ_FILE_TOO_LARGE") return tooLarge();
-  if (code === "FST_FILES_LIMIT" || code === "FST_PARTS_LIMIT" || code === "FST_FIELDS_LIMIT") {
+  if (code === "FST_FILES_LIMIT")
     return new HttpError(400, "bad_request", "Send exactly one file per upload.");
+  if (code === "FST_PARTS_LIMIT" || code === "FST_FIELDS_LIMIT") {
+    return new HttpError(400, "bad_request", `Send one file and at most ${MAX_FIELDS} fields per upload.`);
   }
   return new HttpError(
     400,
