@@ -50,6 +50,11 @@ export interface OutputPlan {
   coverFile?: string | undefined;
   /** false: drop the source's chapters (kept by default as ID3 CHAP frames). */
   chapters?: boolean | undefined;
+  /**
+   * For a trimmed output: an FFMETADATA file with the chapters already shifted and cut to the
+   * range (ffmpeg's own shifting keeps zero-length chapters at the cut points).
+   */
+  chaptersFile?: string | undefined;
 }
 
 /** What loudnorm's first pass measured (its JSON), fed to the second pass. */
@@ -102,10 +107,15 @@ export function buildFfmpegArgs({
   plan = { audioStream: 0 },
 }: FfmpegArgsInput): string[] {
   const cover = plan.coverFile;
+  const chaptersInput = cover ? 2 : 1;
   return [
     ...progressInput(input, format, threads, plan.start),
     // Our own JPEG, written by `buildCoverArgs`; read with the one-image demuxer, never image2.
     ...(cover ? ["-protocol_whitelist", "file", "-f", "jpeg_pipe", "-i", fileUrl(cover)] : []),
+    // Our own chapter list (see `OutputPlan.chaptersFile`).
+    ...(plan.chaptersFile
+      ? ["-protocol_whitelist", "file", "-f", "ffmetadata", "-i", fileUrl(plan.chaptersFile)]
+      : []),
 
     // Output: exactly the chosen audio stream; a file without one fails with a clear message
     // instead of ffmpeg guessing. No video, subtitle or data streams, but for our cover.
@@ -134,9 +144,9 @@ export function buildFfmpegArgs({
     ...Object.entries(plan.tags ?? {}).flatMap(([tag, value]) =>
       value === undefined ? [] : ["-metadata", `${tag}=${value}`],
     ),
-    // Chapters become ID3 CHAP frames; with a trim ffmpeg shifts them and cuts them to the range.
+    // Chapters become ID3 CHAP frames.
     "-map_chapters",
-    plan.chapters === false ? "-1" : "0",
+    plan.chapters === false ? "-1" : plan.chaptersFile ? String(chaptersInput) : "0",
     // ID3v2.3 is what most players and operating systems read reliably.
     "-id3v2_version",
     "3",
@@ -226,14 +236,17 @@ export function buildCoverArgs({
   format,
   threads = 1,
   seekSeconds,
+  lengthSeconds,
   source,
 }: Pick<FfmpegArgsInput, "input" | "output" | "format" | "threads"> & {
   seekSeconds: number | undefined;
+  lengthSeconds?: number | undefined;
   source: "moving" | "attached";
 }): string[] {
   return [
     ...globalOptions(),
-    ...inputOptions(input, format, threads, source === "moving" ? seekSeconds : undefined),
+    // Only frames of the kept part: from the seek point to the end of the range.
+    ...inputOptions(input, format, threads, source === "moving" ? seekSeconds : undefined, lengthSeconds),
     "-map",
     source === "moving" ? "0:V:0" : "0:v:0",
     "-an",
@@ -298,12 +311,19 @@ function globalOptions(): string[] {
  * demuxer is the one the gateway sniffed, so a file cannot turn itself into a playlist. `start`
  * seeks the input (decoding from the previous key frame, so the cut is exact).
  */
-function inputOptions(input: string, format: string, threads: number, start: number | undefined): string[] {
+function inputOptions(
+  input: string,
+  format: string,
+  threads: number,
+  start: number | undefined,
+  length?: number,
+): string[] {
   if (!FORMAT.test(format) || REFUSED_FORMATS.has(format)) throw ConversionError.undecodable();
   return [
     "-protocol_whitelist",
     "file",
     ...(start ? ["-ss", seconds(start)] : []),
+    ...(length ? ["-t", seconds(length)] : []),
     "-f",
     format,
     "-threads",

@@ -2,7 +2,7 @@ import path from "node:path";
 import { type ConversionOptions, formatPosition } from "../contracts/options.ts";
 import { ConversionError } from "./conversion-error.ts";
 import type { OutputPlan } from "./ffmpeg-args.ts";
-import type { AudioStream, StreamListing } from "./stream-listing.ts";
+import type { AudioStream, Chapter, StreamListing } from "./stream-listing.ts";
 
 /**
  * Resolves the user's options against what the probe saw in the file: the audio stream a
@@ -20,6 +20,8 @@ export function planOutput(
   sourceCodec: string | null;
   /** The output's length for an input of `inputSeconds` (undefined when that is unknown). */
   outputSeconds: (inputSeconds: number | undefined) => number | undefined;
+  /** For a trimmed output, the chapters shifted and cut to the range (`ffmetadataChapters`). */
+  chapters: Chapter[] | undefined;
 } {
   const streams = listing.audioStreams();
   if (streams?.length === 0) throw ConversionError.noAudio();
@@ -35,6 +37,7 @@ export function planOutput(
     return Number.isFinite(end) ? Math.max(0, end - (start ?? 0)) : undefined;
   };
 
+  const trimmed = start !== undefined || options.end !== undefined;
   const title = options.title ?? (listing.hasTitle ? undefined : titleFromFileName(fileName));
   const stream = streams?.[audioStream];
   return {
@@ -50,7 +53,39 @@ export function planOutput(
     },
     sourceCodec: stream?.codec ?? null,
     outputSeconds,
+    chapters:
+      trimmed && options.chapters !== "drop"
+        ? cutChapters(listing.chapters, start ?? 0, options.end)
+        : undefined,
   };
+}
+
+/** Chapters moved to start at `start` and cut at `end`; those left with no length are dropped. */
+function cutChapters(chapters: readonly Chapter[], start: number, end: number | undefined): Chapter[] {
+  const last = (end ?? Number.POSITIVE_INFINITY) - start;
+  return chapters
+    .map((chapter) => ({
+      title: chapter.title,
+      start: Math.max(0, chapter.start - start),
+      end: Math.min(last, chapter.end - start),
+    }))
+    .filter((chapter) => chapter.end - chapter.start >= 0.001);
+}
+
+/** An FFMETADATA document of chapters only (times in milliseconds; `=;#\` and newlines escaped). */
+export function ffmetadataChapters(chapters: readonly Chapter[]): string {
+  const escaped = (text: string) => text.replace(/[=;#\\\n]/g, (char) => `\\${char}`);
+  return [
+    ";FFMETADATA1",
+    ...chapters.flatMap((chapter) => [
+      "[CHAPTER]",
+      "TIMEBASE=1/1000",
+      `START=${Math.round(chapter.start * 1000)}`,
+      `END=${Math.round(chapter.end * 1000)}`,
+      ...(chapter.title === undefined ? [] : [`title=${escaped(chapter.title)}`]),
+    ]),
+    "",
+  ].join("\n");
 }
 
 /** `holiday.mov` → `holiday`. */

@@ -29,6 +29,13 @@ export interface AudioStream {
   sampleRate: number | null;
 }
 
+/** A chapter of the input, in seconds. */
+export interface Chapter {
+  start: number;
+  end: number;
+  title: string | undefined;
+}
+
 interface ListedStream {
   type: string;
   codec: string;
@@ -50,6 +57,8 @@ export class StreamListing {
   /** True when the input's own (global) metadata has a title. */
   hasTitle = false;
   private inGlobalMetadata = false;
+  /** The input's chapters, in the order listed. */
+  readonly chapters: Chapter[] = [];
 
   line(line: string): void {
     this.readHeader(line);
@@ -88,6 +97,11 @@ export class StreamListing {
       if (/^ {4}title\s*: \S/i.test(line)) this.hasTitle = true;
       else if (!/^ {4}/.test(line)) this.inGlobalMetadata = false;
     }
+    const chapter = /^ {4}Chapter #0:\d+: start (-?\d+(?:\.\d+)?), end (-?\d+(?:\.\d+)?)$/.exec(line);
+    if (chapter) this.chapters.push({ start: Number(chapter[1]), end: Number(chapter[2]), title: undefined });
+    const title = /^ {8}title\s*: (.*)$/.exec(line);
+    const last = this.chapters.at(-1);
+    if (title && last && last.title === undefined && this.streams.size === 0) last.title = title[1];
     if (this.durationSeconds === undefined) {
       const match = /^\s*Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)/.exec(line);
       if (match) this.durationSeconds = Number(match[1]) * 3600 + Number(match[2]) * 60 + Number(match[3]);

@@ -1,4 +1,4 @@
-import { rm, stat } from "node:fs/promises";
+import { rm, stat, writeFile } from "node:fs/promises";
 import type { ConversionOptions } from "../contracts/options.ts";
 import { ConversionError } from "./conversion-error.ts";
 import {
@@ -10,7 +10,7 @@ import {
   type OutputPlan,
 } from "./ffmpeg-args.ts";
 import { readLoudness } from "./loudness.ts";
-import { planOutput } from "./output-plan.ts";
+import { ffmetadataChapters, planOutput } from "./output-plan.ts";
 import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
 import { StreamListing } from "./stream-listing.ts";
 
@@ -89,12 +89,17 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
   throwIfKilled(probed, options);
   const chosen = options.options ?? {};
   // Throws the user's kind of error for a track the file does not have or a start past its end.
-  const { plan, sourceCodec, outputSeconds } = planOutput(listing, chosen, options.fileName);
+  const { plan, sourceCodec, outputSeconds, chapters } = planOutput(listing, chosen, options.fileName);
   const expected = (inputSeconds: number | undefined) =>
     outputSeconds(inputSeconds ?? listing.durationSeconds);
 
   const coverFile = `${options.output}.cover.jpg`;
+  const chaptersFile = `${options.output}.chapters.txt`;
   try {
+    if (chapters) {
+      await writeFile(chaptersFile, ffmetadataChapters(chapters));
+      plan.chaptersFile = chaptersFile;
+    }
     if (chosen.cover !== "none") {
       const source = listing.pictureSource();
       if (source && (await extractCover(options, { source, plan, expected, coverFile, deadline }))) {
@@ -126,7 +131,7 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
       ...(copyAbandoned === undefined ? {} : { copyAbandoned }),
     };
   } finally {
-    await rm(coverFile, { force: true });
+    await Promise.all([rm(coverFile, { force: true }), rm(chaptersFile, { force: true })]);
   }
 }
 
@@ -187,9 +192,10 @@ async function extractCover(
   // A third into the kept part, then (if that finds no frame) its very start.
   const seeks = length === undefined ? [start] : [start + length / 3, start];
   for (const seekSeconds of seeks) {
+    const lengthSeconds = length === undefined ? undefined : start + length - seekSeconds;
     const exit = await runFfmpeg({
       ffmpegPath: options.ffmpegPath,
-      args: buildCoverArgs({ ...options, output: coverFile, seekSeconds, source }),
+      args: buildCoverArgs({ ...options, output: coverFile, seekSeconds, lengthSeconds, source }),
       deadline,
       signal: options.signal,
     });
