@@ -447,6 +447,49 @@ describe("gateway with auth, broker and blob store in one process", () => {
     );
   });
 
+  test("a signed download link opens that one MP3 without a token, with Range, until it is tampered with", async () => {
+    const { jobId, mp3Id } = await uploadJob(system, token);
+    const bytes = Buffer.from("ID3 the whole mp3 file, 40 bytes long..");
+    await system.blobs.put(mp3Key(mp3Id), Readable.from([bytes]));
+    const mint = () =>
+      system.gateway.app.inject({
+        method: "POST",
+        url: `/download/link?fid=${mp3Id}`,
+        headers: bearer(token),
+      });
+    assert.equal((await mint()).statusCode, 404, "not before the job is done");
+    await system.broker.publish(system.config.queues.jobEvents, event.done(jobId, mp3Id));
+    await waitFor(async () => (await jobStatus(system, token, jobId)) === "done", "done");
+
+    const minted = await mint();
+    assert.equal(minted.statusCode, 200, minted.body);
+    const { url, expiresAt } = minted.json() as { url: string; expiresAt: string };
+    assert.match(url, /^\/download\?fid=[0-9a-f-]{36}&expires=\d+&signature=[\w-]+$/);
+    const ttl = Date.parse(expiresAt) - Date.now();
+    assert.ok(ttl > 30 * 60_000 && ttl <= 60 * 60_000, `${ttl} ms`);
+
+    const ranged = await system.gateway.app.inject({ url, headers: { range: "bytes=4-6" } });
+    assert.equal(ranged.statusCode, 206, ranged.body);
+    assert.equal(ranged.body, "the");
+    assert.equal(ranged.headers["content-range"], `bytes 4-6/${bytes.length}`);
+    const head = await system.gateway.app.inject({ method: "HEAD", url });
+    assert.equal(head.statusCode, 200);
+    assert.equal(Number(head.headers["content-length"]), bytes.length);
+
+    const tampered = url.replace(
+      /signature=./,
+      (match) => `${match.slice(0, -1)}${match.endsWith("A") ? "B" : "A"}`,
+    );
+    const forged = await system.gateway.app.inject({ url: tampered });
+    assert.equal(forged.statusCode, 403);
+    assert.equal((forged.json() as { error: { code: string } }).error.code, "link_invalid");
+    const otherFid = url.replace(mp3Id, (await uploadJob(system, token)).mp3Id);
+    assert.equal((await system.gateway.app.inject({ url: otherFid })).statusCode, 403, "bound to its fid");
+    const later = url.replace(/expires=\d+/, (match) => `${match}0`);
+    assert.equal((await system.gateway.app.inject({ url: later })).statusCode, 403, "bound to its expiry");
+    assert.equal((await system.gateway.app.inject({ url: `/download?fid=${mp3Id}` })).statusCode, 401);
+  });
+
   test("the uploaded video is deleted once its job is done (or failed); the MP3 stays", async () => {
     const { jobId, mp3Id } = await uploadJob(system, token);
     assert.ok(await system.blobs.stat(videoKey(jobId)), "the video is stored");

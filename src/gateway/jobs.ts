@@ -27,6 +27,7 @@ interface JobsTable {
 
 export interface GatewayDatabase {
   jobs: JobsTable;
+  gateway_secrets: { name: string; value: string };
 }
 
 export type JobRow = Selectable<JobsTable>;
@@ -110,6 +111,16 @@ export function createJobsRepository(db: Kysely<GatewayDatabase>) {
 
     async getDone(mp3Id: string, ownerId: string): Promise<JobRow | undefined> {
       return byOwner(ownerId)
+        .where("mp3_id", "=", mp3Id)
+        .where("status", "=", "done")
+        .selectAll()
+        .executeTakeFirst();
+    },
+
+    /** A done job by its MP3's id, whoever owns it: only for a signed download link. */
+    async getDoneByMp3Id(mp3Id: string): Promise<JobRow | undefined> {
+      return db
+        .selectFrom("jobs")
         .where("mp3_id", "=", mp3Id)
         .where("status", "=", "done")
         .selectAll()

@@ -13,13 +13,14 @@ import type { Logger } from "../platform/logger.ts";
 import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
 import { bearerToken, type Caller, createJwksVerifier, createValidateVerifier } from "./authentication.ts";
+import { createDownloadLinks, loadDownloadLinkKey } from "./download-links.ts";
 import { createJobFeed } from "./job-feed.ts";
 import { createJobsRepository, type GatewayDatabase, type Job, type JobRow, toJob } from "./jobs.ts";
 import { createGatewayMetrics } from "./metrics.ts";
 import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
 import { createRetention } from "./retention.ts";
 import { registerAuthProxyRoutes } from "./routes/auth-proxy.ts";
-import { registerDownloadRoute } from "./routes/download.ts";
+import { registerDownloadLinkRoute, registerDownloadRoute } from "./routes/download.ts";
 import { registerEventsRoute } from "./routes/events.ts";
 import { registerJobRoutes } from "./routes/jobs.ts";
 import { registerUploadRoute, videoMessage } from "./routes/upload.ts";
@@ -93,7 +94,14 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     onAccepted: (row) => announce(row),
     metrics,
   });
-  registerDownloadRoute(app, { jobs, blobs, authenticate });
+  const downloads = {
+    jobs,
+    blobs,
+    authenticate,
+    links: createDownloadLinks(await loadDownloadLinkKey(deps.db)),
+  };
+  registerDownloadRoute(app, downloads);
+  registerDownloadLinkRoute(app, downloads);
   registerJobRoutes(app, { jobs, blobs, authenticate });
   registerEventsRoute(app, { feed, authenticate, metrics });
   registerWebRoutes(app);
