@@ -56,7 +56,7 @@ function recall() {
   }
 }
 
-/** `12.5` or `[hh:]mm:ss[.fff]` → seconds, as the server reads them; undefined when neither. */
+/** `12.5` or `[hh:]mm:ss[.fff]` → seconds, as the server reads them (parsePosition in src/contracts/options.ts, which has the last word); undefined when neither. */
 function position(text) {
   const value = text.trim();
   if (/^\d+(\.\d+)?$/.test(value)) return Number(value);
