@@ -342,7 +342,8 @@ describe("the browser UI (headless Chromium)", () => {
       await options.getByLabel("Start").fill("0:01");
       await options.getByLabel("End").fill("2");
       await options.getByLabel("Mono").check();
-      await options.getByLabel("Cover picture from the video").uncheck();
+      await options.getByLabel("Cover picture").uncheck();
+      await options.getByText("Tags").click();
       await options.getByLabel("Title").fill("Browser title");
       assert.equal(await options.getByRole("alert").isVisible(), false);
       assert.match(
@@ -357,7 +358,7 @@ describe("the browser UI (headless Chromium)", () => {
       assert.equal(await options.getByLabel("Start").inputValue(), "0:01");
       assert.equal(await options.getByLabel("Title").inputValue(), "Browser title");
       assert.equal(await options.getByLabel("Mono").isChecked(), true);
-      assert.equal(await options.getByLabel("Cover picture from the video").isChecked(), false);
+      assert.equal(await options.getByLabel("Cover picture").isChecked(), false);
 
       const ranges: string[] = [];
       page.on("request", (request) => {

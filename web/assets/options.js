@@ -116,7 +116,10 @@ function refresh() {
   const values = read();
   const found = problem(values);
   for (const name of TEXT_FIELDS) input(name).removeAttribute("aria-invalid");
-  if (found) input(found.field).setAttribute("aria-invalid", "true");
+  if (found) {
+    input(found.field).setAttribute("aria-invalid", "true");
+    if (["title", "artist", "album"].includes(found.field)) $("#options-tags").open = true;
+  }
   say($("#options-error"), found?.message ?? "");
   $("#options-summary").textContent = describe(values);
   return found;
@@ -125,6 +128,9 @@ function refresh() {
 export function initOptions() {
   recall();
   refresh();
+  // Tags chosen earlier stay in sight.
+  const values = read();
+  if (values.title || values.artist || values.album) $("#options-tags").open = true;
   const form = $("#options-form");
   form.addEventListener("input", () => {
     remember();
