@@ -166,6 +166,8 @@ interface ProgressSpan {
 }
 const FULL_SPAN: ProgressSpan = { from: 0, to: 1 };
 
+const COVER_TIME_LIMIT_MS = 120_000;
+
 /**
  * The cover picture, written to `coverFile`. A cover is a nicety: a picture that cannot be made
  * (undecodable video, a seek past the last frame) leaves the MP3 without one rather than failing
@@ -191,14 +193,17 @@ async function extractCover(
   const length = expected(undefined);
   // A third into the kept part, then (if that finds no frame) its very start.
   const seeks = length === undefined ? [start] : [start + length / 3, start];
+  // A picture is a few frames' work: one that takes longer is not worth the conversion's time.
+  const coverDeadline = Math.min(deadline, performance.now() + COVER_TIME_LIMIT_MS);
   for (const seekSeconds of seeks) {
     const lengthSeconds = length === undefined ? undefined : start + length - seekSeconds;
     const exit = await runFfmpeg({
       ffmpegPath: options.ffmpegPath,
       args: buildCoverArgs({ ...options, output: coverFile, seekSeconds, lengthSeconds, source }),
-      deadline,
+      deadline: coverDeadline,
       signal: options.signal,
     });
+    if (exit.outcome === "timed out" && performance.now() < deadline) return false;
     throwIfKilled(exit, options);
     const written = await stat(coverFile).catch(() => undefined);
     if (exit.code === 0 && written && written.size > 0) return true;
