@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
+import { decodedSeconds, mp3Details } from "../src/converter/test-media.ts";
 import { audioDuration, makeVideo } from "./support/media.ts";
 import { type RunningServer, startServer } from "./support/server.ts";
 
@@ -31,6 +32,23 @@ const RECORD_CHANGES = `{
     }
   }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["value", "data-status"] });
 }`;
+
+/** Polls `check` (every 50 ms, up to 20 s) until it answers something. */
+async function until<T>(check: () => Promise<T | undefined>, what: string): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Bytes as the page shows them (dom.js formatBytes), for an MP3 of some kilobytes. */
+const formatKilobytes = (bytes: number): string => {
+  const value = bytes / 1000;
+  return `${value.toFixed(value >= 100 ? 0 : 1)} KB`;
+};
 
 interface Seen {
   progress: number[];
@@ -309,6 +327,109 @@ describe("the browser UI (headless Chromium)", () => {
       await refused.getByRole("button", { name: "Dismiss" }).click();
       await refused.waitFor({ state: "detached" });
       assert.match(await text(page.locator("#jobs-count")), /2 files/, "no job for a refused file");
+    });
+
+    it("applies the MP3 options beside the drop zone, remembers them, and plays the MP3 in the page", async () => {
+      const options = page.locator("#options-form");
+      assert.match(await text(options.locator("#options-summary")), /^Defaults/);
+      // A value the server would refuse is caught before anything is sent.
+      await options.getByLabel("End").fill("1:75");
+      assert.match(await text(options.getByRole("alert")), /End: use seconds/);
+      await page.locator("#file-input").setInputFiles(media("holiday.mp4"));
+      assert.equal(await page.locator("#uploads .upload").count(), 0, "nothing uploaded");
+      assert.equal(await options.getByLabel("End").getAttribute("aria-invalid"), "true");
+
+      await options.getByLabel("Quality").selectOption("128k");
+      await options.getByLabel("Start").fill("0:01");
+      await options.getByLabel("End").fill("2");
+      await options.getByLabel("Mono").check();
+      await options.getByLabel("Cover picture").uncheck();
+      await options.getByText("Tags").click();
+      await options.getByLabel("Title").fill("Browser title");
+      assert.equal(await options.getByRole("alert").isVisible(), false);
+      assert.match(
+        await text(options.locator("#options-summary")),
+        /CBR 128 kb\/s, 0:01 – 2, mono, no cover/,
+      );
+
+      // Remembered between visits.
+      await page.reload();
+      await page.locator('#connection[data-state="live"]').waitFor();
+      assert.equal(await options.getByLabel("Quality").inputValue(), "128k");
+      assert.equal(await options.getByLabel("Start").inputValue(), "0:01");
+      assert.equal(await options.getByLabel("Title").inputValue(), "Browser title");
+      assert.equal(await options.getByLabel("Mono").isChecked(), true);
+      assert.equal(await options.getByLabel("Cover picture").isChecked(), false);
+
+      const ranges: string[] = [];
+      page.on("request", (request) => {
+        if (request.url().includes("signature=")) ranges.push(request.headers().range ?? "none");
+      });
+      const known = await page
+        .locator("#jobs li.job")
+        .evaluateAll((items) => items.map((item) => item.getAttribute("data-id")));
+      await page.locator("#file-input").setInputFiles(media("holiday.mp4"));
+      const added = page.locator("#jobs li.job").first();
+      const id = await until(async () => {
+        const newest = await added.getAttribute("data-id");
+        return newest !== null && !known.includes(newest) ? newest : undefined;
+      }, "the new job's row");
+      const row = page.locator(`#jobs li.job[data-id="${id}"]`);
+      await row.and(page.locator('[data-status="done"]')).waitFor({ timeout: 60_000 });
+      const job = (await (await api(token, `/jobs/${id}`)).json()) as {
+        mp3Id: string;
+        mp3Size: number;
+        options: Record<string, unknown>;
+      };
+      assert.deepEqual(
+        { ...job.options },
+        {
+          quality: "128k",
+          start: 1,
+          end: 2,
+          normalize: false,
+          mono: true,
+          track: 0,
+          title: "Browser title",
+          artist: null,
+          album: null,
+          cover: "none",
+          chapters: "keep",
+        },
+      );
+      assert.equal(await text(row.locator(".job-mp3")), `holiday.mp3 · ${formatKilobytes(job.mp3Size)}`);
+
+      const saved = media("options.mp3");
+      await writeFile(
+        saved,
+        Buffer.from(await (await api(token, `/download?fid=${job.mp3Id}`)).arrayBuffer()),
+      );
+      const details = await mp3Details(saved);
+      assert.equal(details.audio.bitRate, 128_000);
+      assert.equal(details.audio.channels, 1);
+      assert.equal(details.tags.title, "Browser title");
+      assert.equal(details.picture, undefined);
+      assert.ok(Math.abs((await decodedSeconds(saved)) - 1) <= 1152 / 44100);
+
+      // The player streams the MP3 from a signed URL, with Range requests, and plays it.
+      await row.getByRole("button", { name: "Play the MP3 of holiday.mp4" }).click();
+      const audio = row.locator("audio");
+      await audio.waitFor();
+      // These functions run in the page, so they cannot share a helper with the test.
+      await until(async () => {
+        const time = await audio.evaluate(
+          (element) => (element as unknown as { currentTime: number }).currentTime,
+        );
+        return time > 0.2 ? true : undefined;
+      }, "the player playing");
+      const duration = await audio.evaluate(
+        (element) => (element as unknown as { duration: number }).duration,
+      );
+      assert.ok(Math.abs(duration - 1) < 0.1, `the player says ${duration} s`);
+      assert.ok(ranges.length > 0 && ranges.every((range) => range.startsWith("bytes=")), ranges.join(", "));
+
+      await options.getByRole("button", { name: "Defaults" }).click();
+      assert.match(await text(options.locator("#options-summary")), /^Defaults/);
     });
 
     it("adds a user through the Users panel, who can then sign in", async () => {

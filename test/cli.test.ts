@@ -8,6 +8,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { parseEventStream } from "../src/cli/api-client.ts";
+import { decodedSeconds, loudness, makeRichVideo, mp3Details } from "../src/converter/test-media.ts";
 import { gatewayClient } from "./support/client.ts";
 import { audioDuration, makeVideo } from "./support/media.ts";
 import { type RunningServer, startServer } from "./support/server.ts";
@@ -263,6 +264,59 @@ describe("the vid2mp3 client commands against the real system", () => {
     const gone = await vid2mp3(["download", fid]);
     assert.equal(gone.code, 1, show(gone));
     assert.equal(gone.stderr, "vid2mp3: No MP3 with this fid.\n");
+  });
+
+  it("converts with every conversion option, each one found in the MP3", async () => {
+    const source = await makeRichVideo(dir, "talk.mkv");
+    const run = await vid2mp3([
+      ...["convert", source, "-q", "--output", file("options-out")],
+      ...["--quality", "320k", "--start", "0:01", "--end", "4.5", "--normalize", "--mono", "--track", "eng"],
+      ...["--title", "The talk", "--artist", "Me", "--album", "Talks", "--no-cover", "--no-chapters"],
+    ]);
+    assert.equal(run.code, 0, show(run));
+    const mp3 = file("options-out", "talk.mp3");
+    assert.equal(run.stdout, `${mp3}\n`);
+    const details = await mp3Details(mp3);
+    assert.equal(details.audio.bitRate, 320_000);
+    assert.equal(details.audio.channels, 1);
+    assert.deepEqual(details.tags, { ...details.tags, title: "The talk", artist: "Me", album: "Talks" });
+    assert.equal(details.picture, undefined);
+    assert.deepEqual(details.chapters, []);
+    assert.ok(Math.abs((await decodedSeconds(mp3)) - 3.5) <= 1152 / 44100);
+    assert.ok(Math.abs((await loudness(mp3)).integrated - -16) <= 1);
+    const job = (await adminJobs()).jobs.find((j) => j.fileName === "talk.mkv");
+    assert.deepEqual((job as { options?: unknown } | undefined)?.options, {
+      quality: "320k",
+      start: 1,
+      end: 4.5,
+      normalize: true,
+      mono: true,
+      track: "eng",
+      title: "The talk",
+      artist: "Me",
+      album: "Talks",
+      cover: "none",
+      chapters: "drop",
+    });
+  });
+
+  it("refuses a wrong conversion option with exit 2, naming the flag, before uploading", async () => {
+    const before = (await adminJobs()).total;
+    const [badQuality, backwards, badTrack] = await Promise.all([
+      vid2mp3(["convert", file("holiday.mp4"), "--quality", "999k"]),
+      vid2mp3(["convert", file("holiday.mp4"), "--start", "2:30", "--end", "1:00"]),
+      vid2mp3(["convert", file("holiday.mp4"), "--track", "english"]),
+    ]);
+    assert.equal(badQuality.code, 2, show(badQuality));
+    assert.match(
+      badQuality.stderr,
+      /^vid2mp3: --quality must be v0 … v9 \(VBR\) or 128k, 160k, 192k, 256k, 320k \(CBR\), got "999k"\.\n$/,
+    );
+    assert.equal(backwards.code, 2, show(backwards));
+    assert.equal(backwards.stderr, "vid2mp3: --end (1:00) must come after --start (2:30).\n");
+    assert.equal(badTrack.code, 2, show(badTrack));
+    assert.match(badTrack.stderr, /--track must be/);
+    assert.equal((await adminJobs()).total, before, "nothing was uploaded");
   });
 
   it("lets an admin add a user who can then log in, and keeps users out of the admin commands", async () => {

@@ -7,7 +7,9 @@ import { Readable } from "node:stream";
 import { after, before, describe, type TestContext, test } from "node:test";
 import type { Kysely } from "kysely";
 import { type AuthDatabase, createAuthService } from "../src/auth/service.ts";
-import { type JobEvent, mp3Key, type VideoMessage, videoKey } from "../src/contracts/messages.ts";
+import type { Job } from "../src/contracts/jobs.ts";
+import { type JobEvent, mp3Key, VideoMessage, videoKey } from "../src/contracts/messages.ts";
+import { appliedOptions } from "../src/contracts/options.ts";
 import type { GatewayDatabase } from "../src/gateway/jobs.ts";
 import { createGatewayService, type GatewayService } from "../src/gateway/service.ts";
 import type { BlobStore } from "../src/platform/blobs/blob-store.ts";
@@ -114,10 +116,19 @@ function mp4Bytes(size: number): Buffer {
   return bytes;
 }
 
-/** A multipart/form-data body with one file, as a browser's FormData sends it. */
-async function multipart(bytes: Buffer, name = "clip.mp4"): Promise<{ body: Buffer; contentType: string }> {
+/** Text fields sent before the file (the options) and after it. */
+type Fields = { before?: [string, string][]; after?: [string, string][] };
+
+/** A multipart/form-data body with one file (and fields), as a browser's FormData sends it. */
+async function multipart(
+  bytes: Buffer,
+  name = "clip.mp4",
+  fields: Fields = {},
+): Promise<{ body: Buffer; contentType: string }> {
   const form = new FormData();
+  for (const [field, value] of fields.before ?? []) form.append(field, value);
   form.append("file", new Blob([bytes]), name);
+  for (const [field, value] of fields.after ?? []) form.append(field, value);
   const request = new Request("http://localhost/upload", { method: "POST", body: form });
   return {
     body: Buffer.from(await request.arrayBuffer()),
@@ -125,8 +136,8 @@ async function multipart(bytes: Buffer, name = "clip.mp4"): Promise<{ body: Buff
   };
 }
 
-async function upload(system: System, token: string, bytes: Buffer, name?: string) {
-  const { body, contentType } = await multipart(bytes, name);
+async function upload(system: System, token: string, bytes: Buffer, name?: string, fields?: Fields) {
+  const { body, contentType } = await multipart(bytes, name, fields);
   return system.gateway.app.inject({
     method: "POST",
     url: "/upload",
@@ -320,6 +331,163 @@ describe("gateway with auth, broker and blob store in one process", () => {
       [],
       "no half-written file",
     );
+  });
+
+  test("option fields before the file are kept on the job (as applied) and sent to the converter", async () => {
+    const response = await upload(system, token, mp4Bytes(2000), "Talk.mkv", {
+      before: [
+        ["quality", "320k"],
+        ["start", "1:00"],
+        ["end", "2:30.5"],
+        ["normalize", "true"],
+        ["mono", "true"],
+        ["track", "eng"],
+        ["title", "Ünïcode talk"],
+        ["artist", "Me"],
+        ["album", "Talks"],
+        ["cover", "none"],
+        ["chapters", "drop"],
+        ["comment", "an unknown field is ignored, as before"],
+      ],
+    });
+    assert.equal(response.statusCode, 202, response.body);
+    const { jobId, job } = response.json() as { jobId: string; job: Job };
+    const expected = {
+      quality: "320k",
+      start: 60,
+      end: 150.5,
+      normalize: true,
+      mono: true,
+      track: "eng",
+      title: "Ünïcode talk",
+      artist: "Me",
+      album: "Talks",
+      cover: "none",
+      chapters: "drop",
+    } as const;
+    assert.deepEqual(job.options, expected);
+    assert.equal(job.mp3FileName, "Talk.mp3");
+    assert.equal(job.mp3Size, null);
+    await waitFor(() => system.videos.some((v) => v.jobId === jobId), "the video message");
+    const message = system.videos.find((v) => v.jobId === jobId);
+    assert.deepEqual(message?.options, expected);
+    assert.equal(VideoMessage.safeParse(message).success, true, "the message passes the converter's schema");
+
+    // Without fields: every default on the job, and no options in the message (as before options).
+    const plain = await uploadJob(system, token);
+    const plainJob = await system.gateway.app.inject({ url: `/jobs/${plain.jobId}`, headers: bearer(token) });
+    assert.deepEqual((plainJob.json() as Job).options, appliedOptions());
+    assert.equal(
+      system.videos.find((v) => v.jobId === plain.jobId)?.options,
+      undefined,
+      "an old converter reads it",
+    );
+
+    // Done: the MP3's size.
+    await system.broker.publish(system.config.queues.jobEvents, event.done(plain.jobId, plain.mp3Id));
+    await waitFor(async () => (await jobStatus(system, token, plain.jobId)) === "done", "done");
+    const doneJob = await system.gateway.app.inject({ url: `/jobs/${plain.jobId}`, headers: bearer(token) });
+    assert.equal((doneJob.json() as Job).mp3Size, 3);
+  });
+
+  test("an invalid option, a repeated one, or a field after the file is 400 naming the field, and nothing is kept", async () => {
+    const before = (await jobRows(system)).length;
+    const cases: [Fields, RegExp][] = [
+      [{ before: [["quality", "v10"]] }, /"quality"/],
+      [{ before: [["start", "soon"]] }, /"start"/],
+      [
+        {
+          before: [
+            ["start", "2:30"],
+            ["end", "1:00"],
+          ],
+        },
+        /"end" \(1:00\) must come after "start" \(2:30\)/,
+      ],
+      [{ before: [["normalize", "yes"]] }, /"normalize"/],
+      [{ before: [["mono", "1"]] }, /"mono"/],
+      [{ before: [["track", "english"]] }, /"track"/],
+      [{ before: [["title", "x".repeat(300)]] }, /"title"/],
+      [{ before: [["cover", "first"]] }, /"cover"/],
+      [{ before: [["chapters", "all"]] }, /"chapters"/],
+      [
+        {
+          before: [
+            ["quality", "v0"],
+            ["quality", "v1"],
+          ],
+        },
+        /"quality" was sent twice/,
+      ],
+      [{ before: [["album", "a".repeat(5000)]] }, /"album" is longer than/],
+    ];
+    for (const [fields, message] of cases) {
+      const response = await upload(system, token, mp4Bytes(2000), "clip.mp4", fields);
+      assert.equal(response.statusCode, 400, `${JSON.stringify(fields).slice(0, 80)}: ${response.body}`);
+      const error = (response.json() as { error: { code: string; message: string } }).error;
+      assert.equal(error.code, "invalid_option");
+      assert.match(error.message, message);
+    }
+    const after = await upload(system, token, mp4Bytes(2000), "clip.mp4", {
+      before: [["quality", "v0"]],
+      after: [["mono", "true"]],
+    });
+    assert.equal(after.statusCode, 400, after.body);
+    const error = (after.json() as { error: { code: string; message: string } }).error;
+    assert.equal(error.code, "field_after_file");
+    assert.match(error.message, /"mono" came after the file; send the option fields before the file/);
+
+    assert.equal((await jobRows(system)).length, before, "no job row");
+    const videos = (await blobFiles(system)).filter((f) => !f.startsWith("mp3s"));
+    const known = new Set((await jobRows(system)).map((row) => videoKey(row.id)));
+    assert.deepEqual(
+      videos.filter((f) => !known.has(f)),
+      [],
+      "no video blob and no half-written file is left",
+    );
+  });
+
+  test("a signed download link opens that one MP3 without a token, with Range, until it is tampered with", async () => {
+    const { jobId, mp3Id } = await uploadJob(system, token);
+    const bytes = Buffer.from("ID3 the whole mp3 file, 40 bytes long..");
+    await system.blobs.put(mp3Key(mp3Id), Readable.from([bytes]));
+    const mint = () =>
+      system.gateway.app.inject({
+        method: "POST",
+        url: `/download/link?fid=${mp3Id}`,
+        headers: bearer(token),
+      });
+    assert.equal((await mint()).statusCode, 404, "not before the job is done");
+    await system.broker.publish(system.config.queues.jobEvents, event.done(jobId, mp3Id));
+    await waitFor(async () => (await jobStatus(system, token, jobId)) === "done", "done");
+
+    const minted = await mint();
+    assert.equal(minted.statusCode, 200, minted.body);
+    const { url, expiresAt } = minted.json() as { url: string; expiresAt: string };
+    assert.match(url, /^\/download\?fid=[0-9a-f-]{36}&expires=\d+&signature=[\w-]+$/);
+    const ttl = Date.parse(expiresAt) - Date.now();
+    assert.ok(ttl > 30 * 60_000 && ttl <= 60 * 60_000, `${ttl} ms`);
+
+    const ranged = await system.gateway.app.inject({ url, headers: { range: "bytes=4-6" } });
+    assert.equal(ranged.statusCode, 206, ranged.body);
+    assert.equal(ranged.body, "the");
+    assert.equal(ranged.headers["content-range"], `bytes 4-6/${bytes.length}`);
+    const head = await system.gateway.app.inject({ method: "HEAD", url });
+    assert.equal(head.statusCode, 200);
+    assert.equal(Number(head.headers["content-length"]), bytes.length);
+
+    const tampered = url.replace(
+      /signature=./,
+      (match) => `${match.slice(0, -1)}${match.endsWith("A") ? "B" : "A"}`,
+    );
+    const forged = await system.gateway.app.inject({ url: tampered });
+    assert.equal(forged.statusCode, 403);
+    assert.equal((forged.json() as { error: { code: string } }).error.code, "link_invalid");
+    const otherFid = url.replace(mp3Id, (await uploadJob(system, token)).mp3Id);
+    assert.equal((await system.gateway.app.inject({ url: otherFid })).statusCode, 403, "bound to its fid");
+    const later = url.replace(/expires=\d+/, (match) => `${match}0`);
+    assert.equal((await system.gateway.app.inject({ url: later })).statusCode, 403, "bound to its expiry");
+    assert.equal((await system.gateway.app.inject({ url: `/download?fid=${mp3Id}` })).statusCode, 401);
   });
 
   test("the uploaded video is deleted once its job is done (or failed); the MP3 stays", async () => {

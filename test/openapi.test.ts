@@ -7,6 +7,7 @@ import { createConfig, lintFromString } from "@redocly/openapi-core";
 import type { FastifyInstance } from "fastify";
 import type { Kysely } from "kysely";
 import { type AuthDatabase, type AuthService, createAuthService } from "../src/auth/service.ts";
+import { OPTION_FIELDS } from "../src/contracts/options.ts";
 import type { GatewayDatabase } from "../src/gateway/jobs.ts";
 import { createGatewayService, type GatewayService } from "../src/gateway/service.ts";
 import { createFolderBlobStore } from "../src/platform/blobs/folder-blob-store.ts";
@@ -36,6 +37,9 @@ const JOB_FIELDS = [
   "mp3Id",
   "error",
   "expiresAt",
+  "options",
+  "mp3FileName",
+  "mp3Size",
 ];
 const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
@@ -208,8 +212,18 @@ describe("OpenAPI documents", () => {
     assert.deepEqual(op("/login", "post").security, [{ basicAuth: [] }]);
     assert.deepEqual(op("/upload", "post").security, [{ bearerAuth: [] }]);
     assert.deepEqual(op("/healthz", "get").security, []);
-    const uploadBody = op("/upload", "post").requestBody as { content: Record<string, unknown> };
-    assert.ok(uploadBody.content["multipart/form-data"]);
+    const uploadBody = op("/upload", "post").requestBody as {
+      content: Record<string, { schema: { properties: Record<string, unknown> } }>;
+    };
+    // The option fields, then the file.
+    assert.deepEqual(Object.keys(uploadBody.content["multipart/form-data"]?.schema.properties ?? {}), [
+      ...OPTION_FIELDS,
+      "file",
+    ]);
+    assert.deepEqual(
+      Object.keys(doc.components.schemas.JobOptions?.properties ?? {}).sort(),
+      [...OPTION_FIELDS].sort(),
+    );
     const download = op("/download", "get").responses["200"] as { content: Record<string, unknown> };
     assert.ok(download.content["audio/mpeg"]);
     assert.ok(op("/download", "get").responses["206"]);

@@ -101,10 +101,14 @@ export class ApiClient {
   async upload(
     file: string,
     fileName: string,
-    options: { onBytes?: (sent: number, total: number) => void } = {},
+    options: {
+      onBytes?: (sent: number, total: number) => void;
+      /** Text fields (the conversion options), sent before the file as the API requires. */
+      fields?: readonly [string, string][];
+    } = {},
   ): Promise<Job> {
     const { size } = await stat(file);
-    const envelope = multipartEnvelope(fileName);
+    const envelope = multipartEnvelope(fileName, options.fields);
     const onBytes = options.onBytes;
     async function* body(): AsyncGenerator<Uint8Array> {
       yield envelope.head;
@@ -295,13 +299,23 @@ function describeCause(error: unknown): string {
   return current instanceof Error ? current.message : String(current);
 }
 
-/** The multipart/form-data envelope around one part, `file`, as browsers and curl send it. */
-export function multipartEnvelope(fileName: string): { head: Buffer; tail: Buffer; contentType: string } {
+/**
+ * The multipart/form-data envelope around the text fields and then one part, `file`, as browsers
+ * and curl send it.
+ */
+export function multipartEnvelope(
+  fileName: string,
+  fields: readonly [string, string][] = [],
+): { head: Buffer; tail: Buffer; contentType: string } {
   const boundary = `----vid2mp3-${randomUUID()}`;
-  // The WHATWG form encoding of a file name: quotes and line breaks percent-encoded, the rest as UTF-8.
-  const quoted = fileName.replaceAll('"', "%22").replaceAll("\r", "%0D").replaceAll("\n", "%0A");
+  // The WHATWG form encoding of a name: quotes and line breaks percent-encoded, the rest as UTF-8.
+  const quote = (text: string) => text.replaceAll('"', "%22").replaceAll("\r", "%0D").replaceAll("\n", "%0A");
+  const textParts = fields.map(
+    ([name, value]) =>
+      `--${boundary}\r\nContent-Disposition: form-data; name="${quote(name)}"\r\n\r\n${value}\r\n`,
+  );
   const head = Buffer.from(
-    `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${quoted}"\r\n` +
+    `${textParts.join("")}--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${quote(fileName)}"\r\n` +
       "Content-Type: application/octet-stream\r\n\r\n",
   );
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);

@@ -1,6 +1,7 @@
 import { stat } from "node:fs/promises";
 import path from "node:path";
 import { ApiClient, ApiError, ConnectionError, isEnded, type Job, type User } from "./api-client.ts";
+import { ConversionFlagError, type ConversionFlags, conversionFields } from "./convert-options.ts";
 import { CredentialsStore, serverKey } from "./credentials.ts";
 import { downloadFileName, exists, FileExistsError, mp3NameFor, saveStream } from "./files.ts";
 import { exitOnInterrupt } from "./interrupt.ts";
@@ -130,7 +131,7 @@ export async function logout(options: ServerOption): Promise<void> {
 
 // ---------------------------------------------------------------- convert
 
-export interface ConvertOptions extends ServerOption {
+export interface ConvertOptions extends ServerOption, ConversionFlags {
   output?: string;
   wait: boolean;
   force?: boolean;
@@ -142,12 +143,13 @@ export interface ConvertOptions extends ServerOption {
  * reported and the others still go; the command then exits 1.
  */
 export async function convert(files: string[], options: ConvertOptions): Promise<void> {
+  const fields = uploadFieldsOf(options);
   const api = await loggedIn(options);
   const progress = new ProgressDisplay({ enabled: !options.quiet });
   let failures = 0;
   for (const file of files) {
     try {
-      const saved = await convertOne(api, file, options, progress);
+      const saved = await convertOne(api, file, { ...options, fields }, progress);
       process.stdout.write(`${saved}\n`);
     } catch (error) {
       // A token the server refuses will be refused for the next file too.
@@ -162,10 +164,20 @@ export async function convert(files: string[], options: ConvertOptions): Promise
 }
 
 /** Converts one file; answers the MP3's path (or, without waiting, the job id). */
+/** The conversion flags as upload fields; a wrong one is a usage error, before anything is sent. */
+function uploadFieldsOf(options: ConversionFlags): [string, string][] {
+  try {
+    return conversionFields(options);
+  } catch (error) {
+    if (error instanceof ConversionFlagError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
 async function convertOne(
   api: ApiClient,
   file: string,
-  options: ConvertOptions,
+  options: ConvertOptions & { fields: [string, string][] },
   progress: ProgressDisplay,
 ): Promise<string> {
   const info = await stat(file).catch(() => undefined);
@@ -185,7 +197,7 @@ async function convertOne(
   const upload = progress.bytes("upload", name, info.size);
   let job: Job;
   try {
-    job = await api.upload(file, name, { onBytes: (sent) => upload.update(sent) });
+    job = await api.upload(file, name, { onBytes: (sent) => upload.update(sent), fields: options.fields });
   } catch (error) {
     upload.stop();
     throw error;

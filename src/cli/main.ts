@@ -4,6 +4,7 @@ import packageJson from "../../package.json" with { type: "json" };
 import { ConfigError, loadConfig } from "../platform/config.ts";
 import { createLogger } from "../platform/logger.ts";
 import type { ConvertOptions, ServerOption } from "./commands.ts";
+import { addConversionFlags } from "./convert-options.ts";
 import {
   type MigratableService,
   migratableServiceNames,
@@ -162,11 +163,13 @@ clientCommand(program, "logout", "Forget the token kept for a server.").action(
   run((client) => client.logout),
 );
 
-clientCommand(program, "convert <file...>", "Upload videos, follow their conversion and download the MP3s.")
-  .option("-o, --output <dir>", "where to save the MP3s (default: next to each video)")
-  .option("--no-wait", "only upload; follow the jobs later with `vid2mp3 jobs`")
-  .option("-f, --force", "overwrite an MP3 that already exists")
-  .option("-q, --quiet", "no progress, only the MP3 paths (or job ids)")
+addConversionFlags(
+  clientCommand(program, "convert <file...>", "Upload videos, follow their conversion and download the MP3s.")
+    .option("-o, --output <dir>", "where to save the MP3s (default: next to each video)")
+    .option("--no-wait", "only upload; follow the jobs later with `vid2mp3 jobs`")
+    .option("-f, --force", "overwrite an MP3 that already exists")
+    .option("-q, --quiet", "no progress, only the MP3 paths (or job ids)"),
+)
   .addHelpText(
     "after",
     `
@@ -174,9 +177,14 @@ Each file is uploaded, converted and downloaded in turn, with progress bars on a
 plain progress lines otherwise; the path of each MP3 is printed on a line of its own. A file
 that fails is reported and the others still go; the command then exits 1.
 
+The conversion options apply to every file given; without them the MP3 is VBR V2 with the
+video's tags, a frame of the video as its cover and the video's chapters.
+
 Examples:
   vid2mp3 convert holiday.mp4
-  vid2mp3 convert *.mkv --output ~/Music`,
+  vid2mp3 convert *.mkv --output ~/Music
+  vid2mp3 convert talk.mkv --quality 320k --start 1:00 --end 2:30 --normalize --mono --track eng \\
+    --title "The talk" --artist Me --no-cover --no-chapters`,
   )
   .action(run((client) => (files: string[], options: ConvertOptions) => client.convert(files, options)));
 

@@ -1,3 +1,7 @@
+import type { AppliedOptions } from "./options.ts";
+
+export type { AppliedOptions };
+
 /** A job's states: `queued → converting → done | failed`, never back. */
 export type JobStatus = "queued" | "converting" | "done" | "failed";
 
@@ -18,6 +22,12 @@ export interface Job {
   error: string | null;
   /** When the job and its MP3 are removed (RETENTION_HOURS after it ended); null while unfinished or when kept for ever. */
   expiresAt: string | null;
+  /** The conversion options, every default filled in. */
+  options: AppliedOptions;
+  /** The name the MP3 downloads under (`holiday.mov` → `holiday.mp3`). */
+  mp3FileName: string;
+  /** The MP3's size in bytes, once the job is done. */
+  mp3Size: number | null;
 }
 
 /** A page of `GET /jobs`. */

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { ConversionOptions } from "./options.ts";
 
 /**
  * The wire formats between services: queue messages are JSON with a `version`, validated on
@@ -20,6 +21,11 @@ export const VideoMessage = z.object({
   /** ffmpeg demuxer name of the sniffed container (e.g. `mov`, `matroska`); the converter forces it. */
   format: z.string().regex(/^[a-z0-9_]+$/),
   owner: z.object({ id: z.string().min(1), email }),
+  /**
+   * How the MP3 should come out (see `options.ts`). Added after version 1 was out, hence optional:
+   * a message without it (queued by an older gateway) is converted with every default.
+   */
+  options: ConversionOptions.optional(),
 });
 export type VideoMessage = z.infer<typeof VideoMessage>;
 

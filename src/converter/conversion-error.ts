@@ -4,7 +4,14 @@
  * Anything else that goes wrong (ffmpeg missing, disk full) is an ordinary Error and is retried.
  */
 
-export type ConversionFailure = "no-audio" | "undecodable" | "unsupported-audio" | "too-long" | "timeout";
+export type ConversionFailure =
+  | "no-audio"
+  | "undecodable"
+  | "unsupported-audio"
+  | "too-long"
+  | "timeout"
+  | "no-such-track"
+  | "trim-out-of-range";
 
 export class ConversionError extends Error {
   override name = "ConversionError";
@@ -40,6 +47,34 @@ export class ConversionError extends Error {
     return new ConversionError(
       "too-long",
       `The audio is longer than the limit of ${formatDuration(maxSeconds)} (MAX_AUDIO_SECONDS=${maxSeconds}); trim the file and upload it again.`,
+    );
+  }
+
+  /** The `track` option names an audio stream the file does not have. */
+  static noSuchTrack(
+    track: number | string,
+    audioTracks: number | undefined,
+    languages: string[] = [],
+  ): ConversionError {
+    const has =
+      audioTracks === undefined
+        ? ""
+        : audioTracks === 1
+          ? " It has 1 audio track (number 0)."
+          : ` It has ${audioTracks} audio tracks (numbered 0 to ${audioTracks - 1}).`;
+    const which =
+      typeof track === "number"
+        ? `This file has no audio track number ${track} (tracks are counted from 0).`
+        : `This file has no audio track in the language "${track}".`;
+    const known = languages.length > 0 ? ` Its tracks' languages: ${languages.join(", ")}.` : "";
+    return new ConversionError("no-such-track", `${which}${has}${known}`);
+  }
+
+  /** The `start` option lies at or after the end of the file. */
+  static startBeyondEnd(start: string, duration: string): ConversionError {
+    return new ConversionError(
+      "trim-out-of-range",
+      `The start (${start}) is not before the end of the file (${duration}), so nothing would be left to convert.`,
     );
   }
 

@@ -129,3 +129,61 @@ test("the probe refuses the same demuxers", () => {
     );
   }
 });
+
+test("options: the chosen stream and range, quality, mono, tags; our own cover and chapters as local-only inputs", () => {
+  const a = buildFfmpegArgs({
+    input: "/work/in.mkv",
+    output: "/work/out.mp3",
+    format: "matroska",
+    plan: {
+      audioStream: 2,
+      quality: "320k",
+      start: 60,
+      end: 150.5,
+      mono: true,
+      tags: { title: "-i file:/etc/passwd", artist: undefined },
+      coverFile: "/work/out.mp3.cover.jpg",
+      chaptersFile: "/work/out.mp3.chapters.txt",
+    },
+  });
+  const inputs = a.flatMap((arg, i) => (arg === "-i" ? [i] : []));
+  assert.deepEqual(
+    inputs.map((i) => a[i + 1]),
+    ["file:/work/in.mkv", "file:/work/out.mp3.cover.jpg", "file:/work/out.mp3.chapters.txt"],
+  );
+  // Every input is limited to local files and has its demuxer forced (never image2).
+  for (const [n, format] of ["matroska", "jpeg_pipe", "ffmetadata"].entries()) {
+    const options = a.slice(n === 0 ? 0 : (inputs[n - 1] ?? 0) + 2, inputs[n]);
+    assert.equal(options[options.indexOf("-protocol_whitelist") + 1], "file", format);
+    assert.equal(options[options.lastIndexOf("-f") + 1], format);
+  }
+  const first = a.slice(0, inputs[0]);
+  assert.equal(first[first.indexOf("-ss") + 1], "60.000", "the start seeks the input");
+  const output = a.slice((inputs[2] ?? 0) + 2);
+  const after = (flag: string) => output[output.indexOf(flag) + 1];
+  assert.equal(after("-map"), "0:a:2");
+  assert.equal(after("-t"), "90.500", "the length, as an output option so chapters are cut too");
+  assert.equal(after("-b:a"), "320k");
+  assert.ok(!output.includes("-q:a"));
+  assert.equal(after("-ac"), "1");
+  assert.equal(after("-map_chapters"), "2");
+  assert.ok(output.includes("title=-i file:/etc/passwd"), "a tag is one argument, never options");
+  assert.ok(!output.some((arg) => arg.startsWith("artist=")));
+  assert.equal(after("-disposition:v:0"), "attached_pic");
+  assert.ok(!output.includes("-vn"));
+
+  const vbr = buildFfmpegArgs({
+    input: "a",
+    output: "b",
+    format: "mov",
+    plan: { audioStream: 0, quality: "v9" },
+  });
+  assert.equal(vbr[vbr.indexOf("-q:a") + 1], "9");
+  const dropped = buildFfmpegArgs({
+    input: "a",
+    output: "b",
+    format: "mov",
+    plan: { audioStream: 0, chapters: false },
+  });
+  assert.equal(dropped[dropped.indexOf("-map_chapters") + 1], "-1");
+});

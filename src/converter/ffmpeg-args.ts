@@ -1,4 +1,5 @@
 import path from "node:path";
+import type { Quality } from "../contracts/options.ts";
 import { ConversionError } from "./conversion-error.ts";
 
 /**
@@ -28,12 +29,56 @@ export interface FfmpegArgsInput {
    * audio can be at the highest bitrate: a crafted file cannot make the output grow without end.
    */
   maxSeconds?: number;
+  /** What the user's options make of the output (see `OutputPlan`); none: the first audio stream at V2. */
+  plan?: OutputPlan;
 }
 
 /** The most bytes an MP3 of `seconds` can take: 320 kb/s, plus room for tags and a cover picture. */
 export function maxMp3Bytes(seconds: number): number {
   return Math.ceil(seconds * (320_000 / 8)) + 16 * 1024 * 1024;
 }
+
+/**
+ * The user's options, resolved against the probed input: which stream, which part of it, how it
+ * is encoded and tagged. `transcode` makes it; everything in it is already validated.
+ */
+export interface OutputPlan {
+  /** Which audio stream, counted among the audio streams (`-map 0:a:<n>`). */
+  audioStream: number;
+  /** undefined: the default, VBR V2. */
+  quality?: Quality | undefined;
+  /** Seconds into the input where the output begins and ends. */
+  start?: number | undefined;
+  end?: number | undefined;
+  mono?: boolean | undefined;
+  /** The first pass's measurement: present means normalise (EBU R128) in this run. */
+  loudness?: LoudnessMeasurement | undefined;
+  /** The output's sample rate when a filter would otherwise choose one (loudnorm works at 192 kHz). */
+  sampleRate?: number | undefined;
+  /** ID3 tags to set; the source's own are kept for the rest. */
+  tags?: { title?: string | undefined; artist?: string | undefined; album?: string | undefined };
+  /** A JPEG to attach as the front cover (ID3 APIC). */
+  coverFile?: string | undefined;
+  /** false: drop the source's chapters (kept by default as ID3 CHAP frames). */
+  chapters?: boolean | undefined;
+  /**
+   * For a trimmed output: an FFMETADATA file with the chapters already shifted and cut to the
+   * range (ffmpeg's own shifting keeps zero-length chapters at the cut points).
+   */
+  chaptersFile?: string | undefined;
+}
+
+/** What loudnorm's first pass measured (its JSON), fed to the second pass. */
+export interface LoudnessMeasurement {
+  inputI: number;
+  inputTp: number;
+  inputLra: number;
+  inputThresh: number;
+  targetOffset: number;
+}
+
+/** EBU R128 targets: −16 LUFS integrated, true peak at most −1.5 dBTP, loudness range 11 LU. */
+export const LOUDNESS_TARGET = { i: -16, tp: -1.5, lra: 11 } as const;
 
 /** How the output's audio is made: re-encoded, or the source's MP3 frames copied unchanged. */
 export type AudioPath = "copy" | "encode";
@@ -71,47 +116,183 @@ export function buildFfmpegArgs({
   threads = 1,
   audio = "encode",
   maxSeconds = 0,
+  plan = { audioStream: 0 },
 }: FfmpegArgsInput): string[] {
+  const cover = plan.coverFile;
+  const chaptersInput = cover ? 2 : 1;
   return [
-    // Machine-readable progress (out_time_us, progress=end) on stdout, no stats on stderr.
-    ...globalOptions(),
-    "-nostats",
-    "-progress",
-    "pipe:1",
-    ...inputOptions(input, format, threads),
+    ...progressInput(input, format, threads, plan.start),
+    // Our own JPEG, written by `buildCoverArgs`; read with the one-image demuxer, never image2.
+    ...(cover ? ["-protocol_whitelist", "file", "-f", "jpeg_pipe", "-i", fileUrl(cover)] : []),
+    // Our own chapter list (see `OutputPlan.chaptersFile`).
+    ...(plan.chaptersFile
+      ? ["-protocol_whitelist", "file", "-f", "ffmetadata", "-i", fileUrl(plan.chaptersFile)]
+      : []),
 
-    // Output: exactly the first audio stream; a file without one fails with a clear message
-    // instead of ffmpeg guessing. No video, subtitle or data streams.
-    "-map",
-    "0:a:0",
-    "-vn",
+    // Output: exactly the chosen audio stream; a file without one fails with a clear message
+    // instead of ffmpeg guessing. No video, subtitle or data streams, but for our cover.
+    ...selectAudio(plan, maxSeconds),
+    ...(cover
+      ? [
+          "-map",
+          "1:v:0",
+          "-c:v",
+          "copy",
+          // The mp3 muxer writes an attached picture as ID3 APIC; "Cover (front)" sets its picture type.
+          "-disposition:v:0",
+          "attached_pic",
+          "-metadata:s:v:0",
+          "title=Album cover",
+          "-metadata:s:v:0",
+          "comment=Cover (front)",
+        ]
+      : ["-vn"]),
     "-sn",
     "-dn",
     // Keep the file's own tags (title, artist, …), but not the container's technical ones.
     "-map_metadata",
     "0:g",
     ...TECHNICAL_TAGS.flatMap((tag) => ["-metadata", `${tag}=`]),
+    ...Object.entries(plan.tags ?? {}).flatMap(([tag, value]) =>
+      value === undefined ? [] : ["-metadata", `${tag}=${value}`],
+    ),
+    // Chapters become ID3 CHAP frames.
+    "-map_chapters",
+    plan.chapters === false ? "-1" : plan.chaptersFile ? String(chaptersInput) : "0",
     // ID3v2.3 is what most players and operating systems read reliably.
     "-id3v2_version",
     "3",
     ...(audio === "copy"
       ? // The source's MP3 frames, byte for byte: lossless, and no decoding or encoding at all.
         ["-c:a", "copy"]
-      : // LAME VBR quality 2 (~190 kb/s): transparent for almost everyone at a moderate size.
-        ["-c:a", "libmp3lame", "-q:a", "2"]),
+      : ["-c:a", "libmp3lame", ...qualityArgs(plan.quality), ...audioFilters(plan)]),
     // The Xing/LAME header lets players show the exact duration and seek in a VBR file. The mp3
     // muxer writes it from the frames it is given, so copied frames get a correct one too.
     "-write_xing",
     "1",
     "-threads",
     String(threads),
-    ...(maxSeconds > 0 ? ["-t", String(maxSeconds + 1), "-fs", String(maxMp3Bytes(maxSeconds + 1))] : []),
+    ...(maxSeconds > 0 ? ["-fs", String(maxMp3Bytes(maxSeconds + 1))] : []),
     "-f",
     "mp3",
     "-y",
     fileUrl(output),
   ];
 }
+
+/** LAME VBR `vN` → `-q:a N` (V2 ≈ 190 kb/s: transparent for almost everyone); `320k` → CBR. */
+function qualityArgs(quality: Quality = "v2"): string[] {
+  return quality.startsWith("v") ? ["-q:a", quality.slice(1)] : ["-b:a", quality];
+}
+
+/**
+ * `-map 0:a:<n>` and the part of it to keep (the start is an input option, see `inputOptions`).
+ * With MAX_AUDIO_SECONDS, ffmpeg writes at most one second more than the limit (one `-t`: a second
+ * one would replace the trim's).
+ */
+function selectAudio(plan: OutputPlan, maxSeconds = 0): string[] {
+  const trimmed = plan.end === undefined ? undefined : plan.end - (plan.start ?? 0);
+  const limit = maxSeconds > 0 ? maxSeconds + 1 : undefined;
+  const length = trimmed === undefined ? limit : limit === undefined ? trimmed : Math.min(trimmed, limit);
+  // `-t` on the output, not the input: only then does ffmpeg also cut the chapters to the range.
+  return ["-map", `0:a:${plan.audioStream}`, ...(length === undefined ? [] : ["-t", seconds(length)])];
+}
+
+/** Mono, and the second loudnorm pass with the first pass's measurement (linear where it can). */
+function audioFilters(plan: OutputPlan): string[] {
+  const filters: string[] = [];
+  if (plan.loudness) {
+    const m = plan.loudness;
+    filters.push(
+      `loudnorm=${loudnormTarget()}:measured_I=${m.inputI}:measured_TP=${m.inputTp}` +
+        `:measured_LRA=${m.inputLra}:measured_thresh=${m.inputThresh}:offset=${m.targetOffset}:linear=true`,
+    );
+    // loudnorm works (and outputs) at 192 kHz; back to the source's rate.
+    filters.push(`aresample=${plan.sampleRate ?? 44100}`);
+  }
+  return [...(filters.length > 0 ? ["-af", filters.join(",")] : []), ...(plan.mono ? ["-ac", "1"] : [])];
+}
+
+const loudnormTarget = (): string =>
+  `I=${LOUDNESS_TARGET.i}:TP=${LOUDNESS_TARGET.tp}:LRA=${LOUDNESS_TARGET.lra}`;
+
+/**
+ * loudnorm's first pass: the same input, stream, range and channels as the conversion, measured
+ * and thrown away (`-f null`); the measurement is printed as JSON on stderr.
+ */
+export function buildLoudnessArgs({
+  input,
+  format,
+  threads = 1,
+  plan,
+}: Pick<FfmpegArgsInput, "input" | "format" | "threads"> & { plan: OutputPlan }): string[] {
+  return [
+    ...progressInput(input, format, threads, plan.start),
+    ...selectAudio(plan),
+    "-vn",
+    "-sn",
+    "-dn",
+    ...(plan.mono ? ["-ac", "1"] : []),
+    "-af",
+    `loudnorm=${loudnormTarget()}:print_format=json`,
+    "-threads",
+    String(threads),
+    "-f",
+    "null",
+    "-",
+  ];
+}
+
+/**
+ * The cover: one representative frame of the video as a JPEG. ffmpeg's `thumbnail` filter picks,
+ * out of a batch of frames, the one closest to their average (so not a black or flash frame), and
+ * the batch starts a third into the kept part, past black openings and title cards. A source whose
+ * only picture is attached cover art (an album's) gets that picture.
+ */
+export function buildCoverArgs({
+  input,
+  output,
+  format,
+  threads = 1,
+  seekSeconds,
+  lengthSeconds,
+  source,
+}: Pick<FfmpegArgsInput, "input" | "output" | "format" | "threads"> & {
+  seekSeconds: number | undefined;
+  lengthSeconds?: number | undefined;
+  source: "moving" | "attached";
+}): string[] {
+  return [
+    ...globalOptions(),
+    // Only frames of the kept part: from the seek point to the end of the range.
+    ...inputOptions(input, format, threads, source === "moving" ? seekSeconds : undefined, lengthSeconds),
+    "-map",
+    source === "moving" ? "0:V:0" : "0:v:0",
+    "-an",
+    "-sn",
+    "-dn",
+    "-vf",
+    `${source === "moving" ? "thumbnail=n=60," : ""}scale='min(${COVER_MAX_WIDTH},iw)':-2`,
+    "-frames:v",
+    "1",
+    "-c:v",
+    "mjpeg",
+    "-q:v",
+    "3",
+    "-threads",
+    String(threads),
+    "-f",
+    "mjpeg",
+    "-y",
+    fileUrl(output),
+  ];
+}
+
+/** Wide enough for any player's artwork, small enough to add little to the MP3. */
+const COVER_MAX_WIDTH = 720;
+
+/** Seconds as ffmpeg reads them, to the millisecond. */
+const seconds = (value: number): string => value.toFixed(3);
 
 /**
  * The probe run that tells the first audio stream's codec: ffmpeg with the very same input
@@ -125,7 +306,18 @@ export function buildProbeArgs({
   format,
   threads = 1,
 }: Pick<FfmpegArgsInput, "input" | "format" | "threads">): string[] {
-  return [...globalOptions(), ...inputOptions(input, format, threads)];
+  return [...globalOptions(), ...inputOptions(input, format, threads, undefined)];
+}
+
+/** The start of a run that reports progress: machine-readable (out_time_us, progress=end) on stdout, no stats on stderr. */
+function progressInput(input: string, format: string, threads: number, start: number | undefined): string[] {
+  return [
+    ...globalOptions(),
+    "-nostats",
+    "-progress",
+    "pipe:1",
+    ...inputOptions(input, format, threads, start),
+  ];
 }
 
 /** Never wait for a keypress; no banner in the stderr we parse. */
@@ -135,11 +327,29 @@ function globalOptions(): string[] {
 
 /**
  * Input options: only local files may be opened (no http, no tcp, no data: URLs), and the
- * demuxer is the one the gateway sniffed, so a file cannot turn itself into a playlist.
+ * demuxer is the one the gateway sniffed, so a file cannot turn itself into a playlist. `start`
+ * seeks the input (decoding from the previous key frame, so the cut is exact).
  */
-function inputOptions(input: string, format: string, threads: number): string[] {
+function inputOptions(
+  input: string,
+  format: string,
+  threads: number,
+  start: number | undefined,
+  length?: number,
+): string[] {
   if (!FORMAT.test(format) || REFUSED_FORMATS.has(format)) throw ConversionError.undecodable();
-  return ["-protocol_whitelist", "file", "-f", format, "-threads", String(threads), "-i", fileUrl(input)];
+  return [
+    "-protocol_whitelist",
+    "file",
+    ...(start ? ["-ss", seconds(start)] : []),
+    ...(length ? ["-t", seconds(length)] : []),
+    "-f",
+    format,
+    "-threads",
+    String(threads),
+    "-i",
+    fileUrl(input),
+  ];
 }
 
 /**

@@ -95,7 +95,8 @@ async function startConverter({
   return { config, broker, blobs, converter, events, mails, dead, submit, workDir, close };
 }
 
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+/** Bounded, but generous: conversions (a video's includes a run for its cover) share two busy cores. */
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

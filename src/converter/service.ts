@@ -51,6 +51,9 @@ interface ConvertedSummary {
   audio?: AudioPath;
   sourceCodec?: string | null;
   copyAbandoned?: string;
+  /** Whether a cover was attached and the loudness normalised. */
+  cover?: boolean;
+  normalized?: boolean;
 }
 
 /** Time beyond ffmpeg's limit that a conversion may hold its message (download, upload, reporting). */
@@ -175,11 +178,13 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
       onError: (error) => log.warn({ err: error }, "could not publish a progress event"),
     });
     try {
-      const { durationSeconds, audio, sourceCodec, copyAbandoned } = await transcode({
+      const { durationSeconds, audio, sourceCodec, copyAbandoned, cover, normalized } = await transcode({
         ffmpegPath,
         input: local.path,
         output: mp3File,
         format: video.format,
+        options: video.options,
+        fileName: video.fileName,
         timeoutSeconds: config.ffmpeg.timeoutSeconds,
         maxSeconds: config.limits.maxAudioSeconds,
         onProgress: (fraction, inputDuration) => progress.update(fraction, inputDuration),
@@ -195,7 +200,15 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
       });
       await announceDone(video, mp3Size, durationSeconds, signal);
       // `audio`: copy (the source's MP3 frames, unchanged) or encode; `copyAbandoned`: why a copy was given up.
-      return { mp3Size, durationSeconds, audio, sourceCodec, ...(copyAbandoned && { copyAbandoned }) };
+      return {
+        mp3Size,
+        durationSeconds,
+        audio,
+        sourceCodec,
+        cover,
+        normalized,
+        ...(copyAbandoned && { copyAbandoned }),
+      };
     } finally {
       await progress.settled();
       await rm(mp3File, { force: true });

@@ -77,3 +77,57 @@ test("a listing a file's metadata may have tampered with is not trusted", () => 
   // Streams numbered with a gap.
   assert.equal(firstAudioCodec("  Stream #0:1: Audio: mp3, 44100 Hz"), null);
 });
+
+function listingOf(stderr: string): StreamListing {
+  const listing = new StreamListing();
+  for (const line of stderr.split("\n")) listing.line(line);
+  return listing;
+}
+
+const MKV_LISTING = `Input #0, matroska,webm, from 'file:/tmp/src.mkv':
+  Metadata:
+    title           : Source Title
+    ARTIST          : Src Artist
+  Duration: 00:01:06.50, start: 0.000000, bitrate: 196 kb/s
+  Chapters:
+    Chapter #0:0: start 0.000000, end 2.000000
+      Metadata:
+        title           : Intro
+  Stream #0:0: Video: h264 (Constrained Baseline), yuv420p(progressive), 160x120 [SAR 1:1 DAR 4:3], 10 fps, 10 tbr, 1k tbn
+    Metadata:
+      DURATION        : 00:00:06.023000000
+  Stream #0:1(fre): Audio: aac (LC), 48000 Hz, mono, fltp (default)
+  Stream #0:2(ENG): Audio: mp3, 44100 Hz, stereo, fltp
+  Stream #0:3(und): Audio: opus, 48000 Hz, stereo, fltp
+At least one output file must be specified`;
+
+test("lists the audio streams with their language and sample rate, in -map 0:a:<n> order", () => {
+  const listing = listingOf(MKV_LISTING);
+  assert.deepEqual(listing.audioStreams(), [
+    { codec: "aac", language: "fre", sampleRate: 48000 },
+    { codec: "mp3", language: "eng", sampleRate: 44100 },
+    { codec: "opus", language: null, sampleRate: 48000 },
+  ]);
+  assert.equal(listing.durationSeconds, 66.5);
+  assert.equal(listing.hasTitle, true);
+  assert.equal(listing.pictureSource(), "moving");
+});
+
+test("a title of a stream or a chapter is not the file's title; an attached picture is not a video", () => {
+  const listing = listingOf(`Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:/tmp/a.m4a':
+  Metadata:
+    artist          : Someone
+  Duration: 00:00:03.00, start: 0.000000, bitrate: 130 kb/s
+  Chapters:
+    Chapter #0:0: start 0.000000, end 2.000000
+      Metadata:
+        title           : Intro
+  Stream #0:0(und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, stereo, fltp, 128 kb/s (default)
+    Metadata:
+      title           : SoundHandler
+  Stream #0:1: Video: mjpeg (Baseline), yuvj420p(pc, bt470bg/unknown/unknown), 300x300, 90k tbr, 90k tbn (attached pic)`);
+  assert.equal(listing.hasTitle, false);
+  assert.equal(listing.pictureSource(), "attached");
+  assert.equal(listingOf("  Stream #0:0: Audio: mp3, 44100 Hz").pictureSource(), null);
+  assert.equal(listingOf("  Stream #0:1: Audio: mp3, 44100 Hz").audioStreams(), null, "a gap: not trusted");
+});

@@ -151,3 +151,119 @@ export async function audioPacketsMd5(file: string): Promise<string> {
   ]);
   return stdout.trim();
 }
+
+/**
+ * A 6-second MKV with what the conversion options act on: a video that is black for its first
+ * second, then a test picture; two audio tracks, French (440 Hz, mono) and English (880 Hz,
+ * stereo, so a test can tell them apart by their channels); three 2-second chapters; a title and
+ * an artist.
+ */
+export async function makeRichVideo(dir: string, name: string): Promise<string> {
+  const file = path.join(dir, name);
+  const metadata = path.join(dir, `${name}.ffmetadata`);
+  const chapter = (title: string, start: number) =>
+    `[CHAPTER]\nTIMEBASE=1/1000\nSTART=${start * 1000}\nEND=${(start + 2) * 1000}\ntitle=${title}\n`;
+  await writeFile(
+    metadata,
+    `;FFMETADATA1\ntitle=Source Title\nartist=Source Artist\n${chapter("Intro", 0)}${chapter("Middle", 2)}${chapter("End", 4)}`,
+  );
+  await run("ffmpeg", [
+    ...["-nostdin", "-v", "error", "-y"],
+    ...["-f", "lavfi", "-i", "color=black:size=160x120:rate=10:duration=1"],
+    ...["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=5"],
+    ...["-f", "lavfi", "-i", "sine=frequency=440:duration=6"],
+    ...["-f", "lavfi", "-i", "sine=frequency=880:duration=6"],
+    ...["-i", metadata],
+    ...["-filter_complex", "[0][1]concat=n=2:v=1:a=0[v];[3]pan=stereo|c0=c0|c1=c0[eng]"],
+    ...["-map", "[v]", "-map", "2:a", "-map", "[eng]", "-map_metadata", "4", "-map_chapters", "4"],
+    ...["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+    ...["-metadata:s:a:0", "language=fre", "-metadata:s:a:1", "language=eng"],
+    file,
+  ]);
+  return file;
+}
+
+/** What ffprobe tells of an MP3: its streams, tags and chapters. */
+export interface Mp3Details {
+  audio: { channels: number; bitRate: number; sampleRate: number };
+  /** The attached picture's codec, if there is one. */
+  picture: { codec: string; comment: string | undefined } | undefined;
+  tags: Record<string, string>;
+  chapters: { title: string | undefined; start: number; end: number }[];
+}
+
+export async function mp3Details(file: string): Promise<Mp3Details> {
+  const { stdout } = await run("ffprobe", [
+    ...["-v", "error", "-show_format", "-show_streams", "-show_chapters", "-of", "json", file],
+  ]);
+  const info = JSON.parse(stdout) as {
+    format: { tags?: Record<string, string> };
+    streams: {
+      codec_type: string;
+      codec_name: string;
+      channels?: number;
+      bit_rate?: string;
+      sample_rate?: string;
+      disposition?: { attached_pic?: number };
+      tags?: Record<string, string>;
+    }[];
+    chapters: { start_time: string; end_time: string; tags?: { title?: string } }[];
+  };
+  const audio = info.streams.find((s) => s.codec_type === "audio");
+  const picture = info.streams.find((s) => s.codec_type === "video" && s.disposition?.attached_pic === 1);
+  if (!audio) throw new Error(`${file} has no audio stream`);
+  return {
+    audio: {
+      channels: Number(audio.channels),
+      bitRate: Number(audio.bit_rate),
+      sampleRate: Number(audio.sample_rate),
+    },
+    picture: picture && { codec: picture.codec_name, comment: picture.tags?.comment },
+    tags: Object.fromEntries(Object.entries(info.format.tags ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
+    chapters: info.chapters.map((c) => ({
+      title: c.tags?.title,
+      start: Number(c.start_time),
+      end: Number(c.end_time),
+    })),
+  };
+}
+
+/**
+ * How long a file plays: its audio decoded to the end, from the first sample to the last, with
+ * the encoder's padding removed as the LAME header tells (what a player plays).
+ */
+export async function decodedSeconds(file: string): Promise<number> {
+  const { stdout } = await run("ffprobe", [
+    ...["-v", "error", "-select_streams", "a:0", "-show_entries", "frame=pts_time,pkt_duration_time"],
+    ...["-of", "json", file],
+  ]);
+  const frames = (JSON.parse(stdout) as { frames: { pts_time: string; pkt_duration_time: string }[] }).frames;
+  const first = frames[0];
+  const last = frames.at(-1);
+  if (!first || !last) return 0;
+  return Number(last.pts_time) + Number(last.pkt_duration_time) - Number(first.pts_time);
+}
+
+/** EBU R128 as ffmpeg's `ebur128` filter measures it: integrated loudness (LUFS) and true peak (dBTP). */
+export async function loudness(file: string): Promise<{ integrated: number; truePeak: number }> {
+  const { stderr } = await run("ffmpeg", [
+    ...["-nostdin", "-hide_banner", "-nostats", "-i", file, "-map", "0:a:0"],
+    ...["-af", "ebur128=peak=true", "-f", "null", "-"],
+  ]);
+  const summary = stderr.slice(stderr.lastIndexOf("Summary:"));
+  const integrated = /I:\s+(-?[\d.]+) LUFS/.exec(summary)?.[1];
+  const truePeak = /Peak:\s+(-?[\d.]+|-inf) dBFS/.exec(summary)?.[1];
+  if (integrated === undefined || truePeak === undefined) throw new Error(`no ebur128 summary: ${summary}`);
+  return { integrated: Number(integrated), truePeak: Number(truePeak) };
+}
+
+/** The attached picture's mean brightness, 0 (black) … 255 (white). */
+export async function pictureBrightness(file: string): Promise<number> {
+  const { stderr } = await run("ffmpeg", [
+    ...["-nostdin", "-hide_banner", "-i", file, "-map", "0:v:0"],
+    ...["-vf", "signalstats,metadata=print:key=lavfi.signalstats.YAVG", "-f", "null", "-"],
+  ]);
+  const value = /lavfi\.signalstats\.YAVG=([\d.]+)/.exec(stderr)?.[1];
+  if (value === undefined) throw new Error("no picture to measure");
+  return Number(value);
+}

@@ -44,7 +44,8 @@ test("a video with sound becomes an MP3 of the same length, reporting progress u
   const source = await probe(input);
   const mp3 = await probe(output);
   assert.equal(mp3.formatName, "mp3");
-  assert.deepEqual(mp3.codecs, ["mp3"]);
+  assert.deepEqual(mp3.codecs, ["mp3", "mjpeg"], "the audio, and a frame of the video as its cover");
+  assert.equal(result.cover, true);
   assert.ok(Math.abs(mp3.durationSeconds - source.durationSeconds) < 0.1, `${mp3.durationSeconds}`);
   assert.ok(
     result.durationSeconds !== null && Math.abs(result.durationSeconds - source.durationSeconds) < 0.1,
@@ -60,7 +61,7 @@ test("a video with sound becomes an MP3 of the same length, reporting progress u
 });
 
 /** Converts `input` and checks that its MP3 frames went into the output unchanged, with a Xing header. */
-async function assertCopied(input: string, format: string): Promise<void> {
+async function assertCopied(input: string, format: string, { video = false } = {}): Promise<void> {
   const output = `${input}.out.mp3`;
   const fractions: number[] = [];
   const result = await transcode({
@@ -78,7 +79,8 @@ async function assertCopied(input: string, format: string): Promise<void> {
 
   const [source, mp3] = await Promise.all([probe(input), probe(output)]);
   assert.equal(mp3.formatName, "mp3");
-  assert.deepEqual(mp3.codecs, ["mp3"]);
+  // A video's frame becomes the cover, alongside the copied frames.
+  assert.deepEqual(mp3.codecs, video ? ["mp3", "mjpeg"] : ["mp3"]);
   assert.ok(source.audio && mp3.audio);
   // The same frames, byte for byte: nothing was decoded or encoded.
   assert.equal(await audioPacketsMd5(output), await audioPacketsMd5(input));
@@ -110,8 +112,8 @@ test("an MP3 upload (VBR, LAME) is copied, not re-encoded: same frames, exact du
 test("the MP3 audio track of an MKV and of an AVI is copied", async () => {
   const mkv = await makeVideo(dir, "mp3-audio.mkv", { audioCodec: "libmp3lame" });
   const avi = await makeVideo(dir, "mp3-audio.avi", { audioCodec: "libmp3lame" });
-  await assertCopied(mkv, "matroska");
-  await assertCopied(avi, "avi");
+  await assertCopied(mkv, "matroska", { video: true });
+  await assertCopied(avi, "avi", { video: true });
 });
 
 test("MPEG layer II audio (an .mp2 read by the mp3 demuxer) is encoded, not copied", async () => {
@@ -158,7 +160,7 @@ test("a stream that only looks like MP3 in ffmpeg's listing is refused by the mu
   assert.equal(result.audio, "encode");
   assert.equal(result.copyAbandoned, "the mp3 muxer refused the stream as not MP3");
   const mp3 = await probe(output);
-  assert.deepEqual(mp3.codecs, ["mp3"]);
+  assert.deepEqual(mp3.codecs, ["mp3", "mjpeg"]);
   assert.ok(Math.abs(mp3.durationSeconds - 2) < 0.1);
 });
 

@@ -1,5 +1,16 @@
+import { rm, stat, writeFile } from "node:fs/promises";
+import type { ConversionOptions } from "../contracts/options.ts";
 import { ConversionError } from "./conversion-error.ts";
-import { type AudioPath, buildFfmpegArgs, buildProbeArgs } from "./ffmpeg-args.ts";
+import {
+  type AudioPath,
+  buildCoverArgs,
+  buildFfmpegArgs,
+  buildLoudnessArgs,
+  buildProbeArgs,
+  type OutputPlan,
+} from "./ffmpeg-args.ts";
+import { readLoudness } from "./loudness.ts";
+import { ffmetadataChapters, planOutput } from "./output-plan.ts";
 import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
 import { StreamListing } from "./stream-listing.ts";
 
@@ -25,6 +36,10 @@ export interface TranscodeOptions {
   signal?: AbortSignal;
   /** MAX_AUDIO_SECONDS: longer audio fails (ConversionError "too-long"); 0 or absent = no limit. */
   maxSeconds?: number;
+  /** The user's options for this upload (see `contracts/options.ts`); none: every default. */
+  options?: ConversionOptions | undefined;
+  /** The upload's name: the MP3's title when neither the user nor the file gives one. */
+  fileName?: string | undefined;
 }
 
 export interface TranscodeResult {
@@ -36,6 +51,10 @@ export interface TranscodeResult {
   sourceCodec: string | null;
   /** Why a copy was tried and given up for encoding (damaged MP3 frames, muxer refused), if it was. */
   copyAbandoned?: string;
+  /** Whether a cover picture was attached. */
+  cover: boolean;
+  /** Whether the loudness was normalised (not for silence, which has no loudness to set). */
+  normalized: boolean;
 }
 
 /** How much of ffmpeg's stderr is kept for error messages; a bad file can make it print without end. */
@@ -72,29 +91,169 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
   });
   // Its exit code is 1 by design (no output file); only a kill matters.
   throwIfKilled(probed, options);
-  // Where the container tells the length, a file over the limit fails before any decoding. The
+  const chosen = options.options ?? {};
+  // Throws the user's kind of error for a track the file does not have or a start past its end.
+  const { plan, sourceCodec, outputSeconds, chapters } = planOutput(listing, chosen, options.fileName);
+  const expected = (inputSeconds: number | undefined) =>
+    outputSeconds(inputSeconds ?? listing.durationSeconds);
+  // Where the container tells the length, audio over the limit fails before any decoding. The
   // limit is enforced on what is written too (below), since a container may lie.
   const maxSeconds = options.maxSeconds ?? 0;
-  if (maxSeconds > 0 && declaredSeconds !== undefined && declaredSeconds > maxSeconds) {
+  const declaredOutput = declaredSeconds === undefined ? undefined : expected(declaredSeconds);
+  if (maxSeconds > 0 && declaredOutput !== undefined && declaredOutput > maxSeconds) {
     throw ConversionError.tooLong(maxSeconds);
   }
-  const sourceCodec = listing.firstAudioCodec();
 
-  let copyAbandoned: string | undefined;
-  if (sourceCodec === "mp3") {
-    const copied = await runConversion(options, "copy", deadline, emitProgress);
-    if (!(copied instanceof Error)) return { ...withinLimit(copied, maxSeconds), audio: "copy", sourceCodec };
-    copyAbandoned = copied.message;
+  const coverFile = `${options.output}.cover.jpg`;
+  const chaptersFile = `${options.output}.chapters.txt`;
+  try {
+    if (chapters) {
+      await writeFile(chaptersFile, ffmetadataChapters(chapters));
+      plan.chaptersFile = chaptersFile;
+    }
+    if (chosen.cover !== "none") {
+      const source = listing.pictureSource();
+      if (source && (await extractCover(options, { source, plan, expected, coverFile, deadline }))) {
+        plan.coverFile = coverFile;
+      }
+    }
+    // Normalising takes a pass to measure first: it gets the first half of the progress bar.
+    let span: ProgressSpan = FULL_SPAN;
+    if (chosen.normalize) {
+      span = { from: 0, to: 0.5 };
+      plan.loudness = await measureLoudness(options, plan, { deadline, emitProgress, expected, span });
+      span = { from: 0.5, to: 1 };
+    }
+    const conversion = { deadline, emitProgress, expected, span };
+
+    let copyAbandoned: string | undefined;
+    if (sourceCodec === "mp3" && framesCanBeCopied(chosen)) {
+      const copied = await runConversion(options, "copy", plan, conversion);
+      if (!(copied instanceof Error))
+        return { ...withinLimit(copied, maxSeconds), audio: "copy", sourceCodec, ...applied(plan) };
+      copyAbandoned = copied.message;
+    }
+    const encoded = await runConversion(options, "encode", plan, conversion);
+    if (encoded instanceof Error) throw encoded;
+    withinLimit(encoded, maxSeconds);
+    return {
+      ...encoded,
+      audio: "encode",
+      sourceCodec,
+      ...applied(plan),
+      ...(copyAbandoned === undefined ? {} : { copyAbandoned }),
+    };
+  } finally {
+    await Promise.all([rm(coverFile, { force: true }), rm(chaptersFile, { force: true })]);
   }
-  const encoded = await runConversion(options, "encode", deadline, emitProgress);
-  if (encoded instanceof Error) throw encoded;
-  withinLimit(encoded, maxSeconds);
-  return {
-    ...encoded,
-    audio: "encode",
-    sourceCodec,
-    ...(copyAbandoned === undefined ? {} : { copyAbandoned }),
-  };
+}
+
+const applied = (plan: OutputPlan) => ({
+  cover: plan.coverFile !== undefined,
+  normalized: plan.loudness !== undefined,
+});
+
+/** Copying MP3 frames keeps them as they are: only tags, cover and chapters may change. */
+function framesCanBeCopied(options: ConversionOptions): boolean {
+  return (
+    options.quality === undefined &&
+    options.start === undefined &&
+    options.end === undefined &&
+    !options.normalize &&
+    !options.mono
+  );
+}
+
+interface RunContext {
+  deadline: number;
+  emitProgress: ProgressListener;
+  /** The output's expected length from the input's (for progress fractions). */
+  expected: (inputSeconds: number | undefined) => number | undefined;
+  span: ProgressSpan;
+}
+
+/** The part of the progress bar a run fills. */
+interface ProgressSpan {
+  from: number;
+  to: number;
+}
+const FULL_SPAN: ProgressSpan = { from: 0, to: 1 };
+
+const COVER_TIME_LIMIT_MS = 120_000;
+
+/**
+ * The cover picture, written to `coverFile`. A cover is a nicety: a picture that cannot be made
+ * (undecodable video, a seek past the last frame) leaves the MP3 without one rather than failing
+ * the conversion. Resolves whether a picture was written.
+ */
+async function extractCover(
+  options: TranscodeOptions,
+  {
+    source,
+    plan,
+    expected,
+    coverFile,
+    deadline,
+  }: {
+    source: "moving" | "attached";
+    plan: OutputPlan;
+    expected: RunContext["expected"];
+    coverFile: string;
+    deadline: number;
+  },
+): Promise<boolean> {
+  const start = plan.start ?? 0;
+  const length = expected(undefined);
+  // A third into the kept part, then (if that finds no frame) its very start.
+  const seeks = length === undefined ? [start] : [start + length / 3, start];
+  // A picture is a few frames' work: one that takes longer is not worth the conversion's time.
+  const coverDeadline = Math.min(deadline, performance.now() + COVER_TIME_LIMIT_MS);
+  for (const seekSeconds of seeks) {
+    const lengthSeconds = length === undefined ? undefined : start + length - seekSeconds;
+    const exit = await runFfmpeg({
+      ffmpegPath: options.ffmpegPath,
+      args: buildCoverArgs({ ...options, output: coverFile, seekSeconds, lengthSeconds, source }),
+      deadline: coverDeadline,
+      signal: options.signal,
+    });
+    if (exit.outcome === "timed out" && performance.now() < deadline) return false;
+    throwIfKilled(exit, options);
+    const written = await stat(coverFile).catch(() => undefined);
+    if (exit.code === 0 && written && written.size > 0) return true;
+  }
+  return false;
+}
+
+/**
+ * loudnorm's first pass over exactly what will be converted. Undefined for silence (nothing to
+ * normalise); a file that cannot be decoded fails here as it would in the conversion.
+ */
+async function measureLoudness(
+  options: TranscodeOptions,
+  plan: OutputPlan,
+  context: RunContext,
+): Promise<OutputPlan["loudness"]> {
+  const diagnosis = new StderrDiagnosis(plan.audioStream);
+  const progress = new ProgressReader(() => context.expected(diagnosis.inputDurationSeconds), context);
+  const stderr: string[] = [];
+  const exit = await runFfmpeg({
+    ffmpegPath: options.ffmpegPath,
+    args: buildLoudnessArgs({ ...options, plan }),
+    deadline: context.deadline,
+    signal: options.signal,
+    onStdoutLine: (line) => progress.line(line),
+    onStderrLine: (line) => {
+      diagnosis.line(line);
+      // The measurement is the last few lines; keep a bounded tail.
+      stderr.push(line);
+      if (stderr.length > 40) stderr.shift();
+      return undefined;
+    },
+  });
+  throwIfKilled(exit, options);
+  const failure = diagnosis.classify(exit.code, exit.killSignal);
+  if (failure) throw failure;
+  return readLoudness(stderr);
 }
 
 /** ffmpeg stops writing one second past the limit (see `buildFfmpegArgs`): more than the limit means the audio is longer. */
@@ -128,16 +287,16 @@ const COPY_PROBLEMS: [RegExp, string][] = [
 async function runConversion(
   options: TranscodeOptions,
   audio: AudioPath,
-  deadline: number,
-  emitProgress: ProgressListener,
+  plan: OutputPlan,
+  context: RunContext,
 ): Promise<{ durationSeconds: number | null } | Error> {
-  const diagnosis = new StderrDiagnosis();
-  const progress = new ProgressReader(() => diagnosis.inputDurationSeconds, emitProgress);
+  const diagnosis = new StderrDiagnosis(plan.audioStream);
+  const progress = new ProgressReader(() => context.expected(diagnosis.inputDurationSeconds), context);
   let copyProblem: string | undefined;
   const exit = await runFfmpeg({
     ffmpegPath: options.ffmpegPath,
-    args: buildFfmpegArgs({ ...options, audio }),
-    deadline,
+    args: buildFfmpegArgs({ ...options, audio, plan }),
+    deadline: context.deadline,
     signal: options.signal,
     onStdoutLine: (line) => progress.line(line),
     onStderrLine: (line) => {
@@ -155,7 +314,9 @@ async function runConversion(
   const written = progress.outTimeSeconds;
   return {
     durationSeconds:
-      written !== undefined && written > 0 ? written : (diagnosis.inputDurationSeconds ?? null),
+      written !== undefined && written > 0
+        ? written
+        : (context.expected(diagnosis.inputDurationSeconds) ?? null),
   };
 }
 
@@ -186,6 +347,14 @@ function monotonic(onProgress: TranscodeOptions["onProgress"]): ProgressListener
  */
 class StderrDiagnosis {
   inputDurationSeconds: number | undefined;
+  /** The audio stream mapped (`0:a:<n>`): a map that matches nothing means that track is missing. */
+  private readonly audioStream: number;
+  private noSuchTrack = false;
+
+  constructor(audioStream = 0) {
+    this.audioStream = audioStream;
+  }
+
   private readonly tail: string[] = [];
   private noAudio = false;
   private undecodable = false;
@@ -199,7 +368,10 @@ class StderrDiagnosis {
 
     // The first "Duration:" belongs to input #0 (ffmpeg prints none for the output).
     this.inputDurationSeconds ??= parseDuration(line);
-    if (/Stream map '0:a:0' matches no streams|does not contain any stream/.test(line)) this.noAudio = true;
+    if (/Stream map '0:a:\d+' matches no streams|does not contain any stream/.test(line)) {
+      if (this.audioStream > 0 && /Stream map/.test(line)) this.noSuchTrack = true;
+      else this.noAudio = true;
+    }
     if (/Output file is empty, nothing was encoded/.test(line)) this.emptyOutput = true;
     if (
       /Invalid data found when processing input|moov atom not found|EBML header parsing failed|Unknown input format|could not find codec parameters|[Dd]ecoder \(codec .*\) not found|no decoder found|Error while decoding|not on whitelist|Unsupported codec|Failed to read frame size/.test(
@@ -231,6 +403,7 @@ class StderrDiagnosis {
       return undefined;
     }
     if (!this.localProblem) {
+      if (this.noSuchTrack) return ConversionError.noSuchTrack(this.audioStream, undefined);
       if (this.noAudio) return ConversionError.noAudio();
       if (this.undecodable) return ConversionError.undecodable();
       if (this.unsupportedAudio) return ConversionError.unsupportedAudio();
@@ -246,10 +419,15 @@ class ProgressReader {
   private sawOutTimeUs = false;
   private readonly duration: () => number | undefined;
   private readonly emit: ProgressListener;
+  private readonly span: ProgressSpan;
 
-  constructor(duration: () => number | undefined, emit: ProgressListener) {
+  constructor(
+    duration: () => number | undefined,
+    { emitProgress, span }: { emitProgress: ProgressListener; span: ProgressSpan },
+  ) {
     this.duration = duration;
-    this.emit = emit;
+    this.emit = emitProgress;
+    this.span = span;
   }
 
   line(line: string): void {
@@ -269,13 +447,14 @@ class ProgressReader {
 
   /** Called when ffmpeg has ended successfully: only then is the conversion done. */
   finish(): void {
-    this.emit(1, this.duration() ?? null);
+    this.emit(this.span.to, this.duration() ?? null);
   }
 
   private report(): void {
     const duration = this.duration();
     if (duration === undefined || duration <= 0 || this.outTimeSeconds === undefined) return;
     // 1 is kept for success: ffmpeg may still fail (or a copy be given up) after writing it all.
-    this.emit(Math.min(0.99, this.outTimeSeconds / duration), duration);
+    const fraction = Math.min(0.99, this.outTimeSeconds / duration);
+    this.emit(Math.min(0.99, this.span.from + (this.span.to - this.span.from) * fraction), duration);
   }
 }

@@ -5,7 +5,7 @@ import type { Broker, Consumer } from "../platform/broker/broker.ts";
 import { HttpError } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
 import { createJobFeed, type JobFeed } from "./job-feed.ts";
-import type { Job, JobRow, JobsRepository, NewJob } from "./jobs.ts";
+import { type Job, type JobRow, type JobsRepository, type NewJob, storedOptions } from "./jobs.ts";
 import type { GatewayMetrics } from "./metrics.ts";
 
 /**
@@ -201,6 +201,7 @@ export function createJobLifecycle(options: JobLifecycleOptions): JobLifecycle {
 }
 
 export function videoMessage(row: JobRow): VideoMessage {
+  const options = storedOptions(row);
   return {
     version: 1,
     jobId: row.id,
@@ -209,5 +210,7 @@ export function videoMessage(row: JobRow): VideoMessage {
     fileName: row.file_name,
     format: row.format,
     owner: { id: row.owner_id, email: row.owner_email },
+    // Left out when there are none, so such a message reads as it always did.
+    ...(Object.keys(options).length > 0 && { options }),
   };
 }

@@ -4,6 +4,7 @@ import { describe, type TestContext, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type TestDatabaseBackend, testDatabaseBackends } from "../../test/support/mariadb.ts";
 import type { JobEvent } from "../contracts/messages.ts";
+import { appliedOptions } from "../contracts/options.ts";
 import { migrateToLatest } from "../platform/database.ts";
 import { createJobsRepository, type GatewayDatabase, type JobRow, type NewJob, toJob } from "./jobs.ts";
 import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
@@ -76,11 +77,35 @@ for (const backend of testDatabaseBackends) {
         mp3Id: null,
         error: null,
         expiresAt: null,
+        options: appliedOptions(),
+        mp3FileName: "holiday.mp3",
+        mp3Size: null,
       });
       assert.equal(row.owner_email, ALICE.ownerEmail);
       assert.equal(row.format, "mov");
       assert.equal(await jobs.get(job.id, BOB.ownerId), undefined);
       assert.equal(await jobs.get(randomUUID(), ALICE.ownerId), undefined);
+    });
+
+    test("a job keeps its options; the job shows them with the defaults, and the MP3's size once done", async (t) => {
+      const jobs = await repository(t);
+      const options = {
+        quality: "320k",
+        start: 60,
+        end: 150.5,
+        mono: true,
+        track: "eng",
+        title: "Ünïcode “title”",
+      } as const;
+      const created = await jobs.create({ ...newJob(ALICE, "talk.mkv"), options });
+      const row = await jobs.get(created.id, ALICE.ownerId);
+      assert.ok(row);
+      assert.deepEqual(toJob(row, 0).options, { ...appliedOptions(), ...options });
+      assert.equal(toJob(row, 0).options.cover, "frame", "defaults fill what was not chosen");
+      assert.equal(toJob(row, 0).mp3FileName, "talk.mp3");
+      const finished = await jobs.apply(done(row));
+      assert.ok(finished);
+      assert.equal(toJob(finished, 0).mp3Size, 4321);
     });
 
     test("two jobs cannot share an id or an mp3 id", async (t) => {

@@ -1,6 +1,8 @@
+import path from "node:path";
 import type { Kysely, Selectable } from "kysely";
 import type { Job, JobStatus } from "../contracts/jobs.ts";
 import type { JobEvent } from "../contracts/messages.ts";
+import { appliedOptions, ConversionOptions } from "../contracts/options.ts";
 
 export type { Job, JobStatus };
 
@@ -19,10 +21,13 @@ interface JobsTable {
   error: string | null;
   created_at: string;
   updated_at: string;
+  /** `ConversionOptions` as JSON; null for none (and for jobs older than options). */
+  options: string | null;
 }
 
 export interface GatewayDatabase {
   jobs: JobsTable;
+  gateway_secrets: { name: string; value: string };
 }
 
 export type JobRow = Selectable<JobsTable>;
@@ -48,7 +53,23 @@ export function toJob(row: JobRow, retentionHours: number): Job {
       finished && retentionHours > 0
         ? new Date(Date.parse(row.updated_at) + retentionHours * 3_600_000).toISOString()
         : null,
+    options: appliedOptions(storedOptions(row)),
+    mp3FileName: mp3FileName(row.file_name),
+    mp3Size: row.status === "done" && row.mp3_size !== null ? Number(row.mp3_size) : null,
   };
+}
+
+/** The options a job was uploaded with (what the user chose, no defaults filled in). */
+export function storedOptions(row: Pick<JobRow, "options">): ConversionOptions {
+  if (row.options === null) return {};
+  // Written by this gateway from validated options; parsed again so a bad row cannot pass unseen.
+  return ConversionOptions.parse(JSON.parse(row.options));
+}
+
+/** `holiday.mov` → `holiday.mp3`. */
+export function mp3FileName(uploadName: string): string {
+  const base = path.parse(uploadName).name || "audio";
+  return `${base}.mp3`;
 }
 
 const unfinished: JobStatus[] = ["queued", "converting"];
@@ -61,6 +82,8 @@ export interface NewJob {
   format: string;
   size: number;
   mp3Id: string;
+  /** What the user chose; none: every default. */
+  options?: ConversionOptions;
 }
 
 /** Every read and write of the jobs table; reads for clients are always scoped to the owner. */
@@ -91,6 +114,7 @@ export function createJobsRepository(db: Kysely<GatewayDatabase>, options: { ret
         error: null,
         created_at: now,
         updated_at: now,
+        options: job.options && Object.keys(job.options).length > 0 ? JSON.stringify(job.options) : null,
       };
       await db.insertInto("jobs").values(row).execute();
       return row;
@@ -102,6 +126,16 @@ export function createJobsRepository(db: Kysely<GatewayDatabase>, options: { ret
 
     async getDone(mp3Id: string, ownerId: string): Promise<JobRow | undefined> {
       return byOwner(ownerId)
+        .where("mp3_id", "=", mp3Id)
+        .where("status", "=", "done")
+        .selectAll()
+        .executeTakeFirst();
+    },
+
+    /** A done job by its MP3's id, whoever owns it: only for a signed download link. */
+    async getDoneByMp3Id(mp3Id: string): Promise<JobRow | undefined> {
+      return db
+        .selectFrom("jobs")
         .where("mp3_id", "=", mp3Id)
         .where("status", "=", "done")
         .selectAll()

@@ -1,4 +1,5 @@
 import type { Kysely, Migration } from "kysely";
+import { DOWNLOAD_LINK_SECRET, newSecret } from "./download-links.ts";
 
 /** The gateway's migration bookkeeping table: services can share one database. */
 export const GATEWAY_MIGRATION_TABLE = "gateway_migrations";
@@ -30,6 +31,26 @@ export const gatewayMigrations: Record<string, Migration> = {
         .columns(["owner_id", "created_at"])
         .execute();
       await db.schema.createIndex("jobs_status").on("jobs").column("status").execute();
+    },
+  },
+  "2026-12-01-001-job-options": {
+    async up(db: Kysely<unknown>) {
+      // The upload's conversion options as JSON (only what the user chose); null: all defaults.
+      await db.schema.alterTable("jobs").addColumn("options", "text").execute();
+    },
+  },
+  "2026-12-01-002-gateway-secrets": {
+    async up(db: Kysely<unknown>) {
+      // Keys every gateway replica must share, made once here so no setting is needed for them.
+      await db.schema
+        .createTable("gateway_secrets")
+        .addColumn("name", "varchar(64)", (c) => c.primaryKey())
+        .addColumn("value", "varchar(128)", (c) => c.notNull())
+        .execute();
+      await (db as Kysely<{ gateway_secrets: { name: string; value: string } }>)
+        .insertInto("gateway_secrets")
+        .values({ name: DOWNLOAD_LINK_SECRET, value: newSecret() })
+        .execute();
     },
   },
 };

@@ -12,6 +12,7 @@ import type { Logger } from "../platform/logger.ts";
 import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
 import { bearerToken, type Caller, createJwksVerifier, createValidateVerifier } from "./authentication.ts";
+import { createDownloadLinks, loadDownloadLinkKey } from "./download-links.ts";
 import { createJobLifecycle } from "./job-lifecycle.ts";
 import { createJobsRepository, type GatewayDatabase } from "./jobs.ts";
 import { createUploadLimits } from "./limits.ts";
@@ -20,7 +21,7 @@ import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
 import { createRetention } from "./retention.ts";
 import { withRevocationCheck } from "./revocation-check.ts";
 import { registerAuthProxyRoutes } from "./routes/auth-proxy.ts";
-import { registerDownloadRoute } from "./routes/download.ts";
+import { registerDownloadLinkRoute, registerDownloadRoute } from "./routes/download.ts";
 import { registerEventsRoute } from "./routes/events.ts";
 import { registerJobRoutes } from "./routes/jobs.ts";
 import { registerUploadRoute } from "./routes/upload.ts";
@@ -114,7 +115,14 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     }),
     metrics,
   });
-  registerDownloadRoute(app, { jobs, blobs, authenticate });
+  const downloads = {
+    jobs,
+    blobs,
+    authenticate,
+    links: createDownloadLinks(await loadDownloadLinkKey(deps.db)),
+  };
+  registerDownloadRoute(app, downloads);
+  registerDownloadLinkRoute(app, downloads);
   registerJobRoutes(app, { jobs, blobs, authenticate });
   registerEventsRoute(app, {
     feed: lifecycle.feed,

@@ -136,10 +136,11 @@ export async function login(email, password) {
 
 /**
  * `POST /upload` of one file with XMLHttpRequest, whose upload progress fetch cannot report.
- * Returns the promise of the 202 body and a function that cancels the upload.
- * @param {File} file @param {(fraction: number) => void} onProgress
+ * Returns the promise of the 202 body and a function that cancels the upload. `fields` are the
+ * option fields, sent before the file as the API requires.
+ * @param {File} file @param {(fraction: number) => void} onProgress @param {[string, string][]} fields
  */
-export function upload(file, onProgress) {
+export function upload(file, onProgress, fields = []) {
   const xhr = new XMLHttpRequest();
   const promise = new Promise((resolve, reject) => {
     xhr.open("POST", "/upload");
@@ -175,6 +176,7 @@ export function upload(file, onProgress) {
     );
     xhr.addEventListener("abort", () => reject(new ApiError(0, "aborted", "Upload cancelled.")));
     const form = new FormData();
+    for (const [name, value] of fields) form.append(name, value);
     form.append("file", file, file.name);
     xhr.send(form);
   });
@@ -198,6 +200,14 @@ export async function download(fid) {
   // The browser has taken the blob once the click's navigation started; give it time anyway.
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
   return name;
+}
+
+/**
+ * A short-lived signed URL of the MP3 (`POST /download/link`): what an `<audio>` element can
+ * fetch without the bearer header, streaming and seeking with Range requests.
+ */
+export async function downloadLink(fid) {
+  return api(`/download/link?fid=${encodeURIComponent(fid)}`, { method: "POST" });
 }
 
 /** `HEAD /download?fid=`: the MP3's file name and size, or an ApiError (404 when not yours or gone). */

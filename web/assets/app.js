@@ -4,6 +4,8 @@
 import { api, describeDownload, download, login, onSessionEnded, session, upload } from "./api.js";
 import { $, announce, confirmDialog, formatBytes, formatDate, formatDuration, h, say } from "./dom.js";
 import { connectEvents } from "./events.js";
+import { initOptions, uploadFields } from "./options.js";
+import { createPlayer } from "./player.js";
 import { showUsersPanel } from "./users.js";
 
 const PAGE_SIZE = 20;
@@ -242,6 +244,11 @@ function createRow(job) {
   const percent = h("span", { class: "job-percent", "aria-hidden": "true" });
   const error = h("p", { class: "job-error" });
   const note = h("p", { class: "job-note", role: "alert", hidden: true });
+  const mp3 = h("p", { class: "job-mp3", hidden: true });
+  const player = createPlayer(
+    () => row.job,
+    (message) => say(note, message),
+  );
   const downloadButton = h(
     "button",
     { type: "button", class: "btn btn-primary btn-small", dataset: { action: "download" } },
@@ -262,6 +269,8 @@ function createRow(job) {
       name,
       meta,
       h("div", { class: "job-status" }, pill, progress, percent),
+      mp3,
+      player.element,
       error,
       note,
     ),
@@ -313,6 +322,9 @@ function createRow(job) {
         percent.textContent = "";
       }
       say(error, current.status === "failed" ? current.error || "The conversion failed." : "");
+      const ready = current.status === "done";
+      say(mp3, ready ? [current.mp3FileName, formatBytes(current.mp3Size)].filter(Boolean).join(" · ") : "");
+      player.update(ready);
       downloadButton.hidden = current.status !== "done";
       downloadButton.setAttribute("aria-label", `Download the MP3 of ${current.fileName}`);
       deleteButton.setAttribute("aria-label", `Delete ${current.fileName}`);
@@ -380,7 +392,13 @@ const queue = [];
 let pumping = false;
 
 function enqueue(files) {
-  for (const file of files) queue.push(uploadItem(file));
+  // The options as they are now apply to these files, whatever is changed while they wait.
+  const options = uploadFields();
+  if (options.problem) {
+    announce(`Not uploaded: ${options.problem}`);
+    return;
+  }
+  for (const file of files) queue.push(uploadItem(file, options.fields));
   pump();
 }
 
@@ -395,7 +413,7 @@ async function pump() {
   pumping = false;
 }
 
-function uploadItem(file) {
+function uploadItem(file, fields) {
   const generation = running.generation;
   const progress = h("progress", {
     class: "upload-progress",
@@ -443,11 +461,15 @@ function uploadItem(file) {
       if (generation !== running.generation) return;
       li.dataset.state = "uploading";
       percent.textContent = "0%";
-      const started = upload(file, (fraction) => {
-        const value = Math.round(fraction * 100);
-        progress.value = value;
-        percent.textContent = value >= 100 ? "Processing…" : `${value}%`;
-      });
+      const started = upload(
+        file,
+        (fraction) => {
+          const value = Math.round(fraction * 100);
+          progress.value = value;
+          percent.textContent = value >= 100 ? "Processing…" : `${value}%`;
+        },
+        fields,
+      );
       running.uploads.add(started.cancel);
       cancel = started.cancel;
       try {
@@ -565,5 +587,6 @@ $("#fid-dismiss").addEventListener("click", () => {
 
 // ---- start ---------------------------------------------------------------------------------
 
+initOptions();
 if (session.token) startSession();
 else showSignIn("");

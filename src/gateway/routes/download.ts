@@ -1,4 +1,3 @@
-import path from "node:path";
 import { create as contentDisposition } from "content-disposition";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import rangeParser from "range-parser";
@@ -7,12 +6,20 @@ import { BlobNotFoundError, type BlobStore } from "../../platform/blobs/blob-sto
 import { HttpError } from "../../platform/http.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
-import type { JobsRepository } from "../jobs.ts";
+import type { DownloadLinks } from "../download-links.ts";
+import { type JobRow, type JobsRepository, mp3FileName } from "../jobs.ts";
 
 export interface DownloadDeps {
   jobs: JobsRepository;
   blobs: BlobStore;
   authenticate: (request: FastifyRequest) => Promise<Caller>;
+  links: DownloadLinks;
+}
+
+interface DownloadQuery {
+  fid?: string;
+  expires?: string;
+  signature?: string;
 }
 
 const audioHeaders = {
@@ -28,13 +35,16 @@ const notFound = () => new HttpError(404, "not_found", "No MP3 with this fid.");
 const downloadSchema = {
   summary: "Download a finished job's MP3",
   description:
-    "Also `HEAD`. One byte range (`Range: bytes=…`) is answered 206; several ranges or a malformed header get the whole file.",
+    "Also `HEAD`. One byte range (`Range: bytes=…`) is answered 206; several ranges or a malformed header get the whole file. " +
+    "Instead of the bearer token, a signed link from `POST /download/link` (its `expires` and `signature`) opens this one MP3 until it expires.",
   tags: ["jobs"],
-  security: bearer,
+  security: [...bearer, {}],
   querystring: {
     type: "object",
     properties: {
       fid: { type: "string", minLength: 1, maxLength: 100, description: "The job's `mp3Id`" },
+      expires: { type: "string", description: "A signed link's expiry (Unix seconds)" },
+      signature: { type: "string", description: "A signed link's signature" },
     },
     required: ["fid"],
   },
@@ -55,7 +65,7 @@ const downloadSchema = {
     },
     400: errorResponse("No fid"),
     401: errorResponse("No token"),
-    403: errorResponse("Invalid or expired token"),
+    403: errorResponse("Invalid or expired token, or signed link (`link_expired`, `link_invalid`)"),
     404: errorResponse("No finished job of yours has this fid"),
     416: errorResponse("The range lies beyond the file; `Content-Range: bytes */<size>`"),
   },
@@ -69,26 +79,42 @@ const downloadSchema = {
 export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps): void {
   // HEAD first, registered on its own (Fastify then adds no HEAD route of its own) and shown in
   // the OpenAPI document, which names it `downloadMp3-head` so that operation ids stay unique.
-  app.route<{ Querystring: { fid?: string } }>({
+  app.route<{ Querystring: DownloadQuery }>({
     method: "HEAD",
     url: "/download",
     schema: { ...downloadSchema, operationId: "downloadMp3" },
     config: { swagger: { exposeHeadRoute: true } },
     handler: (request, reply) => download(request, reply),
   });
-  app.route<{ Querystring: { fid?: string } }>({
+  app.route<{ Querystring: DownloadQuery }>({
     method: "GET",
     url: "/download",
     schema: { ...downloadSchema, operationId: "downloadMp3" },
     handler: (request, reply) => download(request, reply),
   });
 
+  /** The job whose MP3 is asked for: the caller's own (bearer token), or the one a signed link names. */
+  async function findJob(
+    request: FastifyRequest<{ Querystring: DownloadQuery }>,
+  ): Promise<JobRow | undefined> {
+    const { fid, expires, signature } = request.query;
+    if (signature === undefined || request.headers.authorization !== undefined) {
+      const caller = await deps.authenticate(request);
+      return deps.jobs.getDone(String(fid), caller.id);
+    }
+    const verdict = deps.links.check(String(fid), String(expires ?? ""), signature);
+    if (verdict === "expired") {
+      throw new HttpError(403, "link_expired", "This download link has expired; ask for a new one.");
+    }
+    if (verdict === "invalid") throw new HttpError(403, "link_invalid", "This download link is not valid.");
+    return deps.jobs.getDoneByMp3Id(String(fid));
+  }
+
   async function download(
-    request: FastifyRequest<{ Querystring: { fid?: string } }>,
+    request: FastifyRequest<{ Querystring: DownloadQuery }>,
     reply: FastifyReply,
   ): Promise<FastifyReply> {
-    const caller = await deps.authenticate(request);
-    const job = await deps.jobs.getDone(String(request.query.fid), caller.id);
+    const job = await findJob(request);
     if (!job) throw notFound();
     const key = mp3Key(job.mp3_id);
     const stat = await deps.blobs.stat(key);
@@ -126,8 +152,50 @@ export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps):
   }
 }
 
-/** `holiday.mov` → `holiday.mp3`. */
-export function mp3FileName(uploadName: string): string {
-  const base = path.parse(uploadName).name || "audio";
-  return `${base}.mp3`;
+/**
+ * `POST /download/link?fid=<mp3Id>`: a short-lived signed URL of the caller's MP3, for what
+ * cannot send the bearer header (the browser's `<audio>` player, a link handed to another app).
+ */
+export function registerDownloadLinkRoute(app: FastifyInstance, deps: DownloadDeps): void {
+  app.post<{ Querystring: { fid: string } }>(
+    "/download/link",
+    {
+      schema: {
+        summary: "A signed, short-lived URL of one of your MP3s",
+        description:
+          "The URL opens `GET /download` for this MP3 without a token (Range requests included) until `expiresAt`.",
+        operationId: "createDownloadLink",
+        tags: ["jobs"],
+        security: bearer,
+        querystring: {
+          type: "object",
+          properties: {
+            fid: { type: "string", minLength: 1, maxLength: 100, description: "The job's `mp3Id`" },
+          },
+          required: ["fid"],
+        },
+        response: {
+          200: {
+            description: "The signed URL (relative to the gateway) and when it stops working",
+            type: "object",
+            properties: {
+              url: { type: "string", examples: ["/download?fid=…&expires=…&signature=…"] },
+              expiresAt: { type: "string", format: "date-time" },
+            },
+            required: ["url", "expiresAt"],
+          },
+          400: errorResponse("No fid"),
+          401: errorResponse("No token"),
+          403: errorResponse("Invalid or expired token"),
+          404: errorResponse("No finished job of yours has this fid"),
+        },
+      },
+    },
+    async (request) => {
+      const caller = await deps.authenticate(request);
+      const job = await deps.jobs.getDone(request.query.fid, caller.id);
+      if (!job) throw notFound();
+      return deps.links.sign(job.mp3_id);
+    },
+  );
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { mp3FileName } from "./download.ts";
+import { mp3FileName } from "../jobs.ts";
 import { cleanFileName } from "./upload.ts";
 
 describe("cleanFileName", () => {

@@ -1,10 +1,17 @@
 import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { PassThrough, pipeline } from "node:stream";
-import type { MultipartFile } from "@fastify/multipart";
+import type { MultipartFile, MultipartValue } from "@fastify/multipart";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { fileTypeStream } from "file-type";
 import { videoKey } from "../../contracts/messages.ts";
+import {
+  type ConversionOptions,
+  isOptionField,
+  OptionError,
+  type OptionField,
+  parseOptionFields,
+} from "../../contracts/options.ts";
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
 import { isDatabaseUnavailable } from "../../platform/database.ts";
 import { HttpError } from "../../platform/http.ts";
@@ -15,7 +22,7 @@ import type { JobsRepository } from "../jobs.ts";
 import type { Admission, UploadLimits } from "../limits.ts";
 import { demuxerFor } from "../media-formats.ts";
 import type { GatewayMetrics } from "../metrics.ts";
-import { uploadAcceptedSchema } from "../schemas.ts";
+import { uploadAcceptedSchema, uploadFieldsSchema } from "../schemas.ts";
 
 export interface UploadDeps {
   /** Creates and queues the job once its file is stored. */
@@ -42,7 +49,10 @@ const uploadSchema = {
   consumes: ["multipart/form-data"],
   body: {
     type: "object",
-    properties: { file: { type: "string", format: "binary", description: "The video or audio file" } },
+    properties: {
+      ...uploadFieldsSchema,
+      file: { type: "string", format: "binary", description: "The video or audio file, after the fields" },
+    },
     required: ["file"],
   },
   response: {
@@ -51,7 +61,10 @@ const uploadSchema = {
       headers: { location: { type: "string", description: "/jobs/<jobId>" } },
       ...uploadAcceptedSchema,
     },
-    400: errorResponse("Not multipart/form-data, no file, or several files"),
+    400: errorResponse(
+      "Not multipart/form-data, no file or several files, an invalid option field (`invalid_option`, the message " +
+        "names the field), or a field after the file (`field_after_file`)",
+    ),
     401: errorResponse("No token"),
     403: errorResponse("Invalid or expired token"),
     413: errorResponse(
@@ -70,7 +83,11 @@ interface StoredUpload {
   fileName: string;
   format: string;
   size: number;
+  options: ConversionOptions;
 }
+
+/** Longest option field accepted (a 255-character title in UTF-8 needs at most 1020 bytes). */
+const MAX_FIELD_BYTES = 4096;
 
 /** Room for the multipart envelope around the file itself. */
 const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
@@ -90,7 +107,11 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
       `The file is larger than the limit of ${deps.maxUploadBytes} bytes.`,
     );
 
-  async function store(file: MultipartFile, overLimit: () => HttpError): Promise<StoredUpload> {
+  async function store(
+    file: MultipartFile,
+    options: ConversionOptions,
+    overLimit: () => HttpError,
+  ): Promise<StoredUpload> {
     // Through a fresh stream: the sniffer waits for a 'readable' event, which a file part that has
     // already ended (an empty file) emitted before anyone listened, so it would wait for ever.
     const sniffed = await fileTypeStream(
@@ -122,7 +143,7 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
       await blobs.delete(videoKey(jobId));
       throw overLimit();
     }
-    return { jobId, fileName: cleanFileName(file.filename), format, size };
+    return { jobId, fileName: cleanFileName(file.filename), format, size, options };
   }
 
   app.post("/upload", { schema: uploadSchema, ...documentedOnly }, async (request, reply) => {
@@ -156,12 +177,31 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
     admission: Admission,
   ): Promise<FastifyReply> {
     let upload: StoredUpload | undefined;
+    // The option fields come before the file, so they are checked before a byte of it is stored.
+    const fields = new Map<OptionField, string>();
     try {
       const parts = request.parts({
-        limits: { files: 1, fileSize: admission.maxFileBytes, fields: 10, parts: 20 },
+        limits: {
+          files: 1,
+          fileSize: admission.maxFileBytes,
+          fields: MAX_FIELDS,
+          parts: MAX_FIELDS + 1,
+          fieldSize: MAX_FIELD_BYTES,
+        },
       });
       for await (const part of parts) {
-        if (part.type === "file") upload = await store(part, admission.overLimit);
+        if (part.type === "file") {
+          const options = optionsFrom(fields, part);
+          upload = await store(part, options, admission.overLimit);
+        } else if (upload) {
+          throw new HttpError(
+            400,
+            "field_after_file",
+            `The field "${part.fieldname}" came after the file; send the option fields before the file part. Nothing was kept.`,
+          );
+        } else {
+          readField(part, fields);
+        }
       }
     } catch (error) {
       if (upload) await blobs.delete(videoKey(upload.jobId));
@@ -177,6 +217,7 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
       format: upload.format,
       size: upload.size,
       mp3Id: randomUUID(),
+      options: upload.options,
     });
     deps.metrics.uploadAccepted(row.size);
     return reply
@@ -193,12 +234,43 @@ function refusalReason(error: unknown): string {
   return "internal";
 }
 
+/** Room for every option field and a few unknown ones (ignored, as they always were). */
+const MAX_FIELDS = 32;
+
+/** Keeps an option field's text; a field twice, or cut at the size limit, is refused. */
+function readField(part: MultipartValue, fields: Map<OptionField, string>): void {
+  const name = part.fieldname;
+  if (!isOptionField(name)) return;
+  if (part.valueTruncated || part.fieldnameTruncated) {
+    throw new HttpError(
+      400,
+      "invalid_option",
+      `The field "${name}" is longer than ${MAX_FIELD_BYTES} bytes.`,
+    );
+  }
+  if (fields.has(name)) throw new HttpError(400, "invalid_option", `The field "${name}" was sent twice.`);
+  fields.set(name, typeof part.value === "string" ? part.value : String(part.value));
+}
+
+/** The options of the fields read so far; an invalid one refuses the upload before the file is stored. */
+function optionsFrom(fields: Map<OptionField, string>, file: MultipartFile): ConversionOptions {
+  try {
+    return parseOptionFields(fields);
+  } catch (error) {
+    file.file.resume();
+    if (error instanceof OptionError) throw new HttpError(400, "invalid_option", error.message);
+    throw error;
+  }
+}
+
 function toUploadError(error: unknown, tooLarge: () => HttpError): unknown {
   if (error instanceof HttpError) return error;
   const code = (error as { code?: string }).code;
   if (code === "FST_REQ_FILE_TOO_LARGE") return tooLarge();
-  if (code === "FST_FILES_LIMIT" || code === "FST_PARTS_LIMIT" || code === "FST_FIELDS_LIMIT") {
+  if (code === "FST_FILES_LIMIT")
     return new HttpError(400, "bad_request", "Send exactly one file per upload.");
+  if (code === "FST_PARTS_LIMIT" || code === "FST_FIELDS_LIMIT") {
+    return new HttpError(400, "bad_request", `Send one file and at most ${MAX_FIELDS} fields per upload.`);
   }
   return new HttpError(
     400,
