@@ -202,6 +202,16 @@ export class ApiClient {
     return parseEventStream(response.body);
   }
 
+  /** `GET /me`: the caller's own account. */
+  async me(): Promise<{ id: string; email: string; admin: boolean }> {
+    return (await (await this.request("me")).json()) as { id: string; email: string; admin: boolean };
+  }
+
+  /** `POST /me/password`: tokens issued before stop working. */
+  async changePassword(currentPassword: string, newPassword: string): Promise<void> {
+    await this.request("me/password", { method: "POST", json: { currentPassword, newPassword } });
+  }
+
   async users(options: { limit?: number; offset?: number } = {}): Promise<{ users: User[]; total: number }> {
     const query = new URLSearchParams({
       limit: String(options.limit ?? 100),
