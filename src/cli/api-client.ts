@@ -42,7 +42,10 @@ export class ApiError extends Error {
 
   /** The token is missing, invalid or expired, or its account disabled: logging in again helps. */
   get isAuthProblem(): boolean {
-    return this.status === 401 || (this.status === 403 && this.code !== "forbidden");
+    return (
+      this.status === 401 ||
+      (this.status === 403 && this.code !== "forbidden" && this.code !== "wrong_password")
+    );
   }
 }
 

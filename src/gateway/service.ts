@@ -12,7 +12,13 @@ import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
 import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
-import { bearerToken, type Caller, createJwksVerifier, createValidateVerifier } from "./authentication.ts";
+import {
+  bearerToken,
+  type Caller,
+  createJwksVerifier,
+  createValidateVerifier,
+  needsToken,
+} from "./authentication.ts";
 import { createJobFeed } from "./job-feed.ts";
 import { createJobsRepository, type GatewayDatabase, type Job, type JobRow, toJob } from "./jobs.ts";
 import { createGatewayMetrics } from "./metrics.ts";
@@ -69,6 +75,11 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     openapi: { title: "vid2mp3", version: "1", description: "Upload a video, get its MP3." },
   });
   for (const schema of [...sharedGatewaySchemas, ...sharedAuthApiSchemas]) app.addSchema(schema);
+  // A protected route without a token answers 401 before its input is validated (GET /jobs/abc
+  // without a token is 401, not 400); the token itself is verified in the route.
+  app.addHook("onRequest", async (request) => {
+    if (needsToken(request.routeOptions.url)) bearerToken(request);
+  });
   await app.register(multipart);
   registerHealthRoutes(app, [
     { name: "database", check: () => jobs.ping() },

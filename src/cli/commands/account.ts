@@ -103,9 +103,7 @@ async function passwd(options: ServerOption & { passwordStdin?: boolean }): Prom
     await api.changePassword(current, next);
   } catch (error) {
     // A wrong current password is not a reason to log in again.
-    if (error instanceof ApiError && error.status === 401 && error.code !== "missing_token") {
-      throw new CliError(error.message);
-    }
+    if (error instanceof ApiError && error.code === "wrong_password") throw new CliError(error.message);
     throw error;
   }
   const server = resolveServer(options.server);
