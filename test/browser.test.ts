@@ -230,11 +230,16 @@ describe("the browser UI (headless Chromium)", () => {
         const name = await text(li.locator(".job-name"));
         jobIds.set(name, String(await li.getAttribute("data-id")));
         assert.equal(await text(li.locator(".pill")), "Done");
-        assert.ok(await li.getByRole("button", { name: `Download the MP3 of ${name}` }).isVisible());
+        assert.ok(await li.getByRole("button", { name: `Download ${name}`, exact: true }).isVisible());
       }
-      assert.deepEqual([...jobIds.keys()].sort(), ["clip.webm", "holiday.mp4"]);
+      // The list names the MP3s (and says which video each came from).
+      assert.deepEqual([...jobIds.keys()].sort(), ["clip.mp3", "holiday.mp3"]);
+      assert.match(
+        await text(page.locator(`#jobs li[data-id="${jobIds.get("clip.mp3")}"] .job-meta`)),
+        /from clip\.webm/,
+      );
       // Newest first: the second file was uploaded last.
-      assert.equal(await text(page.locator("#jobs li.job .job-name").first()), "clip.webm");
+      assert.equal(await text(page.locator("#jobs li.job .job-name").first()), "clip.mp3");
       for (const [name, id] of jobIds) {
         const statuses = seen.statuses
           .filter((entry) => entry.startsWith(`${id}:`))
@@ -253,7 +258,7 @@ describe("the browser UI (headless Chromium)", () => {
     });
 
     it("downloads the MP3 under its file name, with the video's length", async () => {
-      const row = page.locator(`#jobs li[data-id="${jobIds.get("holiday.mp4")}"]`);
+      const row = page.locator(`#jobs li[data-id="${jobIds.get("holiday.mp3")}"]`);
       const [download] = await Promise.all([
         page.waitForEvent("download"),
         row.getByRole("button", { name: /Download/ }).click(),
@@ -266,16 +271,16 @@ describe("the browser UI (headless Chromium)", () => {
     });
 
     it("deletes a job after confirmation", async () => {
-      const id = String(jobIds.get("clip.webm"));
+      const id = String(jobIds.get("clip.mp3"));
       const row = page.locator(`#jobs li[data-id="${id}"]`);
-      await row.getByRole("button", { name: "Delete clip.webm" }).click();
+      await row.getByRole("button", { name: "Delete clip.mp3" }).click();
       const dialog = page.getByRole("dialog");
       await dialog.waitFor();
-      assert.match(await text(dialog), /clip\.webm/);
+      assert.match(await text(dialog), /clip\.mp3/);
       await dialog.getByRole("button", { name: "Keep it" }).click();
       assert.equal(await row.count(), 1, "keeping it keeps it");
 
-      await row.getByRole("button", { name: "Delete clip.webm" }).click();
+      await row.getByRole("button", { name: "Delete clip.mp3" }).click();
       await dialog.getByRole("button", { name: "Delete" }).click();
       await row.waitFor({ state: "detached" });
       assert.equal((await api(token, `/jobs/${id}`)).status, 404);
@@ -310,15 +315,16 @@ describe("the browser UI (headless Chromium)", () => {
       assert.match(await text(page.locator("#jobs-count")), /2 files/, "no job for a refused file");
     });
 
-    it("adds a user through the Users panel, who can then sign in", async () => {
-      const panel = page.locator("#users-panel");
+    it("adds a user through the Users view, who can then sign in", async () => {
+      await page.getByRole("link", { name: "Users" }).click();
+      const panel = page.locator("#users-view");
       await panel.locator("td.user-email", { hasText: ADMIN.email }).waitFor();
-      await panel.getByLabel("E-mail").fill(BOB.email);
-      await panel.getByLabel("Password").fill("short");
+      await panel.getByLabel("E-mail", { exact: true }).fill(BOB.email);
+      await panel.getByLabel("Password", { exact: true }).fill("short");
       await panel.getByRole("button", { name: "Add user" }).click();
       assert.match(await text(panel.locator("#user-error")), /at least 8/);
 
-      await panel.getByLabel("Password").fill(BOB.password);
+      await panel.getByLabel("Password", { exact: true }).fill(BOB.password);
       await panel.getByRole("button", { name: "Add user" }).click();
       await panel.locator("td.user-email", { hasText: BOB.email }).waitFor();
 
@@ -328,11 +334,8 @@ describe("the browser UI (headless Chromium)", () => {
       await bob.page.locator("#app-view").waitFor();
       assert.equal(await text(bob.page.locator("#account-email")), BOB.email);
       assert.equal(await bob.page.locator("#account-admin").isVisible(), false);
-      assert.equal(
-        await bob.page.locator("#users-panel").isVisible(),
-        false,
-        "no users panel for non-admins",
-      );
+      assert.equal(await bob.page.locator("#users-view").isVisible(), false, "no users view for non-admins");
+      assert.equal(await bob.page.getByRole("link", { name: "Users" }).count(), 0);
       await bob.page.getByText("Nothing here yet").waitFor();
 
       // A token the API refuses (403: here a broken signature, as for an expired one) brings the sign-in back.
@@ -357,6 +360,7 @@ describe("the browser UI (headless Chromium)", () => {
     });
 
     it("signs out", async () => {
+      await page.locator("#account-button").click();
       await page.getByRole("button", { name: "Sign out" }).click();
       await page.locator("#signin-view").waitFor();
       assert.equal(await tokenOf(page), null);
@@ -368,7 +372,7 @@ describe("the browser UI (headless Chromium)", () => {
     });
 
     it("offers the MP3 of the mail's link /?fid=<id> after sign-in", async () => {
-      const job = (await (await api(token, `/jobs/${jobIds.get("holiday.mp4")}`)).json()) as {
+      const job = (await (await api(token, `/jobs/${jobIds.get("holiday.mp3")}`)).json()) as {
         mp3Id: string;
       };
       const visitor = await openPage();

@@ -107,7 +107,7 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
   registerDownloadRoute(app, { jobs, blobs, authenticate });
   registerJobRoutes(app, { jobs, blobs, authenticate });
   registerEventsRoute(app, { feed, authenticate, metrics });
-  registerWebRoutes(app);
+  registerWebRoutes(app, { registrationOpen: config.registrationOpen });
 
   // Every gateway replica relays job changes to the browsers connected to it, whichever replica
   // stored the change.
