@@ -3,13 +3,13 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
+import { launchChromium, newContext, type PageProblems, signIn, watchProblems } from "./support/browser.ts";
 import { audioDuration, makeVideo } from "./support/media.ts";
 import { type RunningServer, startServer } from "./support/server.ts";
 
 const ADMIN = { email: "admin@example.com", password: "admin-password-1" };
 const BOB = { email: "bob@example.com", password: "bob-password-1" };
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 /**
  * Runs in the page (a string: the tests are type-checked without the DOM library). Records what
@@ -38,11 +38,6 @@ interface Seen {
   marker: string;
 }
 
-interface PageProblems {
-  /** Console errors and uncaught exceptions not explained by an expected failed request. */
-  unexpected: string[];
-}
-
 /**
  * The browser UI in real headless Chromium against the whole system as a real process: sign-in,
  * upload with progress, live conversion over SSE, download, delete, the mail's deep link, and the
@@ -57,29 +52,10 @@ describe("the browser UI (headless Chromium)", () => {
 
   /** A fresh browser profile (its own sessionStorage), console errors collected. */
   async function openPage(allowedStatuses: number[] = []): Promise<{ page: Page; problems: PageProblems }> {
-    const context = await browser.newContext({
-      acceptDownloads: true,
-      viewport: { width: 1100, height: 900 },
-    });
+    const context = await newContext(browser);
     contexts.push(context);
     const page = await context.newPage();
-    const problems: PageProblems = { unexpected: [] };
-    page.on("console", (message) => {
-      if (message.type() !== "error") return;
-      // Chromium logs every 4xx answer to fetch as "Failed to load resource"; the expected ones are fine.
-      const status = /status of (\d{3})/.exec(message.text())?.[1];
-      if (status && allowedStatuses.includes(Number(status))) return;
-      problems.unexpected.push(`${message.text()} (${message.location().url})`);
-    });
-    page.on("pageerror", (error) => problems.unexpected.push(`uncaught: ${error.message}`));
-    return { page, problems };
-  }
-
-  async function signIn(page: Page, email: string, password: string): Promise<void> {
-    const form = page.locator("#signin-view");
-    await form.getByLabel("E-mail").fill(email);
-    await form.getByLabel("Password").fill(password);
-    await form.getByRole("button", { name: "Sign in" }).click();
+    return { page, problems: watchProblems(page, allowedStatuses) };
   }
 
   const text = async (locator: Locator) => ((await locator.textContent()) ?? "").trim();
@@ -102,18 +78,7 @@ describe("the browser UI (headless Chromium)", () => {
       ADMIN_EMAIL: ADMIN.email,
       ADMIN_PASSWORD: ADMIN.password,
     });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {
