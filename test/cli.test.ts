@@ -328,6 +328,33 @@ describe("the vid2mp3 client commands against the real system", () => {
     assert.equal((await loginAs("bob@example.com", "bob-password-2", bobConfig)).code, 0);
   });
 
+  it("changes the password with passwd, and stays logged in with the new one", async () => {
+    const bobConfig = file("bob-config");
+    const wrong = await vid2mp3(["passwd", "--password-stdin"], {
+      input: "not-bobs-password\nbob-password-3\n",
+      configDir: bobConfig,
+    });
+    assert.equal(wrong.code, 1, show(wrong));
+    assert.equal(wrong.stderr, "vid2mp3: The current password is not right.\n");
+    const oneLine = await vid2mp3(["passwd", "--password-stdin"], {
+      input: "bob-password-2\n",
+      configDir: bobConfig,
+    });
+    assert.equal(oneLine.code, 2, show(oneLine));
+
+    const changed = await vid2mp3(["passwd", "--password-stdin"], {
+      input: "bob-password-2\nbob-password-3\n",
+      configDir: bobConfig,
+    });
+    assert.equal(changed.code, 0, show(changed));
+    assert.equal(changed.stdout, "");
+    assert.match(changed.stderr, /^Password changed; logged in to .* again with the new one\.\n$/);
+    const jobs = await vid2mp3(["jobs"], { configDir: bobConfig });
+    assert.equal(jobs.code, 0, show(jobs));
+    assert.equal((await loginAs("bob@example.com", "bob-password-2", file("other-config"))).code, 1);
+    assert.equal((await loginAs("bob@example.com", "bob-password-3", file("other-config"))).code, 0);
+  });
+
   it("logs out", async () => {
     const configDir = file("logout-config");
     assert.equal((await loginAs(ADMIN.email, ADMIN.password, configDir)).code, 0);
