@@ -21,7 +21,7 @@ export async function startServer(
   env: Record<string, string>,
   options: { service?: string; timeoutMs?: number } = {},
 ): Promise<RunningServer> {
-  const { service = "all", timeoutMs = 30_000 } = options;
+  const { service = "all", timeoutMs = 60_000 } = options;
   const child = spawn(process.execPath, [main, "serve", service], {
     env: { PATH: process.env.PATH ?? "", PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -29,10 +29,11 @@ export async function startServer(
   let output = "";
   const exited = once(child, "exit");
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`server not ready in ${timeoutMs} ms:\n${output}`)),
-      timeoutMs,
-    );
+    const timer = setTimeout(() => {
+      // A server that never got ready must not outlive the test (its pipes would keep the test running).
+      child.kill("SIGKILL");
+      reject(new Error(`server not ready in ${timeoutMs} ms:\n${output}`));
+    }, timeoutMs);
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
       const match = /"url":"(http:\/\/[^"]+)"/.exec(output);
