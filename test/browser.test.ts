@@ -3,14 +3,14 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { decodedSeconds, mp3Details } from "../src/converter/test-media.ts";
+import { launchChromium, newContext, type PageProblems, signIn, watchProblems } from "./support/browser.ts";
 import { audioDuration, makeVideo } from "./support/media.ts";
 import { type RunningServer, startServer } from "./support/server.ts";
 
 const ADMIN = { email: "admin@example.com", password: "admin-password-1" };
 const BOB = { email: "bob@example.com", password: "bob-password-1" };
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 /**
  * Runs in the page (a string: the tests are type-checked without the DOM library). Records what
@@ -56,11 +56,6 @@ interface Seen {
   marker: string;
 }
 
-interface PageProblems {
-  /** Console errors and uncaught exceptions not explained by an expected failed request. */
-  unexpected: string[];
-}
-
 /**
  * The browser UI in real headless Chromium against the whole system as a real process: sign-in,
  * upload with progress, live conversion over SSE, download, delete, the mail's deep link, and the
@@ -75,29 +70,10 @@ describe("the browser UI (headless Chromium)", () => {
 
   /** A fresh browser profile (its own sessionStorage), console errors collected. */
   async function openPage(allowedStatuses: number[] = []): Promise<{ page: Page; problems: PageProblems }> {
-    const context = await browser.newContext({
-      acceptDownloads: true,
-      viewport: { width: 1100, height: 900 },
-    });
+    const context = await newContext(browser);
     contexts.push(context);
     const page = await context.newPage();
-    const problems: PageProblems = { unexpected: [] };
-    page.on("console", (message) => {
-      if (message.type() !== "error") return;
-      // Chromium logs every 4xx answer to fetch as "Failed to load resource"; the expected ones are fine.
-      const status = /status of (\d{3})/.exec(message.text())?.[1];
-      if (status && allowedStatuses.includes(Number(status))) return;
-      problems.unexpected.push(`${message.text()} (${message.location().url})`);
-    });
-    page.on("pageerror", (error) => problems.unexpected.push(`uncaught: ${error.message}`));
-    return { page, problems };
-  }
-
-  async function signIn(page: Page, email: string, password: string): Promise<void> {
-    const form = page.locator("#signin-view");
-    await form.getByLabel("E-mail").fill(email);
-    await form.getByLabel("Password").fill(password);
-    await form.getByRole("button", { name: "Sign in" }).click();
+    return { page, problems: watchProblems(page, allowedStatuses) };
   }
 
   const text = async (locator: Locator) => ((await locator.textContent()) ?? "").trim();
@@ -120,18 +96,7 @@ describe("the browser UI (headless Chromium)", () => {
       ADMIN_EMAIL: ADMIN.email,
       ADMIN_PASSWORD: ADMIN.password,
     });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {
@@ -249,11 +214,16 @@ describe("the browser UI (headless Chromium)", () => {
         jobIds.set(name, String(await li.getAttribute("data-id")));
         assert.equal(await text(li.locator(".pill")), "Done");
         assert.match(await text(li.locator(".job-expires")), /expires \S/, "a done job says when it expires");
-        assert.ok(await li.getByRole("button", { name: `Download the MP3 of ${name}` }).isVisible());
+        assert.ok(await li.getByRole("button", { name: `Download ${name}`, exact: true }).isVisible());
       }
-      assert.deepEqual([...jobIds.keys()].sort(), ["clip.webm", "holiday.mp4"]);
+      // The list names the MP3s (and says which video each came from).
+      assert.deepEqual([...jobIds.keys()].sort(), ["clip.mp3", "holiday.mp3"]);
+      assert.match(
+        await text(page.locator(`#jobs li[data-id="${jobIds.get("clip.mp3")}"] .job-meta`)),
+        /from clip\.webm/,
+      );
       // Newest first: the second file was uploaded last.
-      assert.equal(await text(page.locator("#jobs li.job .job-name").first()), "clip.webm");
+      assert.equal(await text(page.locator("#jobs li.job .job-name").first()), "clip.mp3");
       for (const [name, id] of jobIds) {
         const statuses = seen.statuses
           .filter((entry) => entry.startsWith(`${id}:`))
@@ -272,7 +242,7 @@ describe("the browser UI (headless Chromium)", () => {
     });
 
     it("downloads the MP3 under its file name, with the video's length", async () => {
-      const row = page.locator(`#jobs li[data-id="${jobIds.get("holiday.mp4")}"]`);
+      const row = page.locator(`#jobs li[data-id="${jobIds.get("holiday.mp3")}"]`);
       const [download] = await Promise.all([
         page.waitForEvent("download"),
         row.getByRole("button", { name: /Download/ }).click(),
@@ -285,16 +255,16 @@ describe("the browser UI (headless Chromium)", () => {
     });
 
     it("deletes a job after confirmation", async () => {
-      const id = String(jobIds.get("clip.webm"));
+      const id = String(jobIds.get("clip.mp3"));
       const row = page.locator(`#jobs li[data-id="${id}"]`);
-      await row.getByRole("button", { name: "Delete clip.webm" }).click();
+      await row.getByRole("button", { name: "Delete clip.mp3" }).click();
       const dialog = page.getByRole("dialog");
       await dialog.waitFor();
-      assert.match(await text(dialog), /clip\.webm/);
+      assert.match(await text(dialog), /clip\.mp3/);
       await dialog.getByRole("button", { name: "Keep it" }).click();
       assert.equal(await row.count(), 1, "keeping it keeps it");
 
-      await row.getByRole("button", { name: "Delete clip.webm" }).click();
+      await row.getByRole("button", { name: "Delete clip.mp3" }).click();
       await dialog.getByRole("button", { name: "Delete" }).click();
       await row.waitFor({ state: "detached" });
       assert.equal((await api(token, `/jobs/${id}`)).status, 404);
@@ -432,15 +402,16 @@ describe("the browser UI (headless Chromium)", () => {
       assert.match(await text(options.locator("#options-summary")), /^Defaults/);
     });
 
-    it("adds a user through the Users panel, who can then sign in", async () => {
-      const panel = page.locator("#users-panel");
+    it("adds a user through the Users view, who can then sign in", async () => {
+      await page.getByRole("link", { name: "Users" }).click();
+      const panel = page.locator("#users-view");
       await panel.locator("td.user-email", { hasText: ADMIN.email }).waitFor();
-      await panel.getByLabel("E-mail").fill(BOB.email);
-      await panel.getByLabel("Password").fill("short");
+      await panel.getByLabel("E-mail", { exact: true }).fill(BOB.email);
+      await panel.getByLabel("Password", { exact: true }).fill("short");
       await panel.getByRole("button", { name: "Add user" }).click();
       assert.match(await text(panel.locator("#user-error")), /at least 8/);
 
-      await panel.getByLabel("Password").fill(BOB.password);
+      await panel.getByLabel("Password", { exact: true }).fill(BOB.password);
       await panel.getByRole("button", { name: "Add user" }).click();
       await panel.locator("td.user-email", { hasText: BOB.email }).waitFor();
 
@@ -450,11 +421,8 @@ describe("the browser UI (headless Chromium)", () => {
       await bob.page.locator("#app-view").waitFor();
       assert.equal(await text(bob.page.locator("#account-email")), BOB.email);
       assert.equal(await bob.page.locator("#account-admin").isVisible(), false);
-      assert.equal(
-        await bob.page.locator("#users-panel").isVisible(),
-        false,
-        "no users panel for non-admins",
-      );
+      assert.equal(await bob.page.locator("#users-view").isVisible(), false, "no users view for non-admins");
+      assert.equal(await bob.page.getByRole("link", { name: "Users" }).count(), 0);
       await bob.page.getByText("Nothing here yet").waitFor();
 
       // A token the API refuses (403: here a broken signature, as for an expired one) brings the sign-in back.
@@ -479,6 +447,7 @@ describe("the browser UI (headless Chromium)", () => {
     });
 
     it("signs out", async () => {
+      await page.locator("#account-button").click();
       await page.getByRole("button", { name: "Sign out" }).click();
       await page.locator("#signin-view").waitFor();
       assert.equal(await tokenOf(page), null);
@@ -490,7 +459,7 @@ describe("the browser UI (headless Chromium)", () => {
     });
 
     it("offers the MP3 of the mail's link /?fid=<id> after sign-in", async () => {
-      const job = (await (await api(token, `/jobs/${jobIds.get("holiday.mp4")}`)).json()) as {
+      const job = (await (await api(token, `/jobs/${jobIds.get("holiday.mp3")}`)).json()) as {
         mp3Id: string;
       };
       const visitor = await openPage();

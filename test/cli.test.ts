@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import net from "node:net";
@@ -11,16 +10,11 @@ import { parseEventStream } from "../src/cli/api-client.ts";
 import { decodedSeconds, loudness, makeRichVideo, mp3Details } from "../src/converter/test-media.ts";
 import { gatewayClient } from "./support/client.ts";
 import { audioDuration, makeVideo } from "./support/media.ts";
+import { type Run, type RunOptions, runProcess, show } from "./support/run-process.ts";
 import { type RunningServer, startServer } from "./support/server.ts";
 
 const main = fileURLToPath(new URL("../src/cli/main.ts", import.meta.url));
 const ADMIN = { email: "admin@example.com", password: "admin-password-1" };
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 describe("the vid2mp3 client commands against the real system", () => {
   let dir: string;
@@ -28,11 +22,16 @@ describe("the vid2mp3 client commands against the real system", () => {
   const file = (...parts: string[]) => path.join(dir, ...parts);
 
   /** Runs `vid2mp3 ...args` as a real process: no terminal, its own config dir, VID2MP3_URL set. */
-  async function vid2mp3(
+  function vid2mp3(
     args: string[],
-    options: { input?: string; env?: Record<string, string>; configDir?: string } = {},
+    options: {
+      input?: string;
+      env?: Record<string, string>;
+      configDir?: string;
+      onStart?: RunOptions["onStart"];
+    } = {},
   ): Promise<Run> {
-    const child = spawn(process.execPath, [main, ...args], {
+    return runProcess(process.execPath, [main, ...args], {
       cwd: dir,
       env: {
         PATH: process.env.PATH ?? "",
@@ -41,22 +40,11 @@ describe("the vid2mp3 client commands against the real system", () => {
         VID2MP3_URL: server.url,
         ...options.env,
       },
-      stdio: ["pipe", "pipe", "pipe"],
+      input: options.input,
+      onStart: options.onStart,
     });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.stdin.end(options.input ?? "");
-    const [code] = (await once(child, "close")) as [number | null];
-    return { code, stdout, stderr };
   }
 
-  const show = (run: Run) => `exit ${run.code}\n--- stdout\n${run.stdout}--- stderr\n${run.stderr}`;
   const loginAs = (email: string, password: string, configDir?: string) =>
     vid2mp3(["login", "--email", email, "--password-stdin"], { input: `${password}\n`, configDir });
   /** The admin's jobs, straight from the API (checks that are not about the command itself). */
@@ -79,6 +67,7 @@ describe("the vid2mp3 client commands against the real system", () => {
     dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-cli-"));
     await Promise.all([
       makeVideo(file("holiday.mp4"), { seconds: 2 }),
+      makeVideo(file("talk.mkv"), { seconds: 1, container: "mkv" }),
       makeVideo(file("silent.mp4"), { seconds: 1, audio: false }),
       writeFile(file("notes.mp4"), "these are my notes, not a video\n".repeat(200)),
     ]);
@@ -99,6 +88,7 @@ describe("the vid2mp3 client commands against the real system", () => {
       [],
       ["login"],
       ["logout"],
+      ["passwd"],
       ["convert"],
       ["jobs"],
       ["download"],
@@ -108,6 +98,7 @@ describe("the vid2mp3 client commands against the real system", () => {
       ["users", "add"],
       ["users", "disable"],
       ["users", "enable"],
+      ["users", "reset-password"],
     ];
     const runs = await Promise.all(commands.map((command) => vid2mp3([...command, "--help"])));
     runs.forEach((run, index) => {
@@ -118,19 +109,28 @@ describe("the vid2mp3 client commands against the real system", () => {
     });
   });
 
-  it("exits 2 on usage errors, with a one-line reason", async () => {
-    const [noFile, badLimit, noEmail, badUrl] = await Promise.all([
-      vid2mp3(["convert"]),
-      vid2mp3(["jobs", "--limit", "0"]),
-      vid2mp3(["login", "--password-stdin"], { input: "x\n" }),
-      vid2mp3(["jobs", "--server", "ftp://example.com"]),
-    ]);
-    assert.equal(noFile.code, 2, show(noFile));
-    assert.match(noFile.stderr, /missing required argument 'file'/);
-    assert.equal(badLimit.code, 2, show(badLimit));
-    assert.equal(noEmail.code, 2, show(noEmail));
-    assert.equal(noEmail.stderr, "vid2mp3: Give your e-mail with --email.\n");
-    assert.equal(badUrl.code, 2, show(badUrl));
+  it("exits 2 on every usage error, with the reason on stderr and nothing on stdout", async () => {
+    const cases: [string[], RegExp][] = [
+      [[], /Usage: vid2mp3/],
+      [["bogus"], /unknown command 'bogus'/],
+      [["convert"], /missing required argument 'file'/],
+      [["jobs", "--limit", "0"], /--limit/],
+      [["jobs", "--offset", "-1"], /--offset/],
+      [["jobs", "--server", "ftp://example.com"], /must start with http/],
+      [["download", "not-a-uuid"], /"not-a-uuid" is not a job id/],
+      [["delete", "123"], /"123" is not a job id/],
+      [["users", "bogus"], /unknown command 'bogus'/],
+      [["users", "disable", "bob"], /neither a user id nor an e-mail/],
+      [["login", "--password-stdin"], /^vid2mp3: Give your e-mail with --email\.\n$/],
+      [["jobs", "--no-such-option"], /unknown option/],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => vid2mp3(args, { input: "x\n" })));
+    runs.forEach((run, index) => {
+      const [args, reason] = cases[index] as [string[], RegExp];
+      assert.equal(run.code, 2, `vid2mp3 ${args.join(" ")}\n${show(run)}`);
+      assert.match(run.stderr, reason, `vid2mp3 ${args.join(" ")}`);
+      assert.equal(run.stdout, "", `vid2mp3 ${args.join(" ")}`);
+    });
   });
 
   it("refuses a command that needs a login before there is one", async () => {
@@ -152,7 +152,8 @@ describe("the vid2mp3 client commands against the real system", () => {
   it("logs in and stores the token in a credentials file only the user can read", async () => {
     const run = await loginAs(ADMIN.email, ADMIN.password);
     assert.equal(run.code, 0, show(run));
-    assert.match(run.stdout, new RegExp(`Logged in to ${server.url} as ${ADMIN.email}`));
+    assert.equal(run.stdout, "", "a message, not a result: stderr");
+    assert.match(run.stderr, new RegExp(`Logged in to ${server.url} as ${ADMIN.email}`));
     const credentials = file("config", "vid2mp3", "credentials.json");
     assert.equal((await stat(credentials)).mode & 0o777, 0o600);
     assert.equal((await stat(path.dirname(credentials))).mode & 0o777, 0o700);
@@ -163,18 +164,18 @@ describe("the vid2mp3 client commands against the real system", () => {
     assert.match(stored.servers[server.url]?.token ?? "", /^[\w-]+\.[\w-]+\.[\w-]+$/);
   });
 
-  it("converts a video: progress lines, then the MP3 next to it with the video's length", async () => {
+  it("converts a video: only the MP3's path on stdout, progress and a summary on stderr", async () => {
     const run = await vid2mp3(["convert", file("holiday.mp4")]);
     assert.equal(run.code, 0, show(run));
-    assert.equal(run.stderr, "");
     const mp3 = file("holiday.mp3");
-    const lines = run.stdout.trimEnd().split("\n");
-    assert.equal(lines.at(-1), mp3, "the last line is the MP3's path");
-    assert.ok(!run.stdout.includes("\u001b"), "no terminal escape codes when stdout is not a terminal");
+    assert.equal(run.stdout, `${mp3}\n`);
+    const lines = run.stderr.trimEnd().split("\n");
+    assert.ok(!run.stderr.includes("\u001b"), "no terminal escape codes when stderr is not a terminal");
     assert.ok(lines.some((line) => /^upload holiday\.mp4: 0% of \d/.test(line)));
     assert.ok(lines.some((line) => /^upload holiday\.mp4: 100% \(.+ in .+\)$/.test(line)));
     assert.ok(lines.some((line) => /^convert holiday\.mp4: 100%/.test(line)));
     assert.ok(lines.some((line) => /^download holiday\.mp4: 100%/.test(line)));
+    assert.equal(lines.at(-1), "1 of 1 file converted.");
     const [source, converted] = await Promise.all([audioDuration(file("holiday.mp4")), audioDuration(mp3)]);
     assert.ok(Math.abs(source - converted) <= 0.1, `MP3 lasts ${converted} s, the video's audio ${source} s`);
   });
@@ -203,43 +204,71 @@ describe("the vid2mp3 client commands against the real system", () => {
     assert.match(run.stderr, /^vid2mp3: .*silent\.mp4: Conversion failed: .*no audio.*\n$/i);
   });
 
-  it("goes on with the other files after one fails, then exits 1", async () => {
+  it("uploads every file first, follows them together, goes on after a failure and ends with a summary", async () => {
     const run = await vid2mp3([
       "convert",
-      "-q",
       file("notes.mp4"),
       file("holiday.mp4"),
+      file("talk.mkv"),
+      file("silent.mp4"),
       "--output",
       file("out"),
     ]);
     assert.equal(run.code, 1, show(run));
-    assert.equal(run.stdout, `${file("out", "holiday.mp3")}\n`);
+    assert.deepEqual(run.stdout.trimEnd().split("\n").sort(), [
+      file("out", "holiday.mp3"),
+      file("out", "talk.mp3"),
+    ]);
+    const lines = run.stderr.trimEnd().split("\n");
+    const lastUpload = lines.findLastIndex((line) => line.startsWith("upload "));
+    const firstConvert = lines.findIndex((line) => line.startsWith("convert "));
+    assert.ok(lastUpload < firstConvert, `all uploads come before following:\n${run.stderr}`);
     assert.match(run.stderr, /notes\.mp4: This file is not a video or audio container/);
-    assert.match(run.stderr, /1 of 2 files failed\./);
+    assert.match(run.stderr, /silent\.mp4: Conversion failed/);
+    assert.equal(lines.at(-1), "2 of 4 files converted; 2 failed.");
     assert.ok((await stat(file("out", "holiday.mp3"))).size > 1000);
+    assert.ok((await stat(file("out", "talk.mp3"))).size > 1000);
   });
 
-  it("lists the jobs in a table", async () => {
-    const [run, json] = await Promise.all([vid2mp3(["jobs"]), vid2mp3(["jobs", "--json", "--limit", "100"])]);
-    assert.equal(run.code, 0, show(run));
-    assert.equal(json.code, 0, show(json));
+  it("lists the jobs in a table that fits 80 columns, with short ids; --wide, --offset and --json", async () => {
+    const [run, wide, json, second] = await Promise.all([
+      vid2mp3(["jobs"]),
+      vid2mp3(["jobs", "--wide"]),
+      vid2mp3(["jobs", "--json", "--limit", "150"]),
+      vid2mp3(["jobs", "--limit", "1", "--offset", "1"]),
+    ]);
+    for (const each of [run, wide, json, second]) assert.equal(each.code, 0, show(each));
     const { jobs } = JSON.parse(json.stdout) as Awaited<ReturnType<typeof adminJobs>>;
     assert.deepEqual(jobs, (await adminJobs()).jobs, "--json prints the API's jobs");
     const done = jobs.find((job) => job.status === "done");
     assert.ok(done, JSON.stringify(jobs));
+
     const [header, ...rows] = run.stdout.trimEnd().split("\n");
-    assert.match(header ?? "", /^JOB\s+STATUS\s+FILE\s+SIZE\s+CREATED\s+EXPIRES\s+FID \/ ERROR$/);
+    assert.match(header ?? "", /^JOB\s+STATUS\s+FILE\s+SIZE\s+CREATED$/);
+    assert.equal(rows.length, jobs.length);
+    for (const line of run.stdout.trimEnd().split("\n")) assert.ok(line.length <= 80, `too wide: ${line}`);
     assert.ok(
-      rows.some((row) => row.startsWith(done.id) && /\bdone\b/.test(row) && row.includes("holiday.mp4")),
+      rows.some((row) => row.startsWith(`${done.id.slice(0, 8)} `) && /\bdone\b/.test(row)),
       run.stdout,
     );
-    // Retention is on by default: a done job shows when it expires (created and expiry dates).
+    // Retention is on by default: a done job says when it expires (created and expiry dates).
     assert.ok(done.expiresAt, "expiresAt");
-    const doneRow = rows.find((row) => row.startsWith(done.id)) ?? "";
-    assert.equal(doneRow.match(/\d{4}-\d\d-\d\d \d\d:\d\d/g)?.length, 2, doneRow);
+    const wideRow = wide.stdout.split("\n").find((row) => row.startsWith(done.id)) ?? "";
+    assert.equal(wideRow.match(/\d{4}-\d\d-\d\d \d\d:\d\d/g)?.length, 2, wideRow);
+
+    assert.match(
+      wide.stdout.split("\n")[0] ?? "",
+      /^JOB\s+STATUS\s+FILE\s+SIZE\s+CREATED\s+EXPIRES\s+FID \/ ERROR$/,
+    );
+    assert.ok(wide.stdout.includes(done.id) && wide.stdout.includes(String(done.mp3Id)), wide.stdout);
+
+    const secondRows = second.stdout.trimEnd().split("\n").slice(1);
+    assert.equal(secondRows.length, 1);
+    assert.ok(secondRows[0]?.startsWith(jobs[1]?.id.slice(0, 8) ?? "?"), second.stdout);
+    assert.match(second.stderr, new RegExp(`^Jobs 2–2 of ${jobs.length}; the next with --offset 2\\.\\n$`));
   });
 
-  it("uploads without waiting, downloads by fid, and deletes a job", async () => {
+  it("uploads without waiting, downloads by the short job id or the fid, and deletes a job", async () => {
     const queued = await vid2mp3(["convert", "--no-wait", "-q", file("holiday.mp4")]);
     assert.equal(queued.code, 0, show(queued));
     const jobId = queued.stdout.trim();
@@ -250,20 +279,26 @@ describe("the vid2mp3 client commands against the real system", () => {
     assert.equal(job.status, "done");
     const fid = String(job.mp3Id);
 
-    const downloaded = await vid2mp3(["download", fid, "--output", file("downloads")]);
+    const downloaded = await vid2mp3(["download", jobId.slice(0, 8), "--output", file("downloads")]);
     assert.equal(downloaded.code, 0, show(downloaded));
-    assert.equal(downloaded.stdout.trimEnd().split("\n").at(-1), file("downloads", "holiday.mp3"));
+    assert.equal(downloaded.stdout, `${file("downloads", "holiday.mp3")}\n`);
     const again = await vid2mp3(["download", fid, "--output", file("downloads")]);
     assert.equal(again.code, 1, show(again));
     assert.match(again.stderr, /already exists; use --force/);
     const forced = await vid2mp3(["download", fid, "--output", file("downloads"), "--force", "-q"]);
     assert.equal(forced.code, 0, show(forced));
+    assert.equal(forced.stderr, "");
 
-    const deleted = await vid2mp3(["delete", jobId]);
+    const deleted = await vid2mp3(["delete", jobId.slice(0, 8)]);
     assert.equal(deleted.code, 0, show(deleted));
+    assert.equal(deleted.stdout, "");
+    assert.match(deleted.stderr, new RegExp(`^Deleted job ${jobId.slice(0, 8)} \\(holiday\\.mp4\\)`));
     const gone = await vid2mp3(["download", fid]);
     assert.equal(gone.code, 1, show(gone));
     assert.equal(gone.stderr, "vid2mp3: No MP3 with this fid.\n");
+    const noSuchJob = await vid2mp3(["delete", "abcd1234"]);
+    assert.equal(noSuchJob.code, 1, show(noSuchJob));
+    assert.match(noSuchJob.stderr, /No job of yours has an id starting with "abcd1234"/);
   });
 
   it("converts with every conversion option, each one found in the MP3", async () => {
@@ -324,7 +359,8 @@ describe("the vid2mp3 client commands against the real system", () => {
       input: "bob-password-1\n",
     });
     assert.equal(added.code, 0, show(added));
-    assert.match(added.stdout, /^Created user bob@example\.com \([0-9a-f-]{36}\)\.\n$/);
+    assert.match(added.stdout, /^[0-9a-f-]{36}\n$/, "the new user's id is the result");
+    assert.equal(added.stderr, "Created user bob@example.com.\n");
 
     const listed = await vid2mp3(["users", "list"]);
     assert.equal(listed.code, 0, show(listed));
@@ -338,7 +374,8 @@ describe("the vid2mp3 client commands against the real system", () => {
       vid2mp3(["users", "list"], { configDir: bobConfig }),
     ]);
     assert.equal(bobsJobs.code, 0, show(bobsJobs));
-    assert.match(bobsJobs.stdout, /^No jobs yet/);
+    assert.equal(bobsJobs.stdout, "");
+    assert.match(bobsJobs.stderr, /^No jobs yet/);
     assert.equal(notAdmin.code, 1, show(notAdmin));
     assert.equal(notAdmin.stderr, "vid2mp3: Only an administrator can manage users.\n");
 
@@ -349,6 +386,40 @@ describe("the vid2mp3 client commands against the real system", () => {
     const enabled = await vid2mp3(["users", "enable", "bob@example.com"]);
     assert.equal(enabled.code, 0, show(enabled));
     assert.equal((await loginAs("bob@example.com", "bob-password-1", bobConfig)).code, 0);
+
+    const reset = await vid2mp3(["users", "reset-password", "bob@example.com", "--password-stdin"], {
+      input: "bob-password-2\n",
+    });
+    assert.equal(reset.code, 0, show(reset));
+    assert.equal((await loginAs("bob@example.com", "bob-password-1", bobConfig)).code, 1);
+    assert.equal((await loginAs("bob@example.com", "bob-password-2", bobConfig)).code, 0);
+  });
+
+  it("changes the password with passwd, and stays logged in with the new one", async () => {
+    const bobConfig = file("bob-config");
+    const wrong = await vid2mp3(["passwd", "--password-stdin"], {
+      input: "not-bobs-password\nbob-password-3\n",
+      configDir: bobConfig,
+    });
+    assert.equal(wrong.code, 1, show(wrong));
+    assert.equal(wrong.stderr, "vid2mp3: The current password is not right.\n");
+    const oneLine = await vid2mp3(["passwd", "--password-stdin"], {
+      input: "bob-password-2\n",
+      configDir: bobConfig,
+    });
+    assert.equal(oneLine.code, 2, show(oneLine));
+
+    const changed = await vid2mp3(["passwd", "--password-stdin"], {
+      input: "bob-password-2\nbob-password-3\n",
+      configDir: bobConfig,
+    });
+    assert.equal(changed.code, 0, show(changed));
+    assert.equal(changed.stdout, "");
+    assert.match(changed.stderr, /^Password changed; logged in to .* again with the new one\.\n$/);
+    const jobs = await vid2mp3(["jobs"], { configDir: bobConfig });
+    assert.equal(jobs.code, 0, show(jobs));
+    assert.equal((await loginAs("bob@example.com", "bob-password-2", file("other-config"))).code, 1);
+    assert.equal((await loginAs("bob@example.com", "bob-password-3", file("other-config"))).code, 0);
   });
 
   it("logs out", async () => {
@@ -356,7 +427,7 @@ describe("the vid2mp3 client commands against the real system", () => {
     assert.equal((await loginAs(ADMIN.email, ADMIN.password, configDir)).code, 0);
     const run = await vid2mp3(["logout"], { configDir });
     assert.equal(run.code, 0, show(run));
-    assert.equal(run.stdout, `Logged out of ${server.url}.\n`);
+    assert.equal(run.stderr, `Logged out of ${server.url}.\n`);
     assert.equal((await vid2mp3(["jobs"], { configDir })).code, 1);
   });
 
@@ -373,6 +444,57 @@ describe("the vid2mp3 client commands against the real system", () => {
       run.stderr,
       `vid2mp3: Cannot reach the vid2mp3 server at ${url}/: connect ECONNREFUSED 127.0.0.1:${port}\n`,
     );
+  });
+});
+
+describe("Ctrl-C during vid2mp3 convert", () => {
+  let dir: string;
+  let auth: RunningServer | undefined;
+  let gateway: RunningServer | undefined;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-cli-interrupt-"));
+    await makeVideo(path.join(dir, "long.mp4"), { seconds: 2 });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await auth?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("says how to fetch the MP3 later, and the job goes on on the server", async () => {
+    // Auth and a gateway without any converter: the job waits in the queue for as long as the test needs.
+    auth = await startServer(
+      { DATA_DIR: path.join(dir, "data"), ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password },
+      { service: "auth" },
+    );
+    gateway = await startServer(
+      { DATA_DIR: path.join(dir, "data"), AUTH_SVC_ADDRESS: new URL(auth.url).host },
+      { service: "gateway" },
+    );
+    const api = gatewayClient(gateway.url);
+    const token = await api.token(ADMIN.email, ADMIN.password);
+    const run = await runProcess(process.execPath, [main, "convert", path.join(dir, "long.mp4")], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? "", HOME: dir, VID2MP3_URL: gateway.url, VID2MP3_TOKEN: token },
+      onStart: (child, output) => {
+        const poll = setInterval(() => {
+          if (/^convert long\.mp4: queued/m.test(output.stderr())) {
+            clearInterval(poll);
+            child.kill("SIGINT");
+          }
+        }, 50);
+        child.once("close", () => clearInterval(poll));
+      },
+    });
+    assert.equal(run.code, 130, show(run));
+    assert.equal(run.stdout, "");
+    const { jobs } = (await (await api.jobs(token)).json()) as { jobs: { id: string; status: string }[] };
+    const [job] = jobs;
+    assert.equal(job?.status, "queued", "the job is still there, waiting for a converter");
+    assert.match(run.stderr, /the server goes on converting/);
+    assert.ok(run.stderr.includes(`vid2mp3 download ${job?.id.slice(0, 8)}    # long.mp4`), run.stderr);
   });
 });
 

@@ -233,6 +233,41 @@ describe("gateway with auth, broker and blob store in one process", () => {
     assert.equal(throttled.json().error.code, "too_many_attempts");
   });
 
+  test("every protected route answers 401 without a token, before looking at its input", async () => {
+    const routes = [
+      ["GET", "/jobs"],
+      ["GET", "/jobs?limit=oops"],
+      ["GET", "/jobs/abc"],
+      ["GET", "/jobs/00000000-0000-4000-8000-000000000000"],
+      ["DELETE", "/jobs/abc"],
+      ["GET", "/download"],
+      ["GET", "/download?fid=abc"],
+      ["HEAD", "/download?fid=abc"],
+      ["POST", "/upload"],
+      ["GET", "/events"],
+      ["GET", "/users"],
+      ["POST", "/users"],
+      ["GET", "/users/abc"],
+      ["PATCH", "/users/abc"],
+    ] as const;
+    for (const [method, url] of routes) {
+      const response = await system.gateway.app.inject({ method, url });
+      assert.equal(response.statusCode, 401, `${method} ${url}: ${response.body}`);
+      if (method !== "HEAD") assert.equal(response.json().error.code, "unauthorized", `${method} ${url}`);
+    }
+    const malformed = await system.gateway.app.inject({
+      method: "GET",
+      url: "/jobs/abc",
+      // What `TOKEN=$(curl -s …)` holds after a failed login.
+      headers: {
+        authorization:
+          'Bearer {"error":{"code":"invalid_credentials","message":"Invalid e-mail or password."}}',
+      },
+    });
+    assert.equal(malformed.statusCode, 401, malformed.body);
+    assert.match(malformed.json().error.message, /not of the form Bearer <token>/);
+  });
+
   test("/healthz is 200 and /readyz is 200 listing every backend", async () => {
     const health = await system.gateway.app.inject({ method: "GET", url: "/healthz" });
     assert.equal(health.statusCode, 200);

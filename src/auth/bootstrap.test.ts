@@ -79,4 +79,13 @@ test("once users exist, a changed ADMIN_* on a later start creates no one", asyn
   });
   assert.equal(refused.statusCode, 401);
   assert.equal(await userCount(second.app, "first@example.com", "first-password"), 1);
+  assert.equal(second.printed.length, 1, "a warning that ADMIN_* is ignored");
+  assert.match(
+    second.printed[0] ?? "",
+    /^vid2mp3: ADMIN_EMAIL and ADMIN_PASSWORD are ignored: users exist already/,
+  );
+  assert.match(second.printed[0] ?? "", /vid2mp3 passwd/);
+
+  const third = await startAuthService(t, {}, { dataDir: first.dataDir });
+  assert.deepEqual(third.printed, [], "no warning without ADMIN_*");
 });

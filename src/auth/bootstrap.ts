@@ -13,8 +13,8 @@ export interface BootstrapOptions {
 
 /**
  * On the very first start (no users at all) creates the first administrator, so the system can be
- * used without a separate setup step. Later starts do nothing, even if ADMIN_* changed: the admin
- * manages accounts through the API from then on.
+ * used without a separate setup step. Later starts create no one, even if ADMIN_* changed (the
+ * admin manages accounts through the API from then on), and say so when ADMIN_* is set.
  */
 export async function ensureFirstAdmin(
   users: UsersRepository,
@@ -22,7 +22,21 @@ export async function ensureFirstAdmin(
   logger: Logger,
   options: BootstrapOptions = {},
 ): Promise<void> {
-  if ((await users.count()) > 0) return;
+  const print = options.print ?? ((text: string) => process.stdout.write(text));
+  if ((await users.count()) > 0) {
+    // Said out loud: a later `ADMIN_EMAIL=… ADMIN_PASSWORD=… npm start` looks as if it should work.
+    const set = (["email", "password"] as const).filter((key) => config.admin[key] !== undefined);
+    if (set.length > 0) {
+      const names = set.map((key) => `ADMIN_${key.toUpperCase()}`).join(" and ");
+      logger.warn({ ignored: names }, "users exist already; ADMIN_* ignored");
+      print(
+        `vid2mp3: ${names} ${set.length > 1 ? "are" : "is"} ignored: users exist already, and the first ` +
+          "administrator is made only on the very first start. Change a password with `vid2mp3 passwd`, " +
+          "the web page's account menu, or an administrator's reset (`vid2mp3 users reset-password`).\n",
+      );
+    }
+    return;
+  }
   const email = config.admin.email ?? DEFAULT_ADMIN_EMAIL;
   const generated = config.admin.password === undefined;
   // 18 random bytes: 144 bits, 24 URL-safe characters that survive copy and paste.
@@ -36,7 +50,6 @@ export async function ensureFirstAdmin(
   }
   logger.info({ email, generatedPassword: generated }, "created the first administrator");
   if (generated) {
-    const print = options.print ?? ((text: string) => process.stdout.write(text));
     print(framedNotice(email, password));
   }
 }

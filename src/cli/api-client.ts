@@ -42,7 +42,10 @@ export class ApiError extends Error {
 
   /** The token is missing, invalid or expired, or its account disabled: logging in again helps. */
   get isAuthProblem(): boolean {
-    return this.status === 401 || (this.status === 403 && this.code !== "forbidden");
+    return (
+      this.status === 401 ||
+      (this.status === 403 && this.code !== "forbidden" && this.code !== "wrong_password")
+    );
   }
 }
 
@@ -204,6 +207,16 @@ export class ApiClient {
     const response = await this.request("events", { headers: { accept: "text/event-stream" }, signal });
     if (!response.body) throw new ApiError(response.status, "no_body", "The event stream has no body.");
     return parseEventStream(response.body);
+  }
+
+  /** `GET /me`: the caller's own account. */
+  async me(): Promise<{ id: string; email: string; admin: boolean }> {
+    return (await (await this.request("me")).json()) as { id: string; email: string; admin: boolean };
+  }
+
+  /** `POST /me/password`: tokens issued before stop working. */
+  async changePassword(currentPassword: string, newPassword: string): Promise<void> {
+    await this.request("me/password", { method: "POST", json: { currentPassword, newPassword } });
   }
 
   async users(options: { limit?: number; offset?: number } = {}): Promise<{ users: User[]; total: number }> {

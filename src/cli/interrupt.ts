@@ -1,4 +1,7 @@
-/** What must be undone when the user presses Ctrl-C (a bar to stop, a partial file to remove). */
+/**
+ * What must be done when the user presses Ctrl-C: a bar to stop, a partial file to remove, a word
+ * on how to pick up the work later. Run last registered first, so a bar is gone before the words.
+ */
 const cleanups = new Set<() => void>();
 
 /** Runs `cleanup` (synchronously) if the command is interrupted; call the answer once it is moot. */
@@ -20,7 +23,7 @@ export function exitOnInterrupt(): void {
     ["SIGTERM", 143],
   ] as const) {
     process.once(signal, () => {
-      for (const cleanup of cleanups) {
+      for (const cleanup of [...cleanups].reverse()) {
         try {
           cleanup();
         } catch {

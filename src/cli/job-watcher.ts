@@ -8,8 +8,10 @@ import {
 } from "./api-client.ts";
 
 export interface WatchOptions {
-  /** Every change seen, in order (never an older state after a newer one). */
+  /** Every change seen, in order per job (never an older state after a newer one). */
   onChange?: (job: Job) => void;
+  /** A job has ended (done or failed); called once per job. */
+  onEnded?: (job: Job) => void;
   /** Polling interval when the event stream is not available. */
   pollIntervalMs?: number;
   /** While following events, a GET this often in case an event was lost. */
@@ -28,21 +30,45 @@ function isNewer(next: Job, previous: Job | undefined): boolean {
   return next.progress > previous.progress || (isEnded(next) && !isEnded(previous));
 }
 
-/**
- * Follows a job until it is done or failed: over Server-Sent Events (`GET /events`) when the
- * server offers them, with a GET right after subscribing so no change before it is missed, and
- * falling back to polling `GET /jobs/:id` when the stream is refused or breaks.
- */
+/** Follows one job until it is done or failed (see `waitForJobs`). */
 export async function waitForJob(api: ApiClient, jobId: string, options: WatchOptions = {}): Promise<Job> {
+  const [job] = await waitForJobs(api, [jobId], options);
+  return job as Job;
+}
+
+/**
+ * Follows several jobs together until each is done or failed, over one Server-Sent Events stream
+ * (`GET /events`) when the server offers it, with a GET of each job right after subscribing so no
+ * change before it is missed, and falling back to polling `GET /jobs/:id` when the stream is
+ * refused or breaks. Answers the ended jobs in the order of `jobIds`.
+ */
+export async function waitForJobs(
+  api: ApiClient,
+  jobIds: string[],
+  options: WatchOptions = {},
+): Promise<Job[]> {
   const { pollIntervalMs = 1000, safetyPollMs = 10_000, outageToleranceMs = 60_000 } = options;
-  let latest: Job | undefined;
-  /** True once the job has ended. */
+  const latest = new Map<string, Job>();
+  const open = new Set(jobIds);
+  const ended = () => open.size === 0;
+  const answer = () => jobIds.map((id) => latest.get(id) as Job);
+  /** True once every job has ended. */
   const observe = (job: Job): boolean => {
-    if (isNewer(job, latest)) {
-      latest = job;
+    if (!open.has(job.id)) return ended();
+    if (isNewer(job, latest.get(job.id))) {
+      latest.set(job.id, job);
       options.onChange?.(job);
+      if (isEnded(job)) {
+        open.delete(job.id);
+        options.onEnded?.(job);
+      }
     }
-    return latest !== undefined && isEnded(latest);
+    return ended();
+  };
+  /** One GET of every job still open. */
+  const pollOnce = async (): Promise<boolean> => {
+    for (const id of [...open]) observe(await api.job(id));
+    return ended();
   };
 
   const stream = new AbortController();
@@ -56,11 +82,11 @@ export async function waitForJob(api: ApiClient, jobId: string, options: WatchOp
     }
     if (events) {
       try {
-        if (observe(await api.job(jobId))) return latest as Job;
+        if (await pollOnce()) return answer();
         const safety = setInterval(() => {
-          api.job(jobId).then(
-            (job) => {
-              if (observe(job)) stream.abort();
+          pollOnce().then(
+            (done) => {
+              if (done) stream.abort();
             },
             () => {},
           );
@@ -74,13 +100,13 @@ export async function waitForJob(api: ApiClient, jobId: string, options: WatchOp
             } catch {
               continue;
             }
-            if (job.id === jobId && observe(job)) return latest as Job;
+            if (observe(job)) return answer();
           }
         } finally {
           clearInterval(safety);
         }
       } catch (error) {
-        if (latest && isEnded(latest)) return latest;
+        if (ended()) return answer();
         // The job or the account is the problem (deleted, token expired): polling would meet it too.
         if (error instanceof ApiError && error.status < 500) throw error;
         // Otherwise the stream broke: go on by polling.
@@ -89,12 +115,13 @@ export async function waitForJob(api: ApiClient, jobId: string, options: WatchOp
   } finally {
     stream.abort();
   }
+  if (ended()) return answer();
 
-  // Polling: the stream is unavailable or ended before the job did.
+  // Polling: the stream is unavailable or ended before the jobs did.
   let unreachableSince: number | undefined;
   for (;;) {
     try {
-      if (observe(await api.job(jobId))) return latest as Job;
+      if (await pollOnce()) return answer();
       unreachableSince = undefined;
     } catch (error) {
       const transient =

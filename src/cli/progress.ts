@@ -22,8 +22,9 @@ export interface ProgressOptions {
 }
 
 /**
- * The command's progress display: cli-progress bars when the output is a terminal, plain lines
- * when it is a file or a pipe (so logs and CI output stay readable), nothing with `--quiet`.
+ * The command's progress display, on stderr (stdout carries only the results): cli-progress bars
+ * when it is a terminal, stacked while several tasks run together, plain lines when it is a file
+ * or a pipe (so logs and CI output stay readable), nothing with `--quiet`.
  */
 export class ProgressDisplay {
   readonly stream: NodeJS.WriteStream;
@@ -32,7 +33,7 @@ export class ProgressDisplay {
   readonly plainIntervalMs: number;
 
   constructor(options: ProgressOptions = {}) {
-    this.stream = options.stream ?? process.stdout;
+    this.stream = options.stream ?? process.stderr;
     this.tty = options.tty ?? this.stream.isTTY === true;
     this.enabled = options.enabled ?? true;
     this.plainIntervalMs = options.plainIntervalMs ?? 1000;
@@ -59,8 +60,53 @@ export class ProgressDisplay {
     if (!this.enabled) return { update() {}, done() {}, stop() {} };
     // Bars line up under each other; plain lines read as sentences.
     return this.tty
-      ? new BarTask(this.stream, `${phase.padEnd(8)} ${shorten(subject, 24)}`, total, kind)
+      ? new BarTask(this.bars(), `${phase.padEnd(8)} ${shorten(subject, 24)}`, total, kind)
       : new PlainTask(this.stream, `${phase} ${subject}`, total, kind, this.plainIntervalMs);
+  }
+
+  private multi: BarGroup | undefined;
+
+  /** The terminal's bars, one group while any of them runs. */
+  private bars(): BarGroup {
+    if (!this.multi || this.multi.closed) this.multi = new BarGroup(this.stream);
+    return this.multi;
+  }
+}
+
+/** cli-progress's MultiBar: bars of tasks that run together stack; it ends when the last bar stops. */
+class BarGroup {
+  readonly multi: cliProgress.MultiBar;
+  private active = 0;
+  closed = false;
+
+  constructor(stream: NodeJS.WriteStream) {
+    this.multi = new cliProgress.MultiBar(
+      {
+        stream,
+        barsize: 20,
+        hideCursor: true,
+        // cli-progress's own SIGINT handler would only stop the bars and keep the command running.
+        gracefulExit: false,
+        linewrap: false,
+        fps: 10,
+        autopadding: true,
+        emptyOnZero: true,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+  }
+
+  create(format: string, total: number, payload: object): cliProgress.SingleBar {
+    this.active += 1;
+    return this.multi.create(total, 0, payload, { format });
+  }
+
+  release(): void {
+    this.active -= 1;
+    if (this.active === 0 && !this.closed) {
+      this.closed = true;
+      this.multi.stop();
+    }
   }
 }
 
@@ -123,28 +169,19 @@ class BarTask implements ProgressTask {
   private status = "";
   private value = 0;
 
-  constructor(stream: NodeJS.WriteStream, label: string, total: number, kind: "bytes" | "fraction") {
+  private readonly group: BarGroup;
+  private stopped = false;
+
+  constructor(group: BarGroup, label: string, total: number, kind: "bytes" | "fraction") {
     this.kind = kind;
     this.total = total;
     this.scale = kind === "fraction" ? 1000 : 1;
-    this.bar = new cliProgress.SingleBar(
-      {
-        stream,
-        // Only {bar} and {percentage} are cli-progress's own; {detail} is ours (its {eta} is too jumpy).
-        format: `${label} [{bar}] {percentage}% | {detail}`,
-        barsize: 20,
-        hideCursor: true,
-        // cli-progress's own SIGINT handler would only stop the bar and keep the command running.
-        gracefulExit: false,
-        linewrap: true,
-        fps: 10,
-        autopadding: true,
-        emptyOnZero: true,
-      },
-      cliProgress.Presets.shades_classic,
-    );
-    this.bar.start(Math.round(total * this.scale), 0, { detail: this.detail(0) });
-    this.forget = onInterrupt(() => this.bar.stop());
+    this.group = group;
+    // Only {bar} and {percentage} are cli-progress's own; {detail} is ours (its {eta} is too jumpy).
+    this.bar = group.create(`${label} [{bar}] {percentage}% | {detail}`, Math.round(total * this.scale), {
+      detail: this.detail(0),
+    });
+    this.forget = onInterrupt(() => this.group.multi.stop());
     // A stalled transfer gets no updates: let the rate and the ETA show it anyway.
     this.ticker = setInterval(() => this.update(this.value), 1000);
     this.ticker.unref();
@@ -175,8 +212,11 @@ class BarTask implements ProgressTask {
   }
 
   stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
     clearInterval(this.ticker);
     this.bar.stop();
+    this.group.release();
     this.forget();
   }
 }

@@ -295,8 +295,8 @@ describe("bearerToken", () => {
   test("the token of a Bearer header (any case, surrounding spaces)", async () => {
     for (const [header, token] of [
       ["Bearer abc.def.ghi", "abc.def.ghi"],
-      ["bearer abc", "abc"],
-      ["BEARER   abc  ", "abc"],
+      ["bearer abc.def.ghi", "abc.def.ghi"],
+      ["BEARER   abc.def.ghi  ", "abc.def.ghi"],
     ] as const) {
       const response = await tokenOf(header);
       assert.equal(response.statusCode, 200, header);
@@ -304,7 +304,7 @@ describe("bearerToken", () => {
     }
   });
 
-  test("a missing or malformed header is 401 with the error format", async () => {
+  test("a missing header is 401 Missing credentials, a malformed one 401 saying so", async () => {
     for (const header of [
       undefined,
       "",
@@ -320,6 +320,18 @@ describe("bearerToken", () => {
       const body = response.json() as { error: { code: string; message: string } };
       assert.equal(body.error.code, "unauthorized");
       assert.match(body.error.message, /Bearer/);
+      const missing = header === undefined || header.trim() === "";
+      assert.equal(/^Missing credentials/.test(body.error.message), missing, JSON.stringify(header));
+    }
+  });
+
+  test("a token that cannot be one (an error message sent as the token) is 403 malformed", async () => {
+    for (const header of ["Bearer abc", 'Bearer {"error":{"code":"invalid_credentials"}}', "Bearer a.b"]) {
+      const response = await tokenOf(header);
+      assert.equal(response.statusCode, 403, header);
+      const body = response.json() as { error: { code: string; message: string } };
+      assert.equal(body.error.code, "invalid_token");
+      assert.match(body.error.message, /malformed/);
     }
   });
 });

@@ -135,16 +135,47 @@ export function createValidateVerifier(authFetch: ServiceFetch): TokenVerifier {
   };
 }
 
-/** The bearer token of a request: 401 when there is none. */
+/** Three base64url parts separated by dots, as `POST /login` answers it. */
+const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]*$/;
+
+/**
+ * The bearer token of a request: 401 when there is none or the header is not `Bearer <token>`,
+ * 403 when the token cannot be a token at all. Each says which, so a script that sent an error
+ * message as its token (`TOKEN=$(curl -s …)` after a failed login) learns why.
+ */
 export function bearerToken(request: FastifyRequest): string {
-  const header = request.headers.authorization;
-  const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (!match?.[1]) {
+  const header = request.headers.authorization?.trim();
+  if (!header) {
     throw new HttpError(
       401,
       "unauthorized",
       "Missing credentials: send Authorization: Bearer <token> (get one from POST /login).",
     );
   }
+  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  if (!match?.[1]) {
+    throw new HttpError(
+      401,
+      "unauthorized",
+      "The Authorization header is not of the form Bearer <token>: send the token POST /login answered.",
+    );
+  }
+  if (!JWT_SHAPE.test(match[1])) {
+    throw new HttpError(
+      403,
+      "invalid_token",
+      "The token is malformed: send the token POST /login answered (three parts separated by dots).",
+    );
+  }
   return match[1];
+}
+
+/** Routes that need a token: checked for one before their input, so a request without one gets 401, never 400. */
+const PROTECTED_PREFIXES = ["/jobs", "/download", "/upload", "/events", "/users", "/me", "/dead-letters"];
+
+export function needsToken(routeUrl: string | undefined): boolean {
+  if (routeUrl === undefined) return false;
+  return PROTECTED_PREFIXES.some(
+    (prefix) => routeUrl === prefix || routeUrl.startsWith(`${prefix}/`) || routeUrl.startsWith(`${prefix}?`),
+  );
 }

@@ -11,7 +11,13 @@ import type { HttpTimeouts } from "../platform/http-timeouts.ts";
 import type { Logger } from "../platform/logger.ts";
 import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
-import { bearerToken, type Caller, createJwksVerifier, createValidateVerifier } from "./authentication.ts";
+import {
+  bearerToken,
+  type Caller,
+  createJwksVerifier,
+  createValidateVerifier,
+  needsToken,
+} from "./authentication.ts";
 import { createDownloadLinks, loadDownloadLinkKey } from "./download-links.ts";
 import { createJobLifecycle } from "./job-lifecycle.ts";
 import { createJobsRepository, type GatewayDatabase } from "./jobs.ts";
@@ -87,6 +93,11 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     timeouts: deps.timing?.http,
   });
   for (const schema of [...sharedGatewaySchemas, ...sharedAuthApiSchemas]) app.addSchema(schema);
+  // A protected route without a token answers 401 before its input is validated (GET /jobs/abc
+  // without a token is 401, not 400); the token itself is verified in the route.
+  app.addHook("onRequest", async (request) => {
+    if (needsToken(request.routeOptions.url)) bearerToken(request);
+  });
   await app.register(multipart);
   registerHealthRoutes(app, [
     { name: "database", check: () => jobs.ping() },
@@ -130,7 +141,7 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     metrics,
     recheckMs: deps.timing?.eventsRecheckMs,
   });
-  registerWebRoutes(app);
+  registerWebRoutes(app, { registrationOpen: config.registrationOpen });
 
   const retention = createRetention({ jobs, blobs, logger, retentionHours: config.retentionHours });
 

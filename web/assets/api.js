@@ -2,7 +2,9 @@
 // progress, downloads. Every request is same-origin and sends the token itself; no cookies
 // (`credentials: "omit"` also keeps the browser from offering its own login prompt on a 401).
 
-const TOKEN_KEY = "vid2mp3.token";
+import { session } from "./session.js";
+
+export { session };
 
 /** An answer other than 2xx, with the API's `{error: {code, message}}` when it sent one. */
 export class ApiError extends Error {
@@ -16,7 +18,14 @@ export class ApiError extends Error {
 
   /** True when the token is missing, expired or its account disabled: the user must sign in again. */
   get sessionEnded() {
-    return this.status === 401 || (this.status === 403 && this.code !== "forbidden");
+    return (
+      this.status === 401 || (this.status === 403 && !["forbidden", "wrong_password"].includes(this.code))
+    );
+  }
+
+  /** The server could not be reached at all. */
+  get unreachable() {
+    return this.status === 0 && this.code === "network";
   }
 }
 
@@ -32,34 +41,6 @@ function check(error) {
   }
   return error;
 }
-
-export const session = {
-  get token() {
-    return sessionStorage.getItem(TOKEN_KEY);
-  },
-  set(token) {
-    sessionStorage.setItem(TOKEN_KEY, token);
-  },
-  clear() {
-    sessionStorage.removeItem(TOKEN_KEY);
-  },
-  /**
-   * The token's claims (`username`, `admin`, `exp`…), read without verification: for display
-   * only. The server checks the token on every request.
-   */
-  claims() {
-    const token = this.token;
-    if (!token) return undefined;
-    try {
-      const payload = token.split(".")[1] ?? "";
-      const base64 = payload.replaceAll("-", "+").replaceAll("_", "/");
-      const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-      return JSON.parse(new TextDecoder().decode(bytes));
-    } catch {
-      return undefined;
-    }
-  },
-};
 
 /** Reads an error answer into an ApiError, with a sentence even when the body is not the API's JSON. */
 async function errorFrom(response) {
@@ -83,8 +64,19 @@ function fallbackMessage(status) {
   return `The server answered ${status}.`;
 }
 
-const offline = () =>
-  new ApiError(0, "network", "The server could not be reached; check your connection and try again.");
+/** Listeners told whether the server answered (true) or could not be reached (false). */
+const reachabilityListeners = new Set();
+export function onReachability(listener) {
+  reachabilityListeners.add(listener);
+}
+function reached(ok) {
+  for (const listener of reachabilityListeners) listener(ok);
+}
+
+const offline = () => {
+  reached(false);
+  return new ApiError(0, "network", "The server could not be reached; check your connection and try again.");
+};
 
 async function send(path, { method = "GET", body, headers = {} } = {}) {
   const token = session.token;
@@ -105,6 +97,7 @@ async function send(path, { method = "GET", body, headers = {} } = {}) {
   } catch {
     throw offline();
   }
+  reached(response.status < 502 || response.status > 504);
   if (!response.ok) throw check(await errorFrom(response));
   return response;
 }
@@ -115,23 +108,38 @@ export async function api(path, options) {
   return response.status === 204 ? undefined : response.json();
 }
 
-/** `POST /login` with Basic credentials; resolves to `{token, expiresAt}`. */
-export async function login(email, password) {
-  const bytes = new TextEncoder().encode(`${email}:${password}`);
-  const basic = btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
+/** A POST without the session's token (login, registration); resolves to the JSON answer. */
+async function postWithoutToken(path, headers, body) {
   let response;
   try {
-    response = await fetch("/login", {
+    response = await fetch(path, {
       method: "POST",
       credentials: "omit",
       cache: "no-store",
-      headers: { authorization: `Basic ${basic}`, accept: "application/json" },
+      headers: { accept: "application/json", ...headers },
+      body,
     });
   } catch {
     throw offline();
   }
   if (!response.ok) throw await errorFrom(response);
   return response.json();
+}
+
+/** `POST /login` with Basic credentials; resolves to `{token, expiresAt}`. */
+export async function login(email, password) {
+  const bytes = new TextEncoder().encode(`${email}:${password}`);
+  const basic = btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
+  return postWithoutToken("/login", { authorization: `Basic ${basic}` });
+}
+
+/** `POST /register` (only when the server has registration open); resolves to the new account. */
+export async function register(email, password) {
+  return postWithoutToken(
+    "/register",
+    { "content-type": "application/json" },
+    JSON.stringify({ email, password }),
+  );
 }
 
 /**
@@ -183,13 +191,18 @@ export function upload(file, onProgress, fields = []) {
   return { promise, cancel: () => xhr.abort() };
 }
 
-/** Fetches `/download?fid=` with the token and saves it under the server's file name. */
-export async function download(fid) {
+/** Fetches `/download?fid=` with the token: the MP3 and the server's name for it. */
+export async function fetchMp3(fid) {
   const response = await send(`/download?fid=${encodeURIComponent(fid)}`, {
     headers: { accept: "audio/mpeg" },
   });
   const name = fileNameFrom(response.headers.get("content-disposition")) ?? "audio.mp3";
-  const url = URL.createObjectURL(await response.blob());
+  return { name, blob: await response.blob() };
+}
+
+/** Hands a blob to the browser as a download under `name`. */
+export function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
   const link = document.createElement("a");
   link.href = url;
   link.download = name;
@@ -199,6 +212,12 @@ export async function download(fid) {
   link.remove();
   // The browser has taken the blob once the click's navigation started; give it time anyway.
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/** Fetches `/download?fid=` with the token and saves it under the server's file name. */
+export async function download(fid) {
+  const { name, blob } = await fetchMp3(fid);
+  saveBlob(blob, name);
   return name;
 }
 

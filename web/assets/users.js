@@ -1,18 +1,19 @@
-// The administrators' users panel: list, add, disable and enable accounts. The `admin` claim only
-// decides whether the panel is shown; the server checks the rights on every request.
+// The administrators' users view: list, add, disable and enable accounts, set a new password. The
+// `admin` claim only decides whether the view is offered; the server checks the rights on every
+// request.
 
 import { api } from "./api.js";
 import { $, announce, formatDate, h, say } from "./dom.js";
+import { openPasswordDialog } from "./password-dialog.js";
 
 const LIMIT = 100;
 let selfId;
 let generation = 0;
 
-/** Shows and loads the panel for an administrator; hides and empties it otherwise. */
-export function showUsersPanel(isAdmin, currentUserId) {
+/** Loads the view for an administrator; empties it otherwise. */
+export function loadUsers(isAdmin, currentUserId) {
   generation += 1;
   selfId = currentUserId;
-  $("#users-panel").hidden = !isAdmin;
   $("#users").replaceChildren();
   $("#users-count").textContent = "";
   say($("#user-error"), "");
@@ -51,10 +52,21 @@ function render(tr, user) {
           type: "button",
           class: `btn btn-small ${user.disabled ? "" : "btn-quiet"}`,
           "aria-label": `${user.disabled ? "Enable" : "Disable"} ${user.email}`,
+          dataset: { toggle: "" },
           onclick: () => setDisabled(tr, user, !user.disabled),
         },
         user.disabled ? "Enable" : "Disable",
       );
+  const reset = h(
+    "button",
+    {
+      type: "button",
+      class: "btn btn-small btn-quiet",
+      "aria-label": `Set a new password for ${user.email}`,
+      onclick: () => resetPassword(user),
+    },
+    "New password",
+  );
   tr.replaceChildren(
     h(
       "td",
@@ -73,13 +85,25 @@ function render(tr, user) {
         user.disabled ? "Disabled" : "Active",
       ),
     ),
-    h("td", { class: "cell-action" }, toggle),
+    h("td", { class: "cell-action" }, h("div", { class: "row-actions" }, reset, toggle)),
   );
+}
+
+function resetPassword(user) {
+  openPasswordDialog({
+    title: `Set a new password for ${user.email}`,
+    askCurrent: false,
+    submitLabel: "Set password",
+    async onSubmit({ next }) {
+      await api(`/users/${encodeURIComponent(user.id)}`, { method: "PATCH", body: { password: next } });
+      announce(`${user.email} has a new password; their earlier sign-ins end.`);
+    },
+  });
 }
 
 async function setDisabled(tr, user, disabled) {
   say($("#user-error"), "");
-  const button = tr.querySelector("button");
+  const button = tr.querySelector("button[data-toggle]");
   if (button) button.disabled = true;
   try {
     const updated = await api(`/users/${encodeURIComponent(user.id)}`, {
@@ -87,7 +111,7 @@ async function setDisabled(tr, user, disabled) {
       body: { disabled },
     });
     render(tr, updated);
-    tr.querySelector("button")?.focus();
+    tr.querySelector("button[data-toggle]")?.focus();
     announce(`${updated.email} is ${updated.disabled ? "disabled" : "enabled"}.`);
   } catch (error) {
     if (button) button.disabled = false;
