@@ -81,6 +81,8 @@ describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", {
       S3_FORCE_PATH_STYLE: "true",
       SMTP_URL: smtp.url,
       RETRY_DELAY_MS: "200",
+      // The admin keeps several converters busy at once here: no per-user cap on active jobs.
+      MAX_ACTIVE_JOBS_PER_USER: "0",
     };
     const auth = await start("auth", {
       DATABASE_URL: authDb.url,

@@ -488,9 +488,12 @@ test("failed logins from one address across many e-mails are throttled; other ad
 });
 
 test("X-Forwarded-For is believed only from TRUST_PROXY: a client cannot pick its address", async (t) => {
-  const { app } = await startAuthService(t, ADMIN_ENV, {
-    loginThrottle: { maxFailures: 3, windowMs: 60_000 },
-  });
+  // In-process requests come from 127.0.0.1, which is not the trusted proxy here.
+  const { app } = await startAuthService(
+    t,
+    { ...ADMIN_ENV, TRUST_PROXY: "192.0.2.1" },
+    { loginThrottle: { maxFailures: 3, windowMs: 60_000 } },
+  );
   for (let i = 0; i < 5; i++) {
     const response = await app.inject({
       method: "POST",

@@ -58,8 +58,9 @@ export async function createAuthService(config: Config, deps: AuthServiceDeps): 
   logger.info({ algorithm: tokens.algorithm }, "auth service ready");
 
   const app = await createHttpServer(logger, {
-    // The gateway passes the client's address on; believed only from these proxies (TRUST_PROXY).
-    trustProxy: config.trustProxy,
+    // The gateway passes the client's address on; believed only from TRUST_PROXY, or by default
+    // from loopback and private networks, where the gateway calls from (auth is never public).
+    trustProxy: config.trustProxy.length > 0 ? config.trustProxy : ["loopback", "uniquelocal"],
     metrics: deps.metrics ?? createServiceMetrics("auth"),
     metricsToken: config.metricsToken,
     openapi: { title: "vid2mp3 auth", version: "1", description: "Users, login and token validation." },
