@@ -285,12 +285,9 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
       // Stop taking messages; the conversions in hand may finish within the drain time (a
       // scaled-down Kubernetes pod loses no work), and are stopped after it, their messages
       // coming back unacknowledged.
-      const drainMs = config.converterDrainSeconds * 1000;
-      const stopAfterDrain = setTimeout(() => shutdown.abort(), drainMs);
       try {
-        await running?.close();
+        await running?.close({ graceMs: config.converterDrainSeconds * 1000 });
       } finally {
-        clearTimeout(stopAfterDrain);
         shutdown.abort();
       }
     },

@@ -70,8 +70,16 @@ export interface ConsumeOptions<T> {
 }
 
 export interface Consumer {
-  /** Stops taking messages and waits for the ones in hand to finish. */
-  close(): Promise<void>;
+  /**
+   * Stops taking messages and waits for the ones in hand to finish. Their handlers' signal aborts
+   * after `graceMs` (default 0: at once), so a handler that honours it gives its message back.
+   */
+  close(options?: CloseOptions): Promise<void>;
+}
+
+export interface CloseOptions {
+  /** How long the handlers in hand may go on before their signal aborts (a drain on shutdown). */
+  graceMs?: number;
 }
 
 /** What the dead-letter queue `<queue>.dead` holds. */

@@ -137,11 +137,16 @@ export function createMemoryBroker(options: { logger?: Logger } = {}): Broker {
       scheduleDrain(queue);
 
       const consumer: Consumer = {
-        async close() {
+        async close(options) {
           // Messages not yet taken stay in the queue for the other consumers.
           queue.workers = queue.workers.filter((w) => w !== worker);
-          closingConsumer.abort();
-          await Promise.all(inFlight);
+          const grace = setTimeout(() => closingConsumer.abort(), options?.graceMs ?? 0);
+          try {
+            await Promise.all(inFlight);
+          } finally {
+            clearTimeout(grace);
+            closingConsumer.abort();
+          }
           // Only now, so that a broker.close() meanwhile still waits for these handlers.
           consumers.delete(consumer);
         },

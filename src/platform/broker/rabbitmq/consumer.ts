@@ -47,8 +47,10 @@ interface QueueConsumer extends Attachment {
   readonly inFlight: Set<Promise<void>>;
   /** The consumer tag on `channel`. */
   tag?: string | undefined;
-  /** Aborted by close(): handlers waiting for a backend give their message back. */
+  /** Aborted by close() (after its grace): handlers waiting for a backend give their message back. */
   readonly closing: AbortController;
+  /** Set by close(): how long the handlers in hand may go on before `closing` aborts. */
+  graceMs: number;
 }
 
 /** Per channel: aborted when it closes, since RabbitMQ then puts its unacknowledged deliveries back. */
@@ -88,6 +90,7 @@ export function createQueueConsumers(
       closed: false,
       queue,
       closing: new AbortController(),
+      graceMs: 0,
       run: (raw, attempt, signal) => decide(queue, raw, attempt, handler, settings, { logger, gate, signal }),
       slots: createLimiter(settings.concurrency),
       inFlight: new Set(),
@@ -115,11 +118,21 @@ export function createQueueConsumers(
       async finish(channel) {
         // Stop deliveries; those in hand finish (and are acknowledged), the rest stay queued.
         if (channel && c.tag) await channel.cancel(c.tag).catch(() => {});
-        c.closing.abort();
-        await Promise.all(c.inFlight);
+        const grace = setTimeout(() => c.closing.abort(), c.graceMs);
+        try {
+          await Promise.all(c.inFlight);
+        } finally {
+          clearTimeout(grace);
+          c.closing.abort();
+        }
       },
     };
-    return attachments.add(c);
+    return attachments.add(c).then((attached) => ({
+      close(options) {
+        c.graceMs = options?.graceMs ?? 0;
+        return attached.close();
+      },
+    }));
   }
 
   function onDelivery(c: QueueConsumer, channel: Channel, message: ConsumeMessage | null): void {
