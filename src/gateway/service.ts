@@ -94,9 +94,10 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
   });
   for (const schema of [...sharedGatewaySchemas, ...sharedAuthApiSchemas]) app.addSchema(schema);
   // A protected route without a token answers 401 before its input is validated (GET /jobs/abc
-  // without a token is 401, not 400); the token itself is verified in the route.
+  // without a token is 401, not 400); the token itself is verified in the route. A signed
+  // download link stands in for the token (see download-links.ts): the route checks it.
   app.addHook("onRequest", async (request) => {
-    if (needsToken(request.routeOptions.url)) bearerToken(request);
+    if (needsToken(request.routeOptions.url) && !isSignedDownload(request)) bearerToken(request);
   });
   await app.register(multipart);
   registerHealthRoutes(app, [
@@ -161,4 +162,10 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
       await lifecycle.close();
     },
   };
+}
+
+/** `GET|HEAD /download?…&signature=…`: a signed link, which needs no token. */
+function isSignedDownload(request: FastifyRequest): boolean {
+  const query = request.query as Record<string, unknown> | undefined;
+  return request.routeOptions.url === "/download" && typeof query?.signature === "string";
 }

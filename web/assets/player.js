@@ -6,12 +6,13 @@
 
 import { downloadLink } from "./api.js";
 import { h } from "./dom.js";
+import { mp3NameOf } from "./jobs.js";
 
 /** A link older than this is renewed before it is used again (they live an hour). */
 const RENEW_AFTER_MS = 50 * 60 * 1000;
 
 /**
- * @param {() => {mp3Id: string | null, fileName: string}} currentJob
+ * @param {() => {mp3Id: string | null, fileName: string, mp3FileName?: string}} currentJob
  * @param {(message: string) => void} onProblem
  */
 export function createPlayer(currentJob, onProblem) {
@@ -57,9 +58,9 @@ export function createPlayer(currentJob, onProblem) {
     button.disabled = true;
     try {
       const url = await link();
-      const name = currentJob().fileName;
+      const name = mp3NameOf(currentJob());
       audio = h("audio", { class: "job-audio", controls: true, preload: "metadata", src: url });
-      audio.setAttribute("aria-label", `The MP3 of ${name}`);
+      audio.setAttribute("aria-label", name);
       // An expired link shows as a media error; a link that is old is renewed before playing on.
       audio.addEventListener("error", () => renew());
       audio.addEventListener("play", () => {
@@ -82,7 +83,8 @@ export function createPlayer(currentJob, onProblem) {
     update(ready) {
       element.hidden = !ready;
       const job = currentJob();
-      button.setAttribute("aria-label", `Play the MP3 of ${job.fileName}`);
+      // Named after its file, as every button of a row is.
+      button.setAttribute("aria-label", `Play ${mp3NameOf(job)}`);
       if (!ready && audio) audio.pause();
     },
   };
