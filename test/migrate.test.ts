@@ -129,7 +129,7 @@ describe("migrations run apart (a DDL-capable Job) while the services run with a
     await assert.rejects(
       migrateCommand("converter", database.url),
       (error: { code?: number; stderr?: string }) => {
-        assert.equal(error.code, 1);
+        assert.equal(error.code, 2, "a usage error");
         assert.match(error.stderr ?? "", /expected one of: auth, gateway/);
         return true;
       },
