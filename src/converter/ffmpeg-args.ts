@@ -53,13 +53,8 @@ const TECHNICAL_TAGS = ["major_brand", "minor_version", "compatible_brands", "en
 
 const FORMAT = /^[a-z0-9_]+$/;
 
-export function buildFfmpegArgs({
-  input,
-  output,
-  format,
-  threads = 1,
-  audio = "encode",
-}: FfmpegArgsInput): string[] {
+export function buildFfmpegArgs(options: FfmpegArgsInput): string[] {
+  const { input, format, threads = 1 } = options;
   return [
     // Machine-readable progress (out_time_us, progress=end) on stdout, no stats on stderr.
     ...globalOptions(),
@@ -67,7 +62,17 @@ export function buildFfmpegArgs({
     "-progress",
     "pipe:1",
     ...inputOptions(input, format, threads),
+    ...mp3OutputArgs(options),
+  ];
+}
 
+/**
+ * The output half of the conversion's command line: which stream, its filters, tags and encoder,
+ * and the MP3 file. `extra` goes just before the file name (options of this output only).
+ */
+function mp3OutputArgs(options: FfmpegArgsInput, extra: string[] = []): string[] {
+  const { output, threads = 1, audio = "encode" } = options;
+  return [
     // Output: exactly the first audio stream; a file without one fails with a clear message
     // instead of ffmpeg guessing. No video, subtitle or data streams.
     "-map",
@@ -85,18 +90,102 @@ export function buildFfmpegArgs({
     ...(audio === "copy"
       ? // The source's MP3 frames, byte for byte: lossless, and no decoding or encoding at all.
         ["-c:a", "copy"]
-      : // LAME VBR quality 2 (~190 kb/s): transparent for almost everyone at a moderate size.
-        ["-c:a", "libmp3lame", "-q:a", "2"]),
+      : [...audioFilterArgs(options), ...mp3EncoderArgs(options)]),
     // The Xing/LAME header lets players show the exact duration and seek in a VBR file. The mp3
     // muxer writes it from the frames it is given, so copied frames get a correct one too.
     "-write_xing",
     "1",
     "-threads",
     String(threads),
+    ...extra,
     "-f",
     "mp3",
     "-y",
     fileUrl(output),
+  ];
+}
+
+/**
+ * Filters on the decoded audio before it is encoded (none yet). Segmented encoding
+ * (parallel-encode.ts) runs them once, in the decoding process, so a filter with memory sees the
+ * whole stream exactly as in a single run.
+ */
+function audioFilterArgs(_options: FfmpegArgsInput): string[] {
+  return [];
+}
+
+/**
+ * The encoder and its settings: LAME VBR quality 2 (~190 kb/s), transparent for almost everyone
+ * at a moderate size. Every encoder process uses these, the single run and each segment's, so the
+ * pieces of a segmented encode are encoded exactly as the whole would be.
+ */
+function mp3EncoderArgs(_options: FfmpegArgsInput): string[] {
+  return ["-c:a", "libmp3lame", "-q:a", "2"];
+}
+
+/** The raw PCM that segmented encoding writes and reads: 32-bit float, what LAME takes itself. */
+export interface PcmFormat {
+  sampleRate: number;
+  channels: 1 | 2;
+}
+
+/**
+ * The decoding run of a segmented encode: the first audio stream, through the same filters as a
+ * single run, as raw float PCM at the rate and channel count the single run's encoder chose, into
+ * `pcmFile`. Its `-progress` reports count the bytes written, i.e. tell which segment can start.
+ */
+export function buildDecodeArgs(options: FfmpegArgsInput & { pcmFile: string; pcm: PcmFormat }): string[] {
+  const { input, format, threads = 1, pcmFile, pcm } = options;
+  return [
+    ...globalOptions(),
+    "-nostats",
+    "-progress",
+    "pipe:1",
+    "-stats_period",
+    "0.1",
+    ...inputOptions(input, format, threads),
+    ...["-map", "0:a:0", "-vn", "-sn", "-dn", ...audioFilterArgs(options)],
+    ...["-ar", String(pcm.sampleRate), "-ac", String(pcm.channels), "-c:a", "pcm_f32le"],
+    ...["-threads", String(threads), "-f", "f32le", "-y", fileUrl(pcmFile)],
+  ];
+}
+
+/**
+ * The single run's own command line, stopped after one audio frame: the start of its output is
+ * the ID3v2 tag (tags, cover, chapters) and the Xing/LAME frame a segmented encode's file begins
+ * with. (`-frames:a`, not `-t`: a time limit would drop the chapters after it.)
+ */
+export function buildHeaderArgs(options: FfmpegArgsInput): string[] {
+  const { input, format, threads = 1 } = options;
+  return [
+    ...globalOptions(),
+    "-nostats",
+    ...inputOptions(input, format, threads),
+    ...mp3OutputArgs({ ...options, audio: "encode" }, ["-frames:a", "1"]),
+  ];
+}
+
+/**
+ * One segment's encoding run: bytes [start, end) of the PCM file (ffmpeg's `subfile` protocol
+ * reads exactly that range) encoded with the single run's encoder settings into bare MP3 frames:
+ * no ID3v2 tag, no Xing frame (the joined file gets one of each).
+ */
+export function buildSegmentEncodeArgs(
+  options: FfmpegArgsInput & { pcmFile: string; pcm: PcmFormat; byteStart: number; byteEnd: number },
+): string[] {
+  const { pcmFile, pcm, byteStart, byteEnd, output, threads = 1 } = options;
+  // The inner URL is a file: URL too, so a colon in the path cannot name another protocol.
+  const range = `subfile,,start,${byteStart},end,${byteEnd},,:${fileUrl(pcmFile)}`;
+  return [
+    ...globalOptions(),
+    "-nostats",
+    "-progress",
+    "pipe:1",
+    ...["-protocol_whitelist", "subfile,file", "-f", "f32le"],
+    ...["-ar", String(pcm.sampleRate), "-ac", String(pcm.channels), "-i", range],
+    ...mp3EncoderArgs(options),
+    ...["-threads", String(threads), "-write_xing", "0", "-id3v2_version", "0"],
+    ...["-f", "mp3", "-y", fileUrl(output)],
   ];
 }
 

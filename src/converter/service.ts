@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import { type JobEvent, type Mp3Message, mp3Key, parseWith, VideoMessage } from "../contracts/messages.ts";
 import { BlobNotFoundError, type BlobStore, type LocalFile } from "../platform/blobs/blob-store.ts";
@@ -49,6 +50,9 @@ interface ConvertedSummary {
   audio?: AudioPath;
   sourceCodec?: string | null;
   copyAbandoned?: string;
+  /** Segments encoded at once, when the encode was segmented (and why it was given up, if it was). */
+  segments?: number;
+  segmentingAbandoned?: string;
 }
 
 /** Shown to the user when the failure was ours and retrying did not help. */
@@ -70,14 +74,24 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
   const publishMp3 = (message: Mp3Message): Promise<void> => broker.publish(config.queues.mp3, message);
   const now = (): string => new Date().toISOString();
 
+  // Conversions in hand: a segmented encode takes the cores the others leave free.
+  let running = 0;
+  const segmentWorkers = (): number => {
+    const { workers } = config.converterSegments;
+    return workers === "auto" ? Math.max(1, availableParallelism() - (running - 1)) : workers;
+  };
+
   async function handle(delivery: Delivery<VideoMessage>): Promise<void> {
     const ended = metrics.conversionStarted();
+    running++;
     try {
       ended(await convertOnce(delivery));
     } catch (error) {
       // Stopped by close(): not an outcome; the message comes back.
       ended(shutdown.signal.aborted ? undefined : "retried");
       throw error;
+    } finally {
+      running--;
     }
   }
 
@@ -155,7 +169,7 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
       onError: (error) => log.warn({ err: error }, "could not publish a progress event"),
     });
     try {
-      const { durationSeconds, audio, sourceCodec, copyAbandoned } = await transcode({
+      const transcoded = await transcode({
         ffmpegPath,
         input: local.path,
         output: mp3File,
@@ -163,7 +177,10 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
         timeoutSeconds: config.ffmpeg.timeoutSeconds,
         onProgress: (fraction, inputDuration) => progress.update(fraction, inputDuration),
         signal: shutdown.signal,
+        segmenting: { workers: segmentWorkers(), minSeconds: config.converterSegments.minSeconds },
       });
+      const { durationSeconds, audio, sourceCodec, copyAbandoned, segments, segmentingAbandoned } =
+        transcoded;
       // Progress events must not arrive after the outcome.
       await progress.settled();
 
@@ -172,7 +189,15 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
       });
       await announceDone(video, mp3Size, durationSeconds);
       // `audio`: copy (the source's MP3 frames, unchanged) or encode; `copyAbandoned`: why a copy was given up.
-      return { mp3Size, durationSeconds, audio, sourceCodec, ...(copyAbandoned && { copyAbandoned }) };
+      return {
+        mp3Size,
+        durationSeconds,
+        audio,
+        sourceCodec,
+        ...(copyAbandoned && { copyAbandoned }),
+        ...(segments && { segments }),
+        ...(segmentingAbandoned && { segmentingAbandoned }),
+      };
     } finally {
       await progress.settled();
       await rm(mp3File, { force: true });

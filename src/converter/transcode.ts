@@ -1,6 +1,9 @@
 import { ConversionError } from "./conversion-error.ts";
-import { type AudioPath, buildFfmpegArgs, buildProbeArgs } from "./ffmpeg-args.ts";
+import { EncoderListing } from "./encoder-listing.ts";
+import { type AudioPath, buildFfmpegArgs, buildProbeArgs, type PcmFormat } from "./ffmpeg-args.ts";
+import { encodeInSegments } from "./parallel-encode.ts";
 import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
+import { type SegmentingSettings, shouldSegment } from "./segment-plan.ts";
 import { StreamListing } from "./stream-listing.ts";
 
 export { ConversionError } from "./conversion-error.ts";
@@ -23,6 +26,8 @@ export interface TranscodeOptions {
   onProgress?: (fraction: number, inputDurationSeconds: number | null) => void;
   /** Aborting kills ffmpeg; the promise then rejects with an ordinary (retryable) Error. */
   signal?: AbortSignal;
+  /** Long inputs are encoded in segments on several cores (see parallel-encode.ts); undefined: never. */
+  segmenting?: SegmentingSettings | undefined;
 }
 
 export interface TranscodeResult {
@@ -34,6 +39,10 @@ export interface TranscodeResult {
   sourceCodec: string | null;
   /** Why a copy was tried and given up for encoding (damaged MP3 frames, muxer refused), if it was. */
   copyAbandoned?: string;
+  /** Segments encoded at once and joined, when the encode was segmented. */
+  segments?: number;
+  /** Why a segmented encode was given up for a single run, if it was. */
+  segmentingAbandoned?: string;
 }
 
 /** How much of ffmpeg's stderr is kept for error messages; a bad file can make it print without end. */
@@ -76,14 +85,60 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
     if (!(copied instanceof Error)) return { ...copied, audio: "copy", sourceCodec };
     copyAbandoned = copied.message;
   }
-  const encoded = await runConversion(options, "encode", deadline, emitProgress);
-  if (encoded instanceof Error) throw encoded;
+  const encoded = await encode(options, deadline, emitProgress);
   return {
     ...encoded,
     audio: "encode",
     sourceCodec,
     ...(copyAbandoned === undefined ? {} : { copyAbandoned }),
   };
+}
+
+/**
+ * Encodes: in one run, or, for a long input when `options.segmenting` allows, in segments on
+ * several cores. The run itself tells whether to segment: once ffmpeg has opened the input and set
+ * up the encoder it prints the input's duration and the encoder's sample rate and channels, and
+ * that is where a long one is stopped and handed to `encodeInSegments` with exactly that format.
+ * A segmented encode that fails for any reason but the time limit or an abort is done again in
+ * one run, which has the last word on how a bad file fails.
+ */
+async function encode(
+  options: TranscodeOptions,
+  deadline: number,
+  emitProgress: ProgressListener,
+): Promise<Pick<TranscodeResult, "durationSeconds" | "segments" | "segmentingAbandoned">> {
+  const { segmenting } = options;
+  const first = await runConversion(options, "encode", deadline, emitProgress, segmenting);
+  if (first instanceof Error) throw first;
+  if (!("segment" in first)) return first;
+  let segmentingAbandoned: string;
+  try {
+    const segmented = await encodeInSegments({
+      ffmpegPath: options.ffmpegPath,
+      conversion: options,
+      pcm: first.segment,
+      estimatedSeconds: first.inputDurationSeconds,
+      workers: segmenting?.workers ?? 1,
+      deadline,
+      signal: options.signal,
+      onProgress: (fraction) => emitProgress(fraction, first.inputDurationSeconds),
+    });
+    emitProgress(1, first.inputDurationSeconds);
+    return { durationSeconds: segmented.durationSeconds, segments: segmented.segments };
+  } catch (error) {
+    if (options.signal?.aborted) throw new Error("conversion aborted", { cause: options.signal.reason });
+    if (performance.now() >= deadline) throw ConversionError.timeout(options.timeoutSeconds);
+    segmentingAbandoned = error instanceof Error ? error.message : String(error);
+  }
+  const single = await runConversion(options, "encode", deadline, emitProgress);
+  if (single instanceof Error) throw single;
+  return { ...single, segmentingAbandoned };
+}
+
+/** A run stopped because its input is long enough to be encoded in segments, in this format. */
+interface SegmentInstead {
+  segment: PcmFormat;
+  inputDurationSeconds: number;
 }
 
 /** What the mp3 muxer says when copying cannot go on, and what we then log as the reason. */
@@ -100,15 +155,32 @@ const COPY_PROBLEMS: [RegExp, string][] = [
  * copy can fall back to encoding); rejects for what no second run can help: the time limit, an
  * abort, ffmpeg that cannot be started.
  */
+function runConversion(
+  options: TranscodeOptions,
+  audio: AudioPath,
+  deadline: number,
+  emitProgress: ProgressListener,
+): Promise<{ durationSeconds: number | null } | Error>;
+function runConversion(
+  options: TranscodeOptions,
+  audio: AudioPath,
+  deadline: number,
+  emitProgress: ProgressListener,
+  segmenting: SegmentingSettings | undefined,
+): Promise<{ durationSeconds: number | null } | SegmentInstead | Error>;
 async function runConversion(
   options: TranscodeOptions,
   audio: AudioPath,
   deadline: number,
   emitProgress: ProgressListener,
-): Promise<{ durationSeconds: number | null } | Error> {
+  segmenting?: SegmentingSettings,
+): Promise<{ durationSeconds: number | null } | SegmentInstead | Error> {
   const diagnosis = new StderrDiagnosis();
   const progress = new ProgressReader(() => diagnosis.inputDurationSeconds, emitProgress);
   let copyProblem: string | undefined;
+  // Only asked while the input's duration allows segmenting at all.
+  const encoder = segmenting && audio === "encode" ? new EncoderListing() : undefined;
+  let segmentInstead: SegmentInstead | undefined;
   const exit = await runFfmpeg({
     ffmpegPath: options.ffmpegPath,
     args: buildFfmpegArgs({ ...options, audio }),
@@ -119,11 +191,19 @@ async function runConversion(
       diagnosis.line(line);
       // Stop a copy at the first sign of trouble: encoding will do it properly.
       if (audio === "copy") copyProblem ??= COPY_PROBLEMS.find(([pattern]) => pattern.test(line))?.[1];
-      return copyProblem !== undefined;
+      if (encoder?.line(line) && segmentInstead === undefined && segmenting) {
+        const format = encoder.format();
+        const duration = diagnosis.inputDurationSeconds;
+        if (format && duration !== undefined && shouldSegment(duration, segmenting)) {
+          segmentInstead = { segment: format, inputDurationSeconds: duration };
+        }
+      }
+      return copyProblem !== undefined || segmentInstead !== undefined;
     },
   });
   if (copyProblem !== undefined) return new Error(copyProblem);
   throwIfKilled(exit, options);
+  if (segmentInstead !== undefined) return segmentInstead;
   const failure = diagnosis.classify(exit.code, exit.killSignal);
   if (failure) return failure;
   progress.finish();

@@ -48,6 +48,14 @@ const schema = {
   FFMPEG_PATH: optionalString,
   FFMPEG_TIMEOUT_SECONDS: positiveInt.default(3600),
   CONVERTER_CONCURRENCY: positiveInt.default(1),
+  // Segmented encoding of long inputs on several cores: "auto" uses the cores other conversions
+  // of this converter leave free; a number is the encoder processes per conversion (1 = never).
+  CONVERTER_SEGMENT_WORKERS: z
+    .union([z.literal("auto"), wholeNumber(1, 64)], {
+      error: 'must be "auto" or a whole number from 1 to 64',
+    })
+    .default("auto"),
+  CONVERTER_SEGMENT_MIN_SECONDS: nonNegativeNumber.default(180),
   RETENTION_HOURS: nonNegativeNumber.default(0),
   VIDEO_QUEUE: z.string().min(1).default("video"),
   MP3_QUEUE: z.string().min(1).default("mp3"),
@@ -99,6 +107,8 @@ export interface Config {
   jwt: { secret: string | undefined; privateKey: string | undefined; ttlSeconds: number };
   ffmpeg: { path: string | undefined; timeoutSeconds: number };
   converterConcurrency: number;
+  /** Segmented encoding: encoder processes per long conversion ("auto": the free cores), and from which audio length. */
+  converterSegments: { workers: number | "auto"; minSeconds: number };
   retentionHours: number;
   queues: { video: string; mp3: string; jobEvents: string };
   retry: { delayMs: number; maxAttempts: number };
@@ -159,6 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     jwt: { secret: r.JWT_SECRET, privateKey: r.JWT_PRIVATE_KEY, ttlSeconds: r.JWT_TTL_SECONDS },
     ffmpeg: { path: r.FFMPEG_PATH, timeoutSeconds: r.FFMPEG_TIMEOUT_SECONDS },
     converterConcurrency: r.CONVERTER_CONCURRENCY,
+    converterSegments: { workers: r.CONVERTER_SEGMENT_WORKERS, minSeconds: r.CONVERTER_SEGMENT_MIN_SECONDS },
     retentionHours: r.RETENTION_HOURS,
     queues: { video: r.VIDEO_QUEUE, mp3: r.MP3_QUEUE, jobEvents: r.JOB_EVENTS_QUEUE },
     retry: { delayMs: r.RETRY_DELAY_MS, maxAttempts: r.MAX_ATTEMPTS },
