@@ -22,6 +22,11 @@ export interface FfmpegArgsInput {
    * `copy` fails instead of producing a file that is not an MP3.
    */
   audio?: AudioPath;
+  /**
+   * LAME setting: `v0`…`v9` VBR (default `v2`) or a constant bit rate such as `128k`. Both the
+   * single run and every segment of a segmented encode take it from here (`mp3EncoderArgs`).
+   */
+  quality?: string | undefined;
 }
 
 /** How the output's audio is made: re-encoded, or the source's MP3 frames copied unchanged. */
@@ -115,12 +120,15 @@ function audioFilterArgs(_options: FfmpegArgsInput): string[] {
 }
 
 /**
- * The encoder and its settings: LAME VBR quality 2 (~190 kb/s), transparent for almost everyone
- * at a moderate size. Every encoder process uses these, the single run and each segment's, so the
+ * The encoder and its settings: by default LAME VBR quality 2 (~190 kb/s), transparent for almost
+ * everyone at a moderate size. Every encoder process uses these, the single run and each segment's, so the
  * pieces of a segmented encode are encoded exactly as the whole would be.
  */
-function mp3EncoderArgs(_options: FfmpegArgsInput): string[] {
-  return ["-c:a", "libmp3lame", "-q:a", "2"];
+function mp3EncoderArgs({ quality = "v2" }: FfmpegArgsInput): string[] {
+  const vbr = /^v(\d)$/.exec(quality);
+  if (vbr) return ["-c:a", "libmp3lame", "-q:a", vbr[1] as string];
+  if (/^\d{2,3}k$/.test(quality)) return ["-c:a", "libmp3lame", "-b:a", quality];
+  throw new RangeError(`unknown MP3 quality ${JSON.stringify(quality)}`);
 }
 
 /** The raw PCM that segmented encoding writes and reads: 32-bit float, what LAME takes itself. */

@@ -50,8 +50,14 @@ export interface JoinedStream {
   crc: number;
   /** True when the frames' bit rates differ. */
   variableBitrate: boolean;
-  /** Where each join was made, in the whole's frame indices (for logs and tests). */
-  joins: number[];
+  /** Each join: where it was made (the whole's frame index), reservoir bytes carried over, frame enlarged. */
+  joins: JoinReport[];
+}
+
+export interface JoinReport {
+  frame: number;
+  carried: number;
+  enlarged: boolean;
 }
 
 export class JoinError extends Error {
@@ -79,7 +85,7 @@ export class Mp3Joiner {
       const join = chooseJoin(this.held, this.heldFirst, piece);
       if (!join) throw new JoinError(`no frame near ${piece.joinFrame} to join at`);
       this.held = [...join.before, ...piece.frames.slice(join.frame - piece.firstFrame)];
-      this.result.joins.push(join.frame);
+      this.result.joins.push({ frame: join.frame, carried: join.carried, enlarged: join.enlarged });
     }
     await this.flush(this.held.length - HELD_FRAMES);
   }
@@ -105,8 +111,7 @@ export class Mp3Joiner {
   }
 }
 
-interface Join {
-  frame: number;
+interface Join extends JoinReport {
   /** The earlier piece's frames up to the join, some of them changed to carry the reservoir. */
   before: Frame[];
 }
@@ -135,8 +140,12 @@ export function chooseJoin(earlier: Frame[], earlierFirst: number, later: PieceF
     const borrowed = borrowedBytes(later.frames, laterIndex);
     const reservoir = reservoirBefore(later.frames, laterIndex, borrowed);
     if (!reservoir) continue;
-    const before = carryReservoir(earlier.slice(0, keep), reservoir);
-    if (before) return { frame, before };
+    const kept = earlier.slice(0, keep);
+    const before = carryReservoir(kept, reservoir);
+    if (before) {
+      const enlarged = before.at(-1)?.bytes.length !== kept.at(-1)?.bytes.length;
+      return { frame, before, carried: reservoir.length, enlarged };
+    }
   }
   return null;
 }

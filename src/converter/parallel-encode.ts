@@ -8,7 +8,7 @@ import {
   type PcmFormat,
 } from "./ffmpeg-args.ts";
 import { id3v2Length, parseFrameHeader, splitFrames } from "./mp3-frames.ts";
-import { Mp3Joiner } from "./mp3-join.ts";
+import { type JoinReport, Mp3Joiner } from "./mp3-join.ts";
 import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
 import { frameSamples, planJoins, type Segment, samplesNeeded, segmentsFor } from "./segment-plan.ts";
 import { fillXingFrame, readDelayPadding, xingLayout } from "./xing.ts";
@@ -46,13 +46,15 @@ export interface SegmentedEncodeOptions {
   signal?: AbortSignal | undefined;
   /** Fraction of the audio encoded so far (0..1). */
   onProgress?: (fraction: number) => void;
+  /** Shortest segment in seconds; the default suits production (see segment-plan.ts). */
+  minSegmentSeconds?: number;
 }
 
 export interface SegmentedEncodeResult {
   durationSeconds: number;
   segments: number;
-  /** Frame indices of the joins. */
-  joins: number[];
+  /** The joins: where, and how much of the bit reservoir was carried across. */
+  joins: JoinReport[];
 }
 
 /** Bytes per sample per channel in the PCM file (32-bit float). */
@@ -84,7 +86,7 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
     const spf = frameSamples(pcm.sampleRate);
     const sampleBytes = SAMPLE_BYTES * pcm.channels;
     const estimatedFrames = Math.floor((options.estimatedSeconds * pcm.sampleRate) / spf);
-    const joins = planJoins(estimatedFrames, pcm.sampleRate, workers);
+    const joins = planJoins(estimatedFrames, pcm.sampleRate, workers, options.minSegmentSeconds);
     let segments = segmentsFor(joins, pcm.sampleRate);
     const pcmFile = path.join(scratch, "audio.f32");
     const headerFile = path.join(scratch, "header.mp3");

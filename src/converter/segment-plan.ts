@@ -41,11 +41,17 @@ export function frameSamples(sampleRate: number): number {
  * Where each segment's kept part starts, in frames of the whole stream (the first is 0), for
  * audio of about `estimatedFrames` frames. The last segment runs to the end, whatever it is.
  */
-export function planJoins(estimatedFrames: number, sampleRate: number, workers: number): number[] {
+export function planJoins(
+  estimatedFrames: number,
+  sampleRate: number,
+  workers: number,
+  /** Shortest segment in seconds (tests use short ones to get many joins from little audio). */
+  minSegmentSeconds = MIN_SEGMENT_SECONDS,
+): number[] {
   const framesPerSecond = sampleRate / frameSamples(sampleRate);
   const seconds = estimatedFrames / framesPerSecond;
   const wanted = Math.max(workers * SEGMENTS_PER_WORKER, Math.ceil(seconds / MAX_SEGMENT_SECONDS));
-  const count = Math.max(1, Math.min(wanted, Math.floor(seconds / MIN_SEGMENT_SECONDS)));
+  const count = Math.max(1, Math.min(wanted, Math.floor(seconds / minSegmentSeconds)));
   const length = Math.floor(estimatedFrames / count);
   return Array.from({ length: count }, (_, k) => k * length);
 }

@@ -11,7 +11,7 @@ import { mainDataOffset, parseFrameHeader } from "./mp3-frames.ts";
  * (4); then the LAME extension: encoder (9), revision/VBR method (1), lowpass (1), peak (4),
  * replay gains (2 + 2), encoding flags (1), bit rate (1), delay and padding (12 + 12 bits), misc
  * (1), MP3 gain (1), preset/surround (2), music length (4), music CRC (2), and the CRC of the
- * frame's first 190 bytes (2).
+ * frame's bytes before it (2; the first 190 in a stereo MPEG-1 frame, where ffmpeg and LAME agree).
  */
 
 const FLAG_FRAMES = 1;
