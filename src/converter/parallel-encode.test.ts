@@ -89,7 +89,7 @@ async function assertSeamless(
   name: string,
   source: string,
   quality: string,
-  workers = 3,
+  workers = 4,
 ): Promise<SegmentedEncodeResult> {
   const single = path.join(dir, `${name}.single.mp3`);
   const segmented = path.join(dir, `${name}.segmented.mp3`);

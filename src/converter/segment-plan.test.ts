@@ -28,15 +28,16 @@ test("frameSamples: 1152 at the MPEG-1 rates, 576 below", () => {
   for (const rate of [8000, 11025, 12000, 16000, 22050, 24000]) assert.equal(frameSamples(rate), 576);
 });
 
-test("planJoins: two segments a worker, segments of at most 10 and at least 1 minute, evenly spread from 0", () => {
+test("planJoins: a segment a worker, segments of at most 10 and at least 1 minute, evenly spread from 0", () => {
   const fps = 48000 / 1152;
   const hour = planJoins(Math.floor(3600 * fps), 48000, 2);
   assert.equal(hour.length, 6, "an hour: six 10-minute segments");
   const fiveMinutes = planJoins(Math.floor(300 * fps), 48000, 2);
-  assert.equal(fiveMinutes.length, 4, "two workers: four segments");
+  assert.equal(fiveMinutes.length, 2, "two workers: two segments");
   assert.equal(planJoins(Math.floor(150 * fps), 48000, 2).length, 2, "no segment under a minute");
   assert.equal(planJoins(Math.floor(30 * fps), 48000, 8).length, 1);
-  assert.equal(planJoins(Math.floor(60 * fps), 48000, 4, 10).length, 6, "a shorter minimum for tests");
+  assert.equal(planJoins(Math.floor(60 * fps), 48000, 4, 10).length, 4, "a shorter minimum for tests");
+  assert.equal(planJoins(Math.floor(60 * fps), 48000, 8, 10).length, 6, "no segment under the minimum");
   for (const joins of [hour, fiveMinutes]) {
     assert.equal(joins[0], 0);
     for (const [k, join] of joins.entries())

@@ -12,8 +12,12 @@ export const MIN_TAIL_FRAMES = 64;
 const MAX_SEGMENT_SECONDS = 600;
 /** Segments are at least this long: each one costs an ffmpeg start and its pre- and post-roll. */
 const MIN_SEGMENT_SECONDS = 60;
-/** Segments per worker: smaller pieces start sooner (the decoder runs ahead) and balance the workers. */
-const SEGMENTS_PER_WORKER = 2;
+/**
+ * Segments per worker: one. The decoder runs far ahead of the encoders (it is about ten times
+ * faster), so even the last segment starts early, and every further segment costs an ffmpeg
+ * start (about 0.1 s of CPU) that a busy machine would rather spend encoding.
+ */
+const SEGMENTS_PER_WORKER = 1;
 
 export interface SegmentingSettings {
   /** Encoder processes at once for one conversion; 1 means never segment. */

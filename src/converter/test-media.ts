@@ -168,7 +168,8 @@ export async function makeNoise(
   { seconds, sampleRate = 44100 }: { seconds: number; sampleRate?: number },
 ): Promise<string> {
   const file = path.join(dir, name);
-  const noise = (seed: number) => `anoisesrc=color=white:amplitude=0.3:r=${sampleRate}:d=${seconds}:seed=${seed}`;
+  const noise = (seed: number) =>
+    `anoisesrc=color=white:amplitude=0.3:r=${sampleRate}:d=${seconds}:seed=${seed}`;
   await run("ffmpeg", [
     ...["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", noise(1), "-f", "lavfi", "-i", noise(2)],
     ...["-filter_complex", "[0][1]join=inputs=2:channel_layout=stereo"],
