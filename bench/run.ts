@@ -112,7 +112,11 @@ try {
     if (name === "scaling")
       await scalingBench({ quick, chartFile: path.resolve(values.chart ?? defaultChart) });
   }
-  say(`\ndone in ${((now() - started) / 1000).toFixed(0)} s`);
+  say(
+    `\ndone in ${((now() - started) / 1000).toFixed(0)} s (load average at the end ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")})`,
+  );
 } catch (error) {
   // After Ctrl-C the servers are being stopped under the running benchmark: that error is no news.
   if (!interrupted)
