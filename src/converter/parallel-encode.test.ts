@@ -245,22 +245,28 @@ describe("transcode segments a long input", () => {
     assert.equal(one.segments, undefined);
   });
 
-  test("a segmented encode that fails is done again in one run", async () => {
-    // An ffmpeg whose PCM decoding fails: everything else is the real one.
-    const wrapper = path.join(dir, "ffmpeg-without-pcm.sh");
-    await writeFile(
-      wrapper,
-      '#!/bin/sh\ncase "$*" in *pcm_f32le*) echo "decoding refused" >&2; exit 1;; esac\nexec ffmpeg "$@"\n',
-    );
-    await chmod(wrapper, 0o755);
-    const options = converting("fallback.mp3", { ffmpegPath: wrapper });
-    const { output } = options;
-    const result = await transcode(options);
-    assert.equal(result.segments, undefined);
-    assert.match(result.segmentingAbandoned ?? "", /decoding.*decoding refused/s);
-    assert.equal((await decodeSamples(output, 1)).length, 130 * 44100);
-    await assert.rejects(stat(`${output}.segments`), { code: "ENOENT" });
-  });
+  // An ffmpeg that fails one step of the segmented path (its arguments match `step`): the real one otherwise.
+  const failing = [
+    { what: "the decoding", step: "pcm_f32le", reason: /ffmpeg \(decoding\) exited with code 1.*refused/s },
+    { what: "a segment", step: "segment-1.mp3", reason: /ffmpeg \(segment 1\) exited with code 1.*refused/s },
+  ];
+  for (const { what, step, reason } of failing) {
+    test(`a segmented encode whose ${what} fails is done again in one run`, async () => {
+      const wrapper = path.join(dir, `ffmpeg-failing-${step}.sh`);
+      await writeFile(
+        wrapper,
+        `#!/bin/sh\ncase "$*" in *${step}*) echo "refused" >&2; exit 1;; esac\nexec ffmpeg "$@"\n`,
+      );
+      await chmod(wrapper, 0o755);
+      const options = converting(`fallback-${step}.mp3`, { ffmpegPath: wrapper });
+      const { output } = options;
+      const result = await transcode(options);
+      assert.equal(result.segments, undefined);
+      assert.match(result.segmentingAbandoned ?? "", reason);
+      assert.equal((await decodeSamples(output, 1)).length, 130 * 44100);
+      await assert.rejects(stat(`${output}.segments`), { code: "ENOENT" });
+    });
+  }
 
   test("aborting stops every process of a segmented encode and removes its scratch files", async () => {
     const controller = new AbortController();

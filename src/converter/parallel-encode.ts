@@ -69,14 +69,21 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
   // Stops every process when one fails, or when the caller aborts.
   const stop = new AbortController();
   const onOuterAbort = (): void => stop.abort(options.signal?.reason);
+  if (options.signal?.aborted) onOuterAbort();
   options.signal?.addEventListener("abort", onOuterAbort, { once: true });
   const processes: Promise<unknown>[] = [];
+  // The first thing that went wrong: what the caller is told, not the aborts it caused.
+  let failure: unknown;
+  const fail = (error: unknown): void => {
+    failure ??= error;
+    stop.abort(error);
+  };
   try {
     return await run();
   } catch (error) {
-    stop.abort(error);
+    fail(error);
     await Promise.allSettled(processes);
-    throw error;
+    throw failure;
   } finally {
     options.signal?.removeEventListener("abort", onOuterAbort);
     await rm(scratch, { recursive: true, force: true });
@@ -125,12 +132,22 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
       segments = replanned;
       schedule();
     });
-    processes.push(decoded.catch(() => {}));
+    processes.push(decoded.catch(fail));
     const headed = runOrThrow("header", {
       args: buildHeaderArgs({ ...conversion, output: headerFile }),
       onStdoutLine: () => {},
     });
-    processes.push(headed.catch(() => {}));
+    processes.push(headed.catch(fail));
+    // Once stopped, segments not started never will be: whoever waits for them must not wait for ever.
+    stop.signal.addEventListener(
+      "abort",
+      () => {
+        for (const segment of segments) {
+          if (!started.includes(segment)) deferredFor(segment.index).reject(stop.signal.reason);
+        }
+      },
+      { once: true },
+    );
 
     // 2. The segment encoders, started in order as their PCM is there.
     let running = 0;
@@ -146,7 +163,7 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
           running--;
           schedule();
         });
-        processes.push(done.catch(() => {}));
+        processes.push(done.catch(fail));
         const entry = deferredFor(segment.index);
         done.then(entry.resolve, entry.reject);
       }
