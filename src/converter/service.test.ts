@@ -92,7 +92,8 @@ async function startConverter({
   return { config, broker, blobs, converter, events, mails, dead, submit, workDir, close };
 }
 
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+/** Polls for `condition`; generous, as a 2-second clip can take over 10 s on a machine saturated by other suites. */
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
