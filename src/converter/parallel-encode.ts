@@ -143,7 +143,7 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
       "abort",
       () => {
         for (const segment of segments) {
-          if (!started.includes(segment)) deferredFor(segment.index).reject(stop.signal.reason);
+          if (segment.index >= started.length) deferredFor(segment.index).reject(stop.signal.reason);
         }
       },
       { once: true },
