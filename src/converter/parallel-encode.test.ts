@@ -250,15 +250,16 @@ describe("transcode segments a long input", () => {
     { what: "the decoding", step: "pcm_f32le", reason: /ffmpeg \(decoding\) exited with code 1.*refused/s },
     { what: "a segment", step: "segment-1.mp3", reason: /ffmpeg \(segment 1\) exited with code 1.*refused/s },
   ];
-  for (const { what, step, reason } of failing) {
-    test(`a segmented encode whose ${what} fails is done again in one run`, async () => {
-      const wrapper = path.join(dir, `ffmpeg-failing-${step}.sh`);
+  for (const [index, { what, step, reason }] of failing.entries()) {
+    test(`a segmented encode is done again in one run when ${what} fails`, async () => {
+      // Names without `step` in them: only the step itself may fail.
+      const wrapper = path.join(dir, `ffmpeg-failing-${index}.sh`);
       await writeFile(
         wrapper,
         `#!/bin/sh\ncase "$*" in *${step}*) echo "refused" >&2; exit 1;; esac\nexec ffmpeg "$@"\n`,
       );
       await chmod(wrapper, 0o755);
-      const options = converting(`fallback-${step}.mp3`, { ffmpegPath: wrapper });
+      const options = converting(`fallback-${index}.mp3`, { ffmpegPath: wrapper });
       const { output } = options;
       const result = await transcode(options);
       assert.equal(result.segments, undefined);
