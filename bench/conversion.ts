@@ -34,7 +34,7 @@ interface Sample {
 }
 
 /** Raw ffmpeg with exactly the arguments the converter builds (mov is what the gateway sniffs for MP4). */
-async function rawFfmpeg(binary: string, input: string, output: string): Promise<number> {
+export async function rawFfmpeg(binary: string, input: string, output: string): Promise<number> {
   const args = buildFfmpegArgs({ input, output, format: "mov" });
   const started = now();
   const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });

@@ -1,8 +1,11 @@
 import { availableParallelism, cpus, loadavg, release, totalmem } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { conversionBench } from "./conversion.ts";
 import { cpuBusy, now, say } from "./report.ts";
 import { requestsBench } from "./requests.ts";
+import { scalingBench } from "./scaling.ts";
 import { cleanUp } from "./system.ts";
 import { uploadBench } from "./upload.ts";
 
@@ -14,18 +17,22 @@ Benchmarks of vid2mp3 against a baseline measured in the same run, printed as ra
   upload      a 100 MiB and a 500 MiB multipart upload to POST /upload vs a bare node:http
               server draining the body; the server's peak memory during each
   requests    authenticated GET /jobs/:id per second vs a bare node:http server answering JSON
-With no name, all three run (about 2 minutes on 2 cores; --quick about 20 s).
+  scaling     time against video length up to 60 minutes, vid2mp3 vs plain ffmpeg (segmented
+              encoding; an SVG chart), peak memory on the longest, and 8 files with two
+              workers vs xargs -P 2 plain ffmpeg
+With no name, all four run (about 5 minutes on 2 cores; --quick about a minute).
 
 Options:
   --quick            small files, one run, 2 s of load: a smoke run
   --runs <n>         runs per measurement for conversion and upload (default 3, --quick 1)
   --connections <n>  concurrent connections for requests (default 16)
+  --chart <file>     where scaling writes its SVG chart (default bench/time-vs-length.svg)
   -h, --help         this text
 
 Everything runs on 127.0.0.1 in temporary folders removed at the end. Set FFMPEG_PATH to
 benchmark another ffmpeg, as vid2mp3 itself would use it.`;
 
-const benchmarks = ["conversion", "upload", "requests"] as const;
+const benchmarks = ["conversion", "upload", "requests", "scaling"] as const;
 type Benchmark = (typeof benchmarks)[number];
 
 function fail(message: string): never {
@@ -47,6 +54,7 @@ function parse() {
       quick: { type: "boolean", default: false },
       runs: { type: "string" },
       connections: { type: "string" },
+      chart: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -68,6 +76,7 @@ const chosen = (positionals.length > 0 ? [...new Set(positionals)] : [...benchma
 const quick = values.quick;
 const runs = positiveInt("runs", values.runs, quick ? 1 : 3);
 const connections = positiveInt("connections", values.connections, 16);
+const defaultChart = fileURLToPath(new URL(`./time-vs-length${quick ? "-quick" : ""}.svg`, import.meta.url));
 
 let interrupted = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -100,8 +109,14 @@ try {
     if (name === "conversion") await conversionBench({ quick, runs });
     if (name === "upload") await uploadBench({ quick, runs });
     if (name === "requests") await requestsBench({ quick, connections });
+    if (name === "scaling")
+      await scalingBench({ quick, chartFile: path.resolve(values.chart ?? defaultChart) });
   }
-  say(`\ndone in ${((now() - started) / 1000).toFixed(0)} s`);
+  say(
+    `\ndone in ${((now() - started) / 1000).toFixed(0)} s (load average at the end ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")})`,
+  );
 } catch (error) {
   // After Ctrl-C the servers are being stopped under the running benchmark: that error is no news.
   if (!interrupted)

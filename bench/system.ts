@@ -61,7 +61,7 @@ async function spawnServer(
   env: Record<string, string>,
   logFile: string,
   knownUrl?: string,
-  timeoutMs = 30_000,
+  timeoutMs = 120_000,
 ): Promise<RunningProcess> {
   const fd = openSync(logFile, "w");
   const child = spawn(process.execPath, args, { env, stdio: ["ignore", fd, fd] });

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ConversionError } from "./conversion-error.ts";
-import { buildFfmpegArgs, buildProbeArgs } from "./ffmpeg-args.ts";
+import {
+  buildDecodeArgs,
+  buildFfmpegArgs,
+  buildHeaderArgs,
+  buildProbeArgs,
+  buildSegmentEncodeArgs,
+  segmentablePlan,
+} from "./ffmpeg-args.ts";
 
 const args = buildFfmpegArgs({ input: "/work/in.mp4", output: "/work/out.mp3", format: "mov" });
 
@@ -186,4 +193,66 @@ test("options: the chosen stream and range, quality, mono, tags; our own cover a
     plan: { audioStream: 0, chapters: false },
   });
   assert.equal(dropped[dropped.indexOf("-map_chapters") + 1], "-1");
+});
+
+test("segmented encoding: only plans it reproduces exactly are segmented; the rest go to the single run", () => {
+  const cover = "/work/out.mp3.cover.jpg";
+  for (const plan of [
+    { audioStream: 0 },
+    { audioStream: 1, quality: "128k" as const, mono: true, tags: { title: "T" } },
+    { audioStream: 0, chapters: false },
+  ]) {
+    assert.equal(segmentablePlan(plan), true, JSON.stringify(plan));
+  }
+  const measured = { inputI: -20, inputTp: -3, inputLra: 5, inputThresh: -30, targetOffset: 0 };
+  for (const plan of [
+    { audioStream: 0, start: 10 },
+    { audioStream: 0, end: 10 },
+    { audioStream: 0, chaptersFile: "/work/out.mp3.chapters.txt" },
+    { audioStream: 0, loudness: measured },
+    { audioStream: 0, coverFile: cover },
+  ]) {
+    assert.equal(segmentablePlan(plan), false, JSON.stringify(plan));
+  }
+});
+
+test("segmented encoding: the decoder takes the plan's stream, channels and MAX_AUDIO_SECONDS; the header run is the single run's command", () => {
+  const plan = {
+    audioStream: 1,
+    quality: "320k" as const,
+    mono: true,
+    tags: { title: "T" },
+    coverFile: "/work/out.mp3.cover.jpg",
+  };
+  const conversion = { input: "/work/in.mp4", output: "/work/out.mp3", format: "mov", maxSeconds: 60, plan };
+  const decode = buildDecodeArgs({
+    ...conversion,
+    pcmFile: "/work/pcm",
+    pcm: { sampleRate: 44100, channels: 1 },
+  });
+  assert.equal(decode[decode.indexOf("-map") + 1], "0:a:1");
+  assert.equal(decode[decode.indexOf("-t") + 1], "61.000");
+  assert.equal(decode.filter((a) => a === "-i").length, 1, "no cover input in the decoder");
+  assert.ok(!decode.includes("libmp3lame"));
+
+  const single = buildFfmpegArgs(conversion);
+  const header = buildHeaderArgs({ ...conversion, output: "/work/header.mp3" });
+  // The same command but for progress reporting, the output file and the one-frame stop.
+  const framesAt = header.indexOf("-frames:a");
+  const same = (args: string[], output: string) =>
+    args.filter((a) => a !== "-progress" && a !== "pipe:1").map((a) => (a === output ? "OUTPUT" : a));
+  assert.deepEqual(
+    same([...header.slice(0, framesAt), ...header.slice(framesAt + 2)], "file:/work/header.mp3"),
+    same(single, "file:/work/out.mp3"),
+  );
+  assert.equal(header[header.indexOf("-frames:a") + 1], "1");
+
+  const segment = buildSegmentEncodeArgs({
+    ...conversion,
+    pcmFile: "/work/pcm",
+    pcm: { sampleRate: 44100, channels: 1 },
+    byteStart: 0,
+    byteEnd: 4096,
+  });
+  assert.equal(segment[segment.indexOf("-b:a") + 1], "320k");
 });

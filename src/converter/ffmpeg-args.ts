@@ -109,26 +109,38 @@ const TECHNICAL_TAGS = ["major_brand", "minor_version", "compatible_brands", "en
 
 const FORMAT = /^[a-z0-9_]+$/;
 
-export function buildFfmpegArgs({
-  input,
-  output,
-  format,
-  threads = 1,
-  audio = "encode",
-  maxSeconds = 0,
-  plan = { audioStream: 0 },
-}: FfmpegArgsInput): string[] {
-  const cover = plan.coverFile;
-  const chaptersInput = cover ? 2 : 1;
+export function buildFfmpegArgs(options: FfmpegArgsInput): string[] {
+  const { input, format, threads = 1, plan = { audioStream: 0 } } = options;
   return [
     ...progressInput(input, format, threads, plan.start),
+    ...ownInputs(plan),
+    ...mp3OutputArgs(options),
+  ];
+}
+
+/** The inputs we add ourselves after the source: the cover picture, then the chapter list. */
+function ownInputs(plan: OutputPlan): string[] {
+  return [
     // Our own JPEG, written by `buildCoverArgs`; read with the one-image demuxer, never image2.
-    ...(cover ? ["-protocol_whitelist", "file", "-f", "jpeg_pipe", "-i", fileUrl(cover)] : []),
+    ...(plan.coverFile
+      ? ["-protocol_whitelist", "file", "-f", "jpeg_pipe", "-i", fileUrl(plan.coverFile)]
+      : []),
     // Our own chapter list (see `OutputPlan.chaptersFile`).
     ...(plan.chaptersFile
       ? ["-protocol_whitelist", "file", "-f", "ffmetadata", "-i", fileUrl(plan.chaptersFile)]
       : []),
+  ];
+}
 
+/**
+ * The output half of the conversion's command line: which stream, its filters, tags and encoder,
+ * and the MP3 file. `extra` goes just before the file name (options of this output only).
+ */
+function mp3OutputArgs(options: FfmpegArgsInput, extra: string[] = []): string[] {
+  const { output, threads = 1, audio = "encode", maxSeconds = 0, plan = { audioStream: 0 } } = options;
+  const cover = plan.coverFile;
+  const chaptersInput = cover ? 2 : 1;
+  return [
     // Output: exactly the chosen audio stream; a file without one fails with a clear message
     // instead of ffmpeg guessing. No video, subtitle or data streams, but for our cover.
     ...selectAudio(plan, maxSeconds),
@@ -165,7 +177,7 @@ export function buildFfmpegArgs({
     ...(audio === "copy"
       ? // The source's MP3 frames, byte for byte: lossless, and no decoding or encoding at all.
         ["-c:a", "copy"]
-      : ["-c:a", "libmp3lame", ...qualityArgs(plan.quality), ...audioFilters(plan)]),
+      : [...mp3EncoderArgs(options), ...audioFilterArgs(options)]),
     // The Xing/LAME header lets players show the exact duration and seek in a VBR file. The mp3
     // muxer writes it from the frames it is given, so copied frames get a correct one too.
     "-write_xing",
@@ -173,6 +185,7 @@ export function buildFfmpegArgs({
     "-threads",
     String(threads),
     ...(maxSeconds > 0 ? ["-fs", String(maxMp3Bytes(maxSeconds + 1))] : []),
+    ...extra,
     "-f",
     "mp3",
     "-y",
@@ -293,6 +306,110 @@ const COVER_MAX_WIDTH = 720;
 
 /** Seconds as ffmpeg reads them, to the millisecond. */
 const seconds = (value: number): string => value.toFixed(3);
+
+/**
+ * Filters on the decoded audio before it is encoded (mono, the second loudnorm pass). Segmented
+ * encoding (parallel-encode.ts) runs them once, in the decoding process, so a filter with memory
+ * sees the whole stream exactly as in a single run.
+ */
+function audioFilterArgs({ plan = { audioStream: 0 } }: FfmpegArgsInput): string[] {
+  return audioFilters(plan);
+}
+
+/**
+ * The encoder and its settings (see `qualityArgs`). Every encoder process uses these, the single
+ * run and each segment's, so the pieces of a segmented encode are encoded exactly as the whole would be.
+ */
+function mp3EncoderArgs({ plan }: FfmpegArgsInput): string[] {
+  return ["-c:a", "libmp3lame", ...qualityArgs(plan?.quality)];
+}
+
+/**
+ * Whether a segmented encode reproduces this plan exactly. Quality, stream, mono, tags and the
+ * source's chapters are the single run's own arguments in every process. Not so a trim (its chapter
+ * list and the cut chapters come with it), the second loudnorm pass (its measurement and progress
+ * span belong to the single run's design) or a cover picture (the one-frame header run can end
+ * before the picture from the second input reaches the muxer, which then writes the tag without
+ * it): those go to the single run.
+ */
+export function segmentablePlan(plan: OutputPlan): boolean {
+  return (
+    plan.start === undefined &&
+    plan.end === undefined &&
+    plan.chaptersFile === undefined &&
+    plan.loudness === undefined &&
+    plan.coverFile === undefined
+  );
+}
+
+/** The raw PCM that segmented encoding writes and reads: 32-bit float, what LAME takes itself. */
+export interface PcmFormat {
+  sampleRate: number;
+  channels: 1 | 2;
+}
+
+/**
+ * The decoding run of a segmented encode: the chosen audio stream and length, through the same filters as a
+ * single run, as raw float PCM at the rate and channel count the single run's encoder chose, into
+ * `pcmFile`. Its `-progress` reports count the bytes written, i.e. tell which segment can start.
+ */
+export function buildDecodeArgs(options: FfmpegArgsInput & { pcmFile: string; pcm: PcmFormat }): string[] {
+  const { input, format, threads = 1, pcmFile, pcm, maxSeconds = 0, plan = { audioStream: 0 } } = options;
+  return [
+    ...globalOptions(),
+    "-nostats",
+    "-progress",
+    "pipe:1",
+    "-stats_period",
+    "0.1",
+    ...inputOptions(input, format, threads, plan.start),
+    // The same stream and length as the single run: MAX_AUDIO_SECONDS holds here too.
+    ...[...selectAudio(plan, maxSeconds), "-vn", "-sn", "-dn", ...audioFilterArgs(options)],
+    ...["-ar", String(pcm.sampleRate), "-ac", String(pcm.channels), "-c:a", "pcm_f32le"],
+    ...["-threads", String(threads), "-f", "f32le", "-y", fileUrl(pcmFile)],
+  ];
+}
+
+/**
+ * The single run's own command line, stopped after one audio frame: the start of its output is
+ * the ID3v2 tag (tags, chapters; never a cover, see `segmentablePlan`) and the Xing/LAME frame a
+ * segmented encode's file begins with. (`-frames:a`, not `-t`: a time limit would drop the
+ * chapters after it.)
+ */
+export function buildHeaderArgs(options: FfmpegArgsInput): string[] {
+  const { input, format, threads = 1, plan = { audioStream: 0 } } = options;
+  return [
+    ...globalOptions(),
+    "-nostats",
+    ...inputOptions(input, format, threads, plan.start),
+    ...ownInputs(plan),
+    ...mp3OutputArgs({ ...options, audio: "encode" }, ["-frames:a", "1"]),
+  ];
+}
+
+/**
+ * One segment's encoding run: bytes [start, end) of the PCM file (ffmpeg's `subfile` protocol
+ * reads exactly that range) encoded with the single run's encoder settings into bare MP3 frames:
+ * no ID3v2 tag, no Xing frame (the joined file gets one of each).
+ */
+export function buildSegmentEncodeArgs(
+  options: FfmpegArgsInput & { pcmFile: string; pcm: PcmFormat; byteStart: number; byteEnd: number },
+): string[] {
+  const { pcmFile, pcm, byteStart, byteEnd, output, threads = 1 } = options;
+  // The inner URL is a file: URL too, so a colon in the path cannot name another protocol.
+  const range = `subfile,,start,${byteStart},end,${byteEnd},,:${fileUrl(pcmFile)}`;
+  return [
+    ...globalOptions(),
+    "-nostats",
+    "-progress",
+    "pipe:1",
+    ...["-protocol_whitelist", "subfile,file", "-f", "f32le"],
+    ...["-ar", String(pcm.sampleRate), "-ac", String(pcm.channels), "-i", range],
+    ...mp3EncoderArgs(options),
+    ...["-threads", String(threads), "-write_xing", "0", "-id3v2_version", "0"],
+    ...["-f", "mp3", "-y", fileUrl(output)],
+  ];
+}
 
 /**
  * The probe run that tells the first audio stream's codec: ffmpeg with the very same input

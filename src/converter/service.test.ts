@@ -95,7 +95,7 @@ async function startConverter({
   return { config, broker, blobs, converter, events, mails, dead, submit, workDir, close };
 }
 
-/** Bounded, but generous: conversions (a video's includes a run for its cover) share two busy cores. */
+/** Bounded, but generous: conversions (a video's includes a run for its cover) share two busy cores; a 2-second clip can take over 10 s on a saturated machine. */
 async function waitFor(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import { type JobEvent, type Mp3Message, mp3Key, parseWith, VideoMessage } from "../contracts/messages.ts";
 import { BlobNotFoundError, type BlobStore, type LocalFile } from "../platform/blobs/blob-store.ts";
@@ -54,6 +55,9 @@ interface ConvertedSummary {
   /** Whether a cover was attached and the loudness normalised. */
   cover?: boolean;
   normalized?: boolean;
+  /** Segments encoded at once, when the encode was segmented (and why it was given up, if it was). */
+  segments?: number;
+  segmentingAbandoned?: string;
 }
 
 /** Time beyond ffmpeg's limit that a conversion may hold its message (download, upload, reporting). */
@@ -78,18 +82,28 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
   const publishMp3 = (message: Mp3Message): Promise<void> => broker.publish(config.queues.mp3, message);
   const now = (): string => new Date().toISOString();
 
+  // Conversions in hand: a segmented encode takes the cores the others leave free.
+  let running = 0;
+  const segmentWorkers = (): number => {
+    const { workers } = config.converterSegments;
+    return workers === "auto" ? Math.max(1, availableParallelism() - (running - 1)) : workers;
+  };
+
   async function handle(delivery: Delivery<VideoMessage>): Promise<void> {
     const ended = metrics.conversionStarted();
     // One conversion per job at a time: when the broker takes the message back (this
     // connection or channel was lost, so it goes to another converter) or the converter closes,
     // ffmpeg is killed and nothing is stored or reported.
     const signal = AbortSignal.any([shutdown.signal, delivery.signal]);
+    running++;
     try {
       ended(await convertOnce(delivery, signal));
     } catch (error) {
       // Stopped: not an outcome; the message comes back.
       ended(signal.aborted ? undefined : "retried");
       throw error;
+    } finally {
+      running--;
     }
   }
 
@@ -178,7 +192,7 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
       onError: (error) => log.warn({ err: error }, "could not publish a progress event"),
     });
     try {
-      const { durationSeconds, audio, sourceCodec, copyAbandoned, cover, normalized } = await transcode({
+      const transcoded = await transcode({
         ffmpegPath,
         input: local.path,
         output: mp3File,
@@ -189,7 +203,18 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
         maxSeconds: config.limits.maxAudioSeconds,
         onProgress: (fraction, inputDuration) => progress.update(fraction, inputDuration),
         signal,
+        segmenting: { workers: segmentWorkers(), minSeconds: config.converterSegments.minSeconds },
       });
+      const {
+        durationSeconds,
+        audio,
+        sourceCodec,
+        copyAbandoned,
+        cover,
+        normalized,
+        segments,
+        segmentingAbandoned,
+      } = transcoded;
       // Progress events must not arrive after the outcome.
       await progress.settled();
       // Taken back while ffmpeg finished: another converter has it now; store nothing.
@@ -208,6 +233,8 @@ export function createConverter(config: Config, deps: ConverterDeps): Converter 
         cover,
         normalized,
         ...(copyAbandoned && { copyAbandoned }),
+        ...(segments && { segments }),
+        ...(segmentingAbandoned && { segmentingAbandoned }),
       };
     } finally {
       await progress.settled();

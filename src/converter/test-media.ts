@@ -183,6 +183,25 @@ export async function makeRichVideo(dir: string, name: string): Promise<string> 
   return file;
 }
 
+/**
+ * A WAV of a linear sine sweep from 20 Hz to 20 kHz (or half the rate) over
+ * `seconds`, with a title tag: every frequency passes through, so a join cannot hide in a quiet band.
+ */
+export async function makeSweep(
+  dir: string,
+  name: string,
+  { seconds, sampleRate = 44100, channels = 2 }: { seconds: number; sampleRate?: number; channels?: number },
+): Promise<string> {
+  const file = path.join(dir, name);
+  const top = Math.min(20000, sampleRate / 2 - 100);
+  const sweep = `aevalsrc=0.5*sin(2*PI*(20*t+(${top}-20)/(2*${seconds})*t*t)):s=${sampleRate}:d=${seconds}`;
+  await run("ffmpeg", [
+    ...["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", sweep],
+    ...["-ac", String(channels), "-c:a", "pcm_s16le", "-metadata", "title=Sweep", file],
+  ]);
+  return file;
+}
+
 /** What ffprobe tells of an MP3: its streams, tags and chapters. */
 export interface Mp3Details {
   audio: { channels: number; bitRate: number; sampleRate: number };
@@ -266,4 +285,32 @@ export async function pictureBrightness(file: string): Promise<number> {
   const value = /lavfi\.signalstats\.YAVG=([\d.]+)/.exec(stderr)?.[1];
   if (value === undefined) throw new Error("no picture to measure");
   return Number(value);
+}
+
+/** A WAV of white noise (different in each channel): the hardest for the encoder, every frame full. */
+export async function makeNoise(
+  dir: string,
+  name: string,
+  { seconds, sampleRate = 44100 }: { seconds: number; sampleRate?: number },
+): Promise<string> {
+  const file = path.join(dir, name);
+  const noise = (seed: number) =>
+    `anoisesrc=color=white:amplitude=0.3:r=${sampleRate}:d=${seconds}:seed=${seed}`;
+  await run("ffmpeg", [
+    ...["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", noise(1), "-f", "lavfi", "-i", noise(2)],
+    ...["-filter_complex", "[0][1]join=inputs=2:channel_layout=stereo"],
+    ...["-c:a", "pcm_s16le", "-metadata", "title=Noise", file],
+  ]);
+  return file;
+}
+
+/** The decoded samples of a file's first audio stream, interleaved, as 32-bit floats. */
+export async function decodeSamples(file: string, channels: number): Promise<Float32Array> {
+  const { stdout } = await promisify(execFile)(
+    "ffmpeg",
+    ["-nostdin", "-v", "error", "-i", file, "-map", "0:a:0", "-ac", String(channels), "-f", "f32le", "-"],
+    { encoding: "buffer", maxBuffer: 512 * 1024 * 1024 },
+  );
+  // A copy: the buffer's offset need not be a multiple of 4.
+  return new Float32Array(stdout.buffer.slice(stdout.byteOffset, stdout.byteOffset + stdout.byteLength));
 }

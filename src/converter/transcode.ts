@@ -1,6 +1,7 @@
 import { rm, stat, writeFile } from "node:fs/promises";
 import type { ConversionOptions } from "../contracts/options.ts";
 import { ConversionError } from "./conversion-error.ts";
+import { EncoderListing } from "./encoder-listing.ts";
 import {
   type AudioPath,
   buildCoverArgs,
@@ -8,10 +9,14 @@ import {
   buildLoudnessArgs,
   buildProbeArgs,
   type OutputPlan,
+  type PcmFormat,
+  segmentablePlan,
 } from "./ffmpeg-args.ts";
 import { readLoudness } from "./loudness.ts";
 import { ffmetadataChapters, planOutput } from "./output-plan.ts";
+import { encodeInSegments } from "./parallel-encode.ts";
 import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
+import { type SegmentingSettings, shouldSegment } from "./segment-plan.ts";
 import { StreamListing } from "./stream-listing.ts";
 
 export { ConversionError } from "./conversion-error.ts";
@@ -40,6 +45,8 @@ export interface TranscodeOptions {
   options?: ConversionOptions | undefined;
   /** The upload's name: the MP3's title when neither the user nor the file gives one. */
   fileName?: string | undefined;
+  /** Long inputs are encoded in segments on several cores (see parallel-encode.ts); undefined: never. */
+  segmenting?: SegmentingSettings | undefined;
 }
 
 export interface TranscodeResult {
@@ -55,6 +62,10 @@ export interface TranscodeResult {
   cover: boolean;
   /** Whether the loudness was normalised (not for silence, which has no loudness to set). */
   normalized: boolean;
+  /** Segments encoded at once and joined, when the encode was segmented. */
+  segments?: number;
+  /** Why a segmented encode was given up for a single run, if it was. */
+  segmentingAbandoned?: string;
 }
 
 /** How much of ffmpeg's stderr is kept for error messages; a bad file can make it print without end. */
@@ -133,8 +144,7 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
         return { ...withinLimit(copied, maxSeconds), audio: "copy", sourceCodec, ...applied(plan) };
       copyAbandoned = copied.message;
     }
-    const encoded = await runConversion(options, "encode", plan, conversion);
-    if (encoded instanceof Error) throw encoded;
+    const encoded = await encode(options, plan, conversion);
     withinLimit(encoded, maxSeconds);
     return {
       ...encoded,
@@ -270,6 +280,56 @@ function parseDuration(line: string): number | undefined {
   return match ? Number(match[1]) * 3600 + Number(match[2]) * 60 + Number(match[3]) : undefined;
 }
 
+/**
+ * Encodes: in one run, or, for a long input when `options.segmenting` allows, in segments on
+ * several cores. The run itself tells whether to segment: once ffmpeg has opened the input and set
+ * up the encoder it prints the input's duration and the encoder's sample rate and channels, and
+ * that is where a long one is stopped and handed to `encodeInSegments` with exactly that format.
+ * A segmented encode that fails for any reason but the time limit or an abort is done again in
+ * one run, which has the last word on how a bad file fails.
+ */
+async function encode(
+  options: TranscodeOptions,
+  plan: OutputPlan,
+  context: RunContext,
+): Promise<Pick<TranscodeResult, "durationSeconds" | "segments" | "segmentingAbandoned">> {
+  // Options a segmented encode cannot reproduce exactly go to the single run (see `segmentablePlan`).
+  const segmenting = segmentablePlan(plan) ? options.segmenting : undefined;
+  const first = await runConversion(options, "encode", plan, context, segmenting);
+  if (first instanceof Error) throw first;
+  if (!("segment" in first)) return first;
+  const { deadline, emitProgress, span } = context;
+  const expectedSeconds = context.expected(first.inputDurationSeconds) ?? null;
+  let segmentingAbandoned: string;
+  try {
+    const segmented = await encodeInSegments({
+      ffmpegPath: options.ffmpegPath,
+      conversion: { ...options, audio: "encode", plan },
+      pcm: first.segment,
+      estimatedSeconds: expectedSeconds ?? first.inputDurationSeconds,
+      workers: segmenting?.workers ?? 1,
+      deadline,
+      signal: options.signal,
+      onProgress: (fraction) => emitProgress(span.from + fraction * (span.to - span.from), expectedSeconds),
+    });
+    emitProgress(span.to, expectedSeconds);
+    return { durationSeconds: segmented.durationSeconds, segments: segmented.segments };
+  } catch (error) {
+    if (options.signal?.aborted) throw new Error("conversion aborted", { cause: options.signal.reason });
+    if (performance.now() >= deadline) throw ConversionError.timeout(options.timeoutSeconds);
+    segmentingAbandoned = error instanceof Error ? error.message : String(error);
+  }
+  const single = await runConversion(options, "encode", plan, context);
+  if (single instanceof Error) throw single;
+  return { ...single, segmentingAbandoned };
+}
+
+/** A run stopped because its input is long enough to be encoded in segments, in this format. */
+interface SegmentInstead {
+  segment: PcmFormat;
+  inputDurationSeconds: number;
+}
+
 /** What the mp3 muxer says when copying cannot go on, and what we then log as the reason. */
 const COPY_PROBLEMS: [RegExp, string][] = [
   // A copied packet that is not an MP3 frame (garbage in a damaged file): copying would carry it
@@ -284,15 +344,32 @@ const COPY_PROBLEMS: [RegExp, string][] = [
  * copy can fall back to encoding); rejects for what no second run can help: the time limit, an
  * abort, ffmpeg that cannot be started.
  */
+function runConversion(
+  options: TranscodeOptions,
+  audio: AudioPath,
+  plan: OutputPlan,
+  context: RunContext,
+): Promise<{ durationSeconds: number | null } | Error>;
+function runConversion(
+  options: TranscodeOptions,
+  audio: AudioPath,
+  plan: OutputPlan,
+  context: RunContext,
+  segmenting: SegmentingSettings | undefined,
+): Promise<{ durationSeconds: number | null } | SegmentInstead | Error>;
 async function runConversion(
   options: TranscodeOptions,
   audio: AudioPath,
   plan: OutputPlan,
   context: RunContext,
-): Promise<{ durationSeconds: number | null } | Error> {
+  segmenting?: SegmentingSettings,
+): Promise<{ durationSeconds: number | null } | SegmentInstead | Error> {
   const diagnosis = new StderrDiagnosis(plan.audioStream);
   const progress = new ProgressReader(() => context.expected(diagnosis.inputDurationSeconds), context);
   let copyProblem: string | undefined;
+  // Only asked while the input's duration allows segmenting at all.
+  const encoder = segmenting && audio === "encode" ? new EncoderListing() : undefined;
+  let segmentInstead: SegmentInstead | undefined;
   const exit = await runFfmpeg({
     ffmpegPath: options.ffmpegPath,
     args: buildFfmpegArgs({ ...options, audio, plan }),
@@ -303,11 +380,19 @@ async function runConversion(
       diagnosis.line(line);
       // Stop a copy at the first sign of trouble: encoding will do it properly.
       if (audio === "copy") copyProblem ??= COPY_PROBLEMS.find(([pattern]) => pattern.test(line))?.[1];
-      return copyProblem !== undefined;
+      if (encoder?.line(line) && segmentInstead === undefined && segmenting) {
+        const format = encoder.format();
+        const duration = diagnosis.inputDurationSeconds;
+        if (format && duration !== undefined && shouldSegment(duration, segmenting)) {
+          segmentInstead = { segment: format, inputDurationSeconds: duration };
+        }
+      }
+      return copyProblem !== undefined || segmentInstead !== undefined;
     },
   });
   if (copyProblem !== undefined) return new Error(copyProblem);
   throwIfKilled(exit, options);
+  if (segmentInstead !== undefined) return segmentInstead;
   const failure = diagnosis.classify(exit.code, exit.killSignal);
   if (failure) return failure;
   progress.finish();

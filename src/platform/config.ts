@@ -50,6 +50,14 @@ const schema = {
   FFMPEG_TIMEOUT_SECONDS: positiveInt.default(3600),
   CONVERTER_CONCURRENCY: positiveInt.default(1),
   CONVERTER_DRAIN_SECONDS: wholeNumber(0).default(0),
+  // Segmented encoding of long inputs on several cores: "auto" uses the cores other conversions
+  // of this converter leave free; a number is the encoder processes per conversion (1 = never).
+  CONVERTER_SEGMENT_WORKERS: z
+    .union([z.literal("auto"), wholeNumber(1, 64)], {
+      error: 'must be "auto" or a whole number from 1 to 64',
+    })
+    .default("auto"),
+  CONVERTER_SEGMENT_MIN_SECONDS: nonNegativeNumber.default(180),
   // A week: long enough to come back for a file, short enough that storage does not grow for ever.
   RETENTION_HOURS: nonNegativeNumber.default(168),
   // 0 switches a limit off. Four hours of audio covers films and long podcasts; its MP3 stays under 600 MB.
@@ -139,6 +147,8 @@ export interface Config {
   converterConcurrency: number;
   /** On shutdown, how long conversions in hand may go on before they are stopped (0: at once). */
   converterDrainSeconds: number;
+  /** Segmented encoding: encoder processes per long conversion ("auto": the free cores), and from which audio length. */
+  converterSegments: { workers: number | "auto"; minSeconds: number };
   retentionHours: number;
   limits: {
     /** Longest audio converted, in seconds; 0 = no limit. */
@@ -224,6 +234,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ffmpeg: { path: r.FFMPEG_PATH, timeoutSeconds: r.FFMPEG_TIMEOUT_SECONDS },
     converterConcurrency: r.CONVERTER_CONCURRENCY,
     converterDrainSeconds: r.CONVERTER_DRAIN_SECONDS,
+    converterSegments: { workers: r.CONVERTER_SEGMENT_WORKERS, minSeconds: r.CONVERTER_SEGMENT_MIN_SECONDS },
     retentionHours: r.RETENTION_HOURS,
     limits: {
       maxAudioSeconds: r.MAX_AUDIO_SECONDS,

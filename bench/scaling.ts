@@ -1,0 +1,301 @@
+import { execFile, spawn } from "node:child_process";
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { writeChart } from "./chart.ts";
+import { rawFfmpeg } from "./conversion.ts";
+import { makeAudioHeavy, systemFfmpeg } from "./media.ts";
+import { mebibytes, now, printTable, ratio, say, seconds, withStep } from "./report.ts";
+import { gateway, procMemory, resetPeakMemory, scratchDir, startSystem } from "./system.ts";
+
+const run = promisify(execFile);
+
+/**
+ * Long inputs and many files: where segmented encoding should show, and where it must not hurt.
+ *
+ * 1. Time against the video's length, end to end through `vid2mp3 serve all` (login, upload,
+ *    convert, download) and plain ffmpeg with the converter's own arguments, one run per length,
+ *    drawn as an SVG chart; the longest (60 minutes) is the headline ratio, together with the
+ *    server's and its ffmpeg processes' peak memory during it.
+ * 2. Throughput: 8 files at CONVERTER_CONCURRENCY=2 against `xargs -P 2` running plain ffmpeg.
+ *
+ * The inputs are one 5-minute audio-heavy video (dense AAC) made with ffmpeg, cut or repeated
+ * with stream copy (the concat demuxer) to each length: quick to make, real to convert.
+ */
+
+export interface ScalingOptions {
+  quick: boolean;
+  /** Where the SVG chart goes. */
+  chartFile: string;
+}
+
+interface Point {
+  minutes: number;
+  raw: number;
+  vid2mp3: number;
+  /** The converter log's "segments" (undefined: a single run). */
+  segments: number | undefined;
+}
+
+export async function scalingBench({ quick, chartFile }: ScalingOptions): Promise<void> {
+  say("\n## 4. Long inputs and many files: segmented encoding");
+  const dir = await scratchDir("scaling");
+  const ffmpeg = await systemFfmpeg();
+  const lengths = quick ? [1, 2, 5] : [1, 5, 15, 30, 60];
+  const base = path.join(dir, "base-5min.mp4");
+  const inputs = new Map<number, string>();
+  await withStep("scaling: making the inputs (a 5-minute video, cut and repeated)", async (s) => {
+    await makeAudioHeavy(ffmpeg.path, base, 300);
+    for (const minutes of lengths) {
+      s.update(`${minutes} min`);
+      inputs.set(minutes, await lengthOf(ffmpeg.path, base, minutes, dir));
+    }
+  });
+
+  const system = await withStep("scaling: starting vid2mp3 serve all", () => startSystem());
+  const client = gateway(system.url);
+  const token = await client.login();
+  const scratchMp3 = path.join(dir, "raw.mp3");
+  const points: Point[] = [];
+  let memory: { atRest: number; peak: number; ffmpegPeak: number } | undefined;
+  try {
+    // Warm-up: each side once on the shortest input.
+    await rawFfmpeg(ffmpeg.path, inputs.get(lengths[0] as number) as string, scratchMp3);
+    await convertThrough(client, token, inputs.get(lengths[0] as number) as string);
+    for (const minutes of lengths) {
+      const file = inputs.get(minutes) as string;
+      await withStep(`scaling: ${minutes} min, plain ffmpeg then vid2mp3`, async () => {
+        const raw = await rawFfmpeg(ffmpeg.path, file, scratchMp3);
+        const longest = minutes === lengths.at(-1);
+        const atRest = await procMemory(system.pid, "VmRSS");
+        if (longest) await resetPeakMemory(system.pid);
+        const sampler = longest ? sampleChildMemory(system.pid) : undefined;
+        const { ms, jobId } = await convertThrough(client, token, file);
+        const ffmpegPeak = (await sampler?.stop()) ?? 0;
+        if (longest) memory = { atRest, peak: await procMemory(system.pid, "VmHWM"), ffmpegPeak };
+        const record = await finishedRecord(system.logFile, jobId);
+        points.push({ minutes, raw, vid2mp3: ms, segments: record?.segments as number | undefined });
+      });
+    }
+  } finally {
+    await system.stop();
+  }
+
+  printTable(
+    "Conversion time against the video's length, one run each (plain ffmpeg: the converter's own arguments, same quality)",
+    ["length", "vid2mp3 end to end", "plain ffmpeg", "speed-up", "segments"],
+    points.map((p) => [
+      `${p.minutes} min`,
+      seconds(p.vid2mp3),
+      seconds(p.raw),
+      ratio(p.raw / p.vid2mp3),
+      p.segments === undefined ? "1 (single run)" : String(p.segments),
+    ]),
+    "speed-up = plain ffmpeg time ÷ vid2mp3 time (above 1: vid2mp3 is faster). vid2mp3 includes the\n" +
+      "login, the upload, the queue, the events and the download; from CONVERTER_SEGMENT_MIN_SECONDS (180 s)\n" +
+      "the converter encodes segments on the free cores at once and joins them.",
+  );
+  if (memory) {
+    say(
+      `\nMemory during the ${lengths.at(-1)}-minute conversion: vid2mp3 serve all (all four services) ` +
+        `${mebibytes(memory.atRest)} at rest, peak ${mebibytes(memory.peak)} (+${mebibytes(memory.peak - memory.atRest)}); ` +
+        `its ffmpeg processes together at most ${mebibytes(memory.ffmpegPeak)}.`,
+    );
+  }
+  await writeChart(chartFile, {
+    title: "Time to convert against the video's length",
+    subtitle: `${new Date().toISOString().slice(0, 10)}, load average ${loadavg()[0]?.toFixed(2)} at the end; 1 run each`,
+    xLabel: "video length (minutes)",
+    yLabel: "seconds",
+    series: [
+      { name: "plain ffmpeg", color: "#888", points: points.map((p) => ({ x: p.minutes, y: p.raw / 1000 })) },
+      {
+        name: "vid2mp3, end to end",
+        color: "#d62728",
+        points: points.map((p) => ({ x: p.minutes, y: p.vid2mp3 / 1000 })),
+      },
+    ],
+  });
+  say(`chart: ${chartFile}`);
+
+  await manyFiles(dir, ffmpeg.path, base, quick);
+}
+
+/** `minutes` of `base` (5 minutes): cut, or repeated with the concat demuxer, by stream copy. */
+async function lengthOf(ffmpeg: string, base: string, minutes: number, dir: string): Promise<string> {
+  const file = path.join(dir, `video-${minutes}min.mp4`);
+  const list = path.join(dir, `list-${minutes}.txt`);
+  const repeats = Math.ceil(minutes / 5);
+  await writeFile(list, Array.from({ length: repeats }, () => `file '${base}'\n`).join(""));
+  await run(ffmpeg, [
+    ...["-nostdin", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", list],
+    ...["-t", String(minutes * 60), "-c", "copy", file],
+  ]);
+  return file;
+}
+
+/** One file through vid2mp3 as a user's script does it: upload, wait for done over SSE, download. */
+async function convertThrough(
+  client: ReturnType<typeof gateway>,
+  token: string,
+  file: string,
+): Promise<{ ms: number; jobId: string }> {
+  const started = now();
+  const events = await client.events(token);
+  try {
+    const { jobId } = await client.upload(token, file);
+    const job = await events.next(jobId);
+    if (job.status !== "done" || !job.mp3Id) throw new Error(`job ${jobId} ${job.status}: ${job.error}`);
+    await client.download(token, job.mp3Id);
+    const ms = now() - started;
+    await client.deleteJob(token, jobId);
+    return { ms, jobId };
+  } finally {
+    await events.close();
+  }
+}
+
+async function finishedRecord(logFile: string, jobId: string): Promise<Record<string, unknown> | undefined> {
+  for (const line of (await readFile(logFile, "utf8")).split("\n")) {
+    if (!line.includes(jobId) || !line.includes("conversion finished")) continue;
+    try {
+      return JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      // Not a JSON line.
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Samples, every 100 ms, the resident memory of the ffmpeg processes under `pid` (its children) and
+ * keeps the largest total seen; `stop()` resolves with it in bytes.
+ */
+function sampleChildMemory(pid: number): { stop(): Promise<number> } {
+  let peak = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      let total = 0;
+      for (const entry of await readdir("/proc").catch(() => [] as string[])) {
+        if (!/^\d+$/.test(entry)) continue;
+        const status = await readFile(`/proc/${entry}/status`, "utf8").catch(() => "");
+        if (!new RegExp(`^PPid:\\s+${pid}$`, "m").test(status) || !/^Name:\s+ffmpeg/m.test(status)) continue;
+        total += Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
+      }
+      peak = Math.max(peak, total);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return peak;
+    },
+  };
+}
+
+/** 8 files, 2 at a time: vid2mp3 with CONVERTER_CONCURRENCY=2 against `xargs -P 2` plain ffmpeg. */
+async function manyFiles(dir: string, ffmpeg: string, base: string, quick: boolean): Promise<void> {
+  const seconds8 = quick ? 30 : 120;
+  const files: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    const file = path.join(dir, `many-${i}.mp4`);
+    await run(ffmpeg, [
+      "-nostdin",
+      "-v",
+      "error",
+      "-y",
+      "-ss",
+      String(i * 10),
+      "-i",
+      base,
+      "-t",
+      String(seconds8),
+      "-c",
+      "copy",
+      file,
+    ]);
+    files.push(file);
+  }
+  const xargs = async (): Promise<number> => {
+    const started = now();
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(
+        "xargs",
+        [
+          "-0",
+          "-P",
+          "2",
+          "-I{}",
+          ffmpeg,
+          "-nostdin",
+          "-v",
+          "error",
+          "-y",
+          "-i",
+          "{}",
+          "-vn",
+          "-c:a",
+          "libmp3lame",
+          "-q:a",
+          "2",
+          "{}.mp3",
+        ],
+        { stdio: ["pipe", "ignore", "inherit"] },
+      );
+      child.on("error", reject);
+      child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`xargs exited with ${code}`))));
+      child.stdin.end(files.map((f) => `${f}\0`).join(""));
+    });
+    return now() - started;
+  };
+
+  const system = await withStep("scaling: starting vid2mp3 serve all with CONVERTER_CONCURRENCY=2", () =>
+    startSystem({ CONVERTER_CONCURRENCY: "2" }),
+  );
+  const client = gateway(system.url);
+  const token = await client.login();
+  let baseline = 0;
+  let ours = 0;
+  try {
+    await withStep(`scaling: 8 files of ${seconds8} s, xargs -P 2 then vid2mp3`, async () => {
+      baseline = await xargs();
+      const started = now();
+      const events = await client.events(token);
+      try {
+        const jobIds: string[] = [];
+        for (const file of files) jobIds.push((await client.upload(token, file)).jobId);
+        for (const jobId of jobIds) {
+          const job = await events.next(jobId);
+          if (job.status !== "done" || !job.mp3Id)
+            throw new Error(`job ${jobId} ${job.status}: ${job.error}`);
+          await client.download(token, job.mp3Id);
+        }
+        ours = now() - started;
+      } finally {
+        await events.close();
+      }
+    });
+  } finally {
+    await system.stop();
+  }
+  const totalSeconds = 8 * seconds8;
+  printTable(
+    `Throughput: 8 files of ${seconds8} s, two at a time`,
+    ["what", "vid2mp3", "xargs -P 2 ffmpeg", "ratio"],
+    [
+      [
+        `8 × ${seconds8} s (${totalSeconds / 60} min of audio)`,
+        seconds(ours),
+        seconds(baseline),
+        ratio(baseline / ours),
+      ],
+    ],
+    "vid2mp3: CONVERTER_CONCURRENCY=2, all 8 uploaded, then each waited for and downloaded; baseline:\n" +
+      "xargs -P 2 running plain ffmpeg (-q:a 2) on the same files. ratio = baseline time ÷ vid2mp3 time\n" +
+      "(1.00× is the same throughput; files this short are never segmented).",
+  );
+}

@@ -1,0 +1,311 @@
+import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import {
+  buildDecodeArgs,
+  buildHeaderArgs,
+  buildSegmentEncodeArgs,
+  type FfmpegArgsInput,
+  type PcmFormat,
+} from "./ffmpeg-args.ts";
+import { id3v2Length, parseFrameHeader, splitFrames } from "./mp3-frames.ts";
+import { type JoinReport, Mp3Joiner } from "./mp3-join.ts";
+import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
+import { frameSamples, planJoins, type Segment, samplesNeeded, segmentsFor } from "./segment-plan.ts";
+import { fillXingFrame, readDelayPadding, xingLayout } from "./xing.ts";
+
+/**
+ * Segmented encoding: one MP3 encode uses one core, so a long input is cut into segments that
+ * are encoded at once on several cores and joined into one gapless MP3.
+ *
+ * 1. One ffmpeg decodes the audio (through the same filters as a single run) into a raw float
+ *    PCM file, at the sample rate and channel count the single run's encoder chose. Beside it, the
+ *    single run's own command stopped after one frame: its ID3v2 tag (tags, chapters) and
+ *    its Xing/LAME frame head the joined file.
+ * 2. As soon as the PCM of a segment is on disk, an ffmpeg encodes it (`subfile` reads exactly
+ *    its byte range) with the single run's encoder settings, up to `workers` at a time. Segments
+ *    start on frame boundaries of the whole and overlap (see segment-plan.ts and mp3-join.ts).
+ * 3. The segments' frames are joined in order into the output, behind the tag and the Xing frame,
+ *    whose totals (frames, bytes, seek table, delay and padding, CRCs) are filled in last.
+ *
+ * Any failure rejects (after stopping every process); the caller falls back to a single run,
+ * which has the last word on how a bad input fails.
+ */
+
+export interface SegmentedEncodeOptions {
+  ffmpegPath: string;
+  /** The conversion as a single run would do it (input, output, format, audio options). */
+  conversion: FfmpegArgsInput;
+  /** The single run's encoder input: its sample rate and channels (from its stream listing). */
+  pcm: PcmFormat;
+  /** The input's duration as its container tells it (for the plan; the real length may differ). */
+  estimatedSeconds: number;
+  /** Encoder processes at once. */
+  workers: number;
+  /** `performance.now()` time at which every process is killed. */
+  deadline: number;
+  signal?: AbortSignal | undefined;
+  /** Fraction of the audio encoded so far (0..1). */
+  onProgress?: (fraction: number) => void;
+  /** Shortest segment in seconds; the default suits production (see segment-plan.ts). */
+  minSegmentSeconds?: number;
+}
+
+export interface SegmentedEncodeResult {
+  durationSeconds: number;
+  segments: number;
+  /** The joins: where, and how much of the bit reservoir was carried across. */
+  joins: JoinReport[];
+}
+
+/** Bytes per sample per channel in the PCM file (32-bit float). */
+const SAMPLE_BYTES = 4;
+const STDERR_TAIL_LINES = 12;
+
+export async function encodeInSegments(options: SegmentedEncodeOptions): Promise<SegmentedEncodeResult> {
+  const { conversion, pcm, workers } = options;
+  const scratch = `${conversion.output}.segments`;
+  await rm(scratch, { recursive: true, force: true });
+  await mkdir(scratch, { recursive: true });
+  // Stops every process when one fails, or when the caller aborts.
+  const stop = new AbortController();
+  const onOuterAbort = (): void => stop.abort(options.signal?.reason);
+  if (options.signal?.aborted) onOuterAbort();
+  options.signal?.addEventListener("abort", onOuterAbort, { once: true });
+  const processes: Promise<unknown>[] = [];
+  // The first thing that went wrong: what the caller is told, not the aborts it caused.
+  let failure: unknown;
+  const fail = (error: unknown): void => {
+    failure ??= error;
+    stop.abort(error);
+  };
+  try {
+    return await run();
+  } catch (error) {
+    fail(error);
+    await Promise.allSettled(processes);
+    throw failure;
+  } finally {
+    options.signal?.removeEventListener("abort", onOuterAbort);
+    await rm(scratch, { recursive: true, force: true });
+  }
+
+  async function run(): Promise<SegmentedEncodeResult> {
+    const spf = frameSamples(pcm.sampleRate);
+    const sampleBytes = SAMPLE_BYTES * pcm.channels;
+    const estimatedFrames = Math.floor((options.estimatedSeconds * pcm.sampleRate) / spf);
+    const joins = planJoins(estimatedFrames, pcm.sampleRate, workers, options.minSegmentSeconds);
+    let segments = segmentsFor(joins, pcm.sampleRate);
+    const pcmFile = path.join(scratch, "audio.f32");
+    const headerFile = path.join(scratch, "header.mp3");
+    const progress = new EncodedSeconds(options.estimatedSeconds, options.onProgress);
+
+    // The segment encoders started so far, and how each ended (by segment index).
+    const started: Segment[] = [];
+    const encoded = new Map<number, Deferred<string>>();
+    const deferredFor = (index: number): Deferred<string> => {
+      let entry = encoded.get(index);
+      if (!entry) {
+        entry = deferred<string>();
+        encoded.set(index, entry);
+      }
+      return entry;
+    };
+    // 1. The decoder; `total_size` in its progress reports is how much PCM is on disk.
+    let pcmOnDisk = 0;
+    let totalSamples: number | undefined;
+    const decoded = runOrThrow("decoding", {
+      args: buildDecodeArgs({ ...conversion, pcmFile, pcm }),
+      onStdoutLine: (line) => {
+        if (line.startsWith("total_size=")) {
+          const bytes = Number(line.slice("total_size=".length));
+          if (Number.isFinite(bytes)) pcmOnDisk = Math.max(pcmOnDisk, bytes);
+          schedule();
+        }
+      },
+    }).then(async () => {
+      totalSamples = Math.floor((await stat(pcmFile)).size / sampleBytes);
+      const replanned = segmentsFor(joins, pcm.sampleRate, totalSamples);
+      for (const segment of started) {
+        const now = replanned[segment.index];
+        if (!now || now.endSample !== segment.endSample) throw new Error("a started segment was cut short");
+      }
+      segments = replanned;
+      schedule();
+    });
+    processes.push(decoded.catch(fail));
+    const headed = runOrThrow("header", {
+      args: buildHeaderArgs({ ...conversion, output: headerFile }),
+      onStdoutLine: () => {},
+    });
+    processes.push(headed.catch(fail));
+    // Once stopped, segments not started never will be: whoever waits for them must not wait for ever.
+    stop.signal.addEventListener(
+      "abort",
+      () => {
+        for (const segment of segments) {
+          if (segment.index >= started.length) deferredFor(segment.index).reject(stop.signal.reason);
+        }
+      },
+      { once: true },
+    );
+
+    // 2. The segment encoders, started in order as their PCM is there.
+    let running = 0;
+    function schedule(): void {
+      while (running < workers && started.length < segments.length && !stop.signal.aborted) {
+        const segment = segments[started.length] as Segment;
+        const needed = samplesNeeded(segment, pcm.sampleRate);
+        const ready = totalSamples !== undefined || (needed !== null && pcmOnDisk >= needed * sampleBytes);
+        if (!ready) return;
+        started.push(segment);
+        running++;
+        const done = encodeSegment(segment).finally(() => {
+          running--;
+          schedule();
+        });
+        processes.push(done.catch(fail));
+        const entry = deferredFor(segment.index);
+        done.then(entry.resolve, entry.reject);
+      }
+    }
+
+    async function encodeSegment(segment: Segment): Promise<string> {
+      const output = path.join(scratch, `segment-${segment.index}.mp3`);
+      const end = segment.endSample ?? (totalSamples as number);
+      let seconds = 0;
+      await runOrThrow(`segment ${segment.index}`, {
+        args: buildSegmentEncodeArgs({
+          ...conversion,
+          output,
+          pcmFile,
+          pcm,
+          byteStart: segment.startSample * sampleBytes,
+          byteEnd: Math.min(end, totalSamples ?? end) * sampleBytes,
+        }),
+        onStdoutLine: (line) => {
+          if (!line.startsWith("out_time_us=")) return;
+          const micros = Number(line.slice("out_time_us=".length));
+          if (!Number.isFinite(micros) || micros < 0) return;
+          progress.add(micros / 1e6 - seconds);
+          seconds = micros / 1e6;
+        },
+      });
+      return output;
+    }
+
+    // 3. Header and joining, in segment order, while later segments are still encoding.
+    await decoded;
+    await headed;
+    const header = await readFile(headerFile);
+    const tagLength = id3v2Length(header);
+    const xingHeader = parseFrameHeader(header, tagLength);
+    const xingTemplate = xingHeader && header.subarray(tagLength, tagLength + xingHeader.length);
+    if (!xingHeader || !xingTemplate || !xingLayout(xingTemplate)) {
+      throw new Error("the header output has no Xing frame");
+    }
+    if (xingHeader.sampleRate !== pcm.sampleRate || xingHeader.channels !== pcm.channels) {
+      throw new Error(
+        `the encoder chose ${xingHeader.sampleRate} Hz × ${xingHeader.channels}, not ${pcm.sampleRate} Hz × ${pcm.channels}`,
+      );
+    }
+    const delay = readDelayPadding(xingTemplate)?.delay ?? 0;
+
+    const out = await open(conversion.output, "w");
+    try {
+      await out.write(header.subarray(0, tagLength));
+      await out.write(xingTemplate);
+      const joiner = new Mp3Joiner(async (bytes) => {
+        await out.write(bytes);
+      });
+      for (let index = 0; index < segments.length; index++) {
+        const file = await deferredFor(index).promise;
+        const segment = segments[index] as Segment;
+        const frames = splitFrames(await readFile(file));
+        await rm(file, { force: true });
+        await joiner.add({ frames, firstFrame: segment.startSample / spf, joinFrame: segment.joinFrame });
+      }
+      const joined = await joiner.finish();
+      const frames = joined.frameLengths.length;
+      const samples = totalSamples as number;
+      let offset = xingTemplate.length;
+      const frameOffsets: number[] = [];
+      for (const length of joined.frameLengths) {
+        frameOffsets.push(offset);
+        offset += length;
+      }
+      const xing = fillXingFrame(xingTemplate, {
+        frames,
+        bytes: offset,
+        tocOffsets: Array.from({ length: 100 }, (_, i) => frameOffsets[Math.floor((i * frames) / 100)] ?? 0),
+        variableBitrate: joined.variableBitrate,
+        delay,
+        padding: frames * spf - delay - samples,
+        musicCrc: joined.crc,
+      });
+      await out.write(xing, 0, xing.length, tagLength);
+      return { durationSeconds: samples / pcm.sampleRate, segments: segments.length, joins: joined.joins };
+    } finally {
+      await out.close();
+    }
+  }
+
+  /** Runs one ffmpeg of this encode; rejects unless it exits with 0. */
+  async function runOrThrow(
+    what: string,
+    run: { args: string[]; onStdoutLine: (line: string) => void },
+  ): Promise<void> {
+    const tail: string[] = [];
+    const exit: FfmpegExit = await runFfmpeg({
+      ffmpegPath: options.ffmpegPath,
+      args: run.args,
+      deadline: options.deadline,
+      signal: stop.signal,
+      onStdoutLine: run.onStdoutLine,
+      onStderrLine: (line) => {
+        tail.push(line);
+        if (tail.length > STDERR_TAIL_LINES) tail.shift();
+        return undefined;
+      },
+    });
+    if (exit.outcome !== "exited" || exit.code !== 0) {
+      const how = exit.outcome !== "exited" ? exit.outcome : `exited with code ${exit.code}`;
+      throw new Error(`ffmpeg (${what}) ${how}: ${tail.slice(-4).join("\n")}`);
+    }
+  }
+}
+
+/** Sums the seconds the encoders report and passes the fraction of the whole on, never above 0.99. */
+class EncodedSeconds {
+  private seconds = 0;
+  private readonly total: number;
+  private readonly onProgress: ((fraction: number) => void) | undefined;
+
+  constructor(total: number, onProgress?: (fraction: number) => void) {
+    this.total = total;
+    this.onProgress = onProgress;
+  }
+
+  add(seconds: number): void {
+    if (seconds <= 0 || this.total <= 0) return;
+    this.seconds += seconds;
+    this.onProgress?.(Math.min(0.99, this.seconds / this.total));
+  }
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (reason: unknown) => void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (reason: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // A failure is also seen where the segment is awaited; this only keeps it from being "unhandled".
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}

@@ -1,0 +1,106 @@
+/**
+ * When a segmented (parallel) encode pays, and how the audio is cut for it. Pure arithmetic, kept
+ * apart from the processes so it can be tested on its own.
+ */
+
+/** Frames each segment is encoded with before its join, and after the next segment's join. */
+export const PRE_ROLL_FRAMES = 12;
+export const POST_ROLL_FRAMES = 12;
+/** A tail shorter than this is left to the segment before it (no join near the end of the stream). */
+export const MIN_TAIL_FRAMES = 64;
+/** Segments are at most about this long: it bounds the joining's memory (one segment's MP3 at a time). */
+const MAX_SEGMENT_SECONDS = 600;
+/** Segments are at least this long: each one costs an ffmpeg start and its pre- and post-roll. */
+const MIN_SEGMENT_SECONDS = 60;
+/**
+ * Segments per worker: one. The decoder runs far ahead of the encoders (it is about ten times
+ * faster), so even the last segment starts early, and every further segment costs an ffmpeg
+ * start (about 0.1 s of CPU) that a busy machine would rather spend encoding.
+ */
+const SEGMENTS_PER_WORKER = 1;
+
+export interface SegmentingSettings {
+  /** Encoder processes at once for one conversion; 1 means never segment. */
+  workers: number;
+  /** Audio shorter than this is encoded in one run (the segmented path's own cost would eat the gain). */
+  minSeconds: number;
+}
+
+/** Whether a conversion of `durationSeconds` of audio is worth segmenting. */
+export function shouldSegment(durationSeconds: number | undefined, settings: SegmentingSettings): boolean {
+  return (
+    settings.workers > 1 &&
+    durationSeconds !== undefined &&
+    Number.isFinite(durationSeconds) &&
+    durationSeconds >= Math.max(settings.minSeconds, 2 * MIN_SEGMENT_SECONDS)
+  );
+}
+
+/** MP3 frame length in samples: 1152 for MPEG-1 rates (32, 44.1, 48 kHz), 576 below. */
+export function frameSamples(sampleRate: number): number {
+  return sampleRate >= 32000 ? 1152 : 576;
+}
+
+/**
+ * Where each segment's kept part starts, in frames of the whole stream (the first is 0), for
+ * audio of about `estimatedFrames` frames. The last segment runs to the end, whatever it is.
+ */
+export function planJoins(
+  estimatedFrames: number,
+  sampleRate: number,
+  workers: number,
+  /** Shortest segment in seconds (tests use short ones to get many joins from little audio). */
+  minSegmentSeconds = MIN_SEGMENT_SECONDS,
+): number[] {
+  const framesPerSecond = sampleRate / frameSamples(sampleRate);
+  const seconds = estimatedFrames / framesPerSecond;
+  const wanted = Math.max(workers * SEGMENTS_PER_WORKER, Math.ceil(seconds / MAX_SEGMENT_SECONDS));
+  const count = Math.max(1, Math.min(wanted, Math.floor(seconds / minSegmentSeconds)));
+  const length = Math.floor(estimatedFrames / count);
+  return Array.from({ length: count }, (_, k) => k * length);
+}
+
+/** One segment as it is encoded: its PCM range in samples and the frame its kept part starts at. */
+export interface Segment {
+  index: number;
+  /** First frame of the whole stream this segment keeps (its join). */
+  joinFrame: number;
+  /** First sample encoded (pre-roll included): a multiple of the frame length. */
+  startSample: number;
+  /** Sample after the last one encoded (post-roll included); null: to the end of the stream. */
+  endSample: number | null;
+}
+
+/**
+ * The segments for the planned joins: each encodes from `PRE_ROLL_FRAMES` before its join to
+ * `POST_ROLL_FRAMES` after the next one; the last to the end. Once the stream's real length is
+ * known (`totalSamples`), segments that would start in the last `MIN_TAIL_FRAMES` are dropped
+ * (the stream may be shorter than the container said) and the last remaining one runs to the end.
+ */
+export function segmentsFor(joins: readonly number[], sampleRate: number, totalSamples?: number): Segment[] {
+  const spf = frameSamples(sampleRate);
+  let kept = [...joins];
+  if (totalSamples !== undefined) {
+    const limit = totalSamples / spf - MIN_TAIL_FRAMES;
+    kept = kept.filter((join, k) => k === 0 || join <= limit);
+  }
+  return kept.map((join, k) => {
+    const next = kept[k + 1];
+    return {
+      index: k,
+      joinFrame: join,
+      startSample: Math.max(0, join - PRE_ROLL_FRAMES) * spf,
+      endSample: next === undefined ? null : (next + POST_ROLL_FRAMES) * spf,
+    };
+  });
+}
+
+/**
+ * PCM frames (samples of all channels) a segment needs on disk before it can start: up to its end
+ * and a margin (ffmpeg reports what it wrote, and a segment must never read past the end yet).
+ * For the last segment, and once the decoder is done, this is moot.
+ */
+export function samplesNeeded(segment: Segment, sampleRate: number): number | null {
+  if (segment.endSample === null) return null;
+  return segment.endSample + MIN_TAIL_FRAMES * frameSamples(sampleRate);
+}
