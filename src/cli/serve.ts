@@ -48,8 +48,14 @@ export function defaultHost(name: ServiceName): string {
  */
 export async function keepDataPrivate(dataDir: string): Promise<void> {
   process.umask(0o077);
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  await chmod(dataDir, 0o700);
+  try {
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    await chmod(dataDir, 0o700);
+  } catch (error) {
+    // A container with a read-only root whose service keeps nothing under DATA_DIR (the gateway on
+    // MySQL and S3): nothing will be written there, so there is nothing to keep private.
+    if ((error as NodeJS.ErrnoException).code !== "EROFS") throw error;
+  }
 }
 
 export interface RunningService {
