@@ -6,7 +6,15 @@
 # - Debian's runc as the OCI runtime; chroot isolation for build steps; explicit ulimits.
 VID2MP3_CONTAINERS_DIR=${VID2MP3_CONTAINERS_DIR:-/var/lib/vid2mp3-containers}
 mkdir -p "$VID2MP3_CONTAINERS_DIR"
-cat >"$VID2MP3_CONTAINERS_DIR/storage.conf" <<CONF
+# Written to a temporary file and renamed into place: podman commands run side by side source this
+# file, and one must never read a half-written configuration ("runroot must be set").
+write_conf() { # file: stdin → file, atomically
+  local tmp
+  tmp="$(mktemp "$1.XXXXXX")"
+  cat >"$tmp"
+  mv -f "$tmp" "$1"
+}
+write_conf "$VID2MP3_CONTAINERS_DIR/storage.conf" <<CONF
 [storage]
 driver = "vfs"
 graphroot = "$VID2MP3_CONTAINERS_DIR/storage"
@@ -21,7 +29,7 @@ ulimit_of() { # option -> min(hard limit, 16384)
 }
 NOFILE="$(ulimit_of -n)"
 NPROC="$(ulimit_of -u)"
-cat >"$VID2MP3_CONTAINERS_DIR/containers.conf" <<CONF
+write_conf "$VID2MP3_CONTAINERS_DIR/containers.conf" <<CONF
 [containers]
 default_ulimits = ["nofile=$NOFILE:$NOFILE", "nproc=$NPROC:$NPROC"]
 [engine]
