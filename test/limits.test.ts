@@ -55,6 +55,19 @@ describe("per-user limits and the file's own faults (real server, real ffmpeg)",
   let client: ReturnType<typeof gatewayClient>;
   let adminToken: string;
 
+  const partialBlobs = async () => {
+    const files = await readdir(path.join(dir, "data", "blobs"), { recursive: true }).catch(() => []);
+    return files.map(String).filter((f) => f.endsWith(".part"));
+  };
+
+  const untilNoPartialBlobs = async () => {
+    const deadline = Date.now() + 30_000;
+    while ((await partialBlobs()).length > 0) {
+      assert.ok(Date.now() < deadline, "the earlier jobs' writes ended within 30 s");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+
   const newUser = async () => {
     const email = `${randomUUID()}@example.com`;
     const created = await client.createUser(adminToken, email, "user-password-1");
@@ -185,6 +198,8 @@ describe("per-user limits and the file's own faults (real server, real ffmpeg)",
     const token = await newUser();
     const big = path.join(dir, "big.wav");
     await makeLavfiAudio(big, "anoisesrc=r=44100", 120, "pcm_s16le");
+    // The earlier tests' jobs may still be writing their MP3s (each through a `.part` file).
+    await untilNoPartialBlobs();
     const refused = await client.upload(token, big);
     assert.equal(refused.status, 413);
     const refusal = await error(refused);
@@ -193,8 +208,7 @@ describe("per-user limits and the file's own faults (real server, real ffmpeg)",
     assert.match(refusal.message, /delete finished jobs/);
     const list = (await (await client.jobs(token)).json()) as { total: number };
     assert.equal(list.total, 0);
-    const videos = await readdir(path.join(dir, "data", "blobs"), { recursive: true }).catch(() => []);
-    assert.ok(!videos.some((f) => String(f).includes(".part")), "no partial upload left");
+    assert.deepEqual(await partialBlobs(), [], "no partial upload left");
   });
 
   test("an empty file and a body cut off mid-file are answered at once, and keep nothing", async () => {
