@@ -18,9 +18,14 @@ if [ "$(podman image inspect --format '{{index .Labels "vid2mp3.stand-in"}}' "$n
   exit 0
 fi
 
-if ! podman image exists "$debian"; then
+# The Debian image carries a hash of this script: a change to how it is made rebuilds it too.
+debian_key="$(sha256sum <"$here/base-image.sh" | cut -c1-16)"
+if [ "$(podman image inspect --format '{{index .Labels "vid2mp3.stand-in"}}' "$debian" 2>/dev/null)" != "$debian_key" ]; then
   started=$(date +%s)
   rootfs="$(mktemp -d /var/tmp/vid2mp3-rootfs.XXXXXX)"
+  # mktemp makes its folder 0700, and the tar below keeps that mode for the image's "/": every
+  # non-root user in it (the services run as uid 1000) could then open no file at all.
+  chmod 0755 "$rootfs"
   trap 'rm -rf --one-file-system "$rootfs"' EXIT
   echo "base: debootstrap bookworm (minbase) into $rootfs"
   debootstrap --variant=minbase bookworm "$rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$rootfs.log" 2>&1 \
@@ -42,7 +47,7 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-  tar --numeric-owner -C "$rootfs" -c . | podman import --change 'CMD ["bash"]' - "$debian" >/dev/null
+  tar --numeric-owner -C "$rootfs" -c . | podman import --change 'CMD ["bash"]' --change "LABEL vid2mp3.stand-in=$debian_key" - "$debian" >/dev/null
   echo "base: $debian imported in $(since "$started")"
 fi
 

@@ -69,6 +69,8 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
       const value = await probe();
       if (value !== undefined) return value;
     } catch (error) {
+      // A failed assertion is final (a job that failed, a container that cannot start): no retry.
+      if (error instanceof assert.AssertionError) throw error;
       last = error;
     }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
@@ -107,6 +109,7 @@ describe("deploy/compose.yaml with podman: the distributed system in containers"
   const container = (service: string) => `${project}_${service}_1`;
 
   before(async () => {
+    await removeLeftovers();
     await timed("base image (debootstrap + Node from the npm registry; cached)", () =>
       run("bash", [path.join(here, "base-image.sh")]),
     );
@@ -164,6 +167,27 @@ describe("deploy/compose.yaml with podman: the distributed system in containers"
     );
   });
 
+  /**
+   * A run that was killed never reached its `down`: its containers (restarting ones among them,
+   * `restart: unless-stopped`) would keep ports, memory and CPU for ever. Removed before this run.
+   */
+  async function removeLeftovers(): Promise<void> {
+    const { stdout } = await execFileAsync(podman, [
+      "podman",
+      "ps",
+      "--all",
+      "--format",
+      "{{.Names}}",
+      "--filter",
+      "name=^vid2mp3-ct-",
+    ]);
+    const stale = stdout.split("\n").filter((name) => name && !name.startsWith(project));
+    if (stale.length === 0) return;
+    log(`removing ${stale.length} container(s) a killed run left: ${stale.join(", ")}`);
+    await execFileAsync(podman, ["podman", "rm", "--force", "--volumes", ...stale]);
+    await execFileAsync(podman, ["podman", "network", "prune", "--force"]).catch(() => {});
+  }
+
   /** Starts services whose dependencies' conditions hold, stage by stage, until all run. */
   async function bringUp(): Promise<void> {
     const done = new Set<string>();
@@ -191,8 +215,10 @@ describe("deploy/compose.yaml with podman: the distributed system in containers"
       ),
     );
     if (conditions.has("service_completed_successfully")) {
-      const { stdout } = await execFileAsync(podman, ["podman", "wait", container(service)], { env });
-      assert.equal(stdout.trim(), "0", `${service} exited with ${stdout.trim()}`);
+      await execFileAsync(podman, ["podman", "wait", container(service)], { env });
+      const state = await stateOf(service);
+      // `podman wait` also returns for a container that never started (its process not found, say).
+      assert.equal(state, "exited 0", `${service}: ${state}\n${await logsOf(service)}`);
       return;
     }
     const port = {
@@ -204,7 +230,21 @@ describe("deploy/compose.yaml with podman: the distributed system in containers"
     if (port) {
       await until(
         `${service} /readyz`,
-        async () => ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok ? true : undefined),
+        async () => {
+          const ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+            (response) => response.ok,
+            () => false,
+          );
+          if (ready) return true;
+          // A container that could not start will not get ready: say so now, with its logs.
+          const state = await stateOf(service);
+          if (/^(created|configured)/.test(state)) {
+            throw new assert.AssertionError({
+              message: `${service} never started: ${await logsOf(service)}`,
+            });
+          }
+          return undefined;
+        },
         120_000,
       );
       return;
@@ -218,6 +258,30 @@ describe("deploy/compose.yaml with podman: the distributed system in containers"
       },
       120_000,
     );
+  }
+
+  /** "<status> <exit code>" of a service's container, as podman sees it. */
+  async function stateOf(service: string): Promise<string> {
+    const { stdout } = await execFileAsync(
+      podman,
+      ["podman", "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", container(service)],
+      { env },
+    );
+    return stdout.trim();
+  }
+
+  async function logsOf(service: string): Promise<string> {
+    const { stdout, stderr } = await execFileAsync(
+      podman,
+      ["podman", "logs", "--tail", "30", container(service)],
+      {
+        env,
+      },
+    ).catch((error: { stdout?: string; stderr?: string }) => ({
+      stdout: error.stdout ?? "",
+      stderr: error.stderr ?? "",
+    }));
+    return `${stdout}${stderr}`.trim();
   }
 
   async function dropDatabases(): Promise<void> {
