@@ -5,14 +5,13 @@ import { mp3Key } from "../../contracts/messages.ts";
 import { BlobNotFoundError, type BlobStore } from "../../platform/blobs/blob-store.ts";
 import { HttpError } from "../../platform/http.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
-import type { Caller } from "../authentication.ts";
+import { isSignedDownload } from "../authentication.ts";
 import type { DownloadLinks } from "../download-links.ts";
 import { type JobRow, type JobsRepository, mp3FileName } from "../jobs.ts";
 
 export interface DownloadDeps {
   jobs: JobsRepository;
   blobs: BlobStore;
-  authenticate: (request: FastifyRequest) => Promise<Caller>;
   links: DownloadLinks;
 }
 
@@ -98,11 +97,8 @@ export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps):
     request: FastifyRequest<{ Querystring: DownloadQuery }>,
   ): Promise<JobRow | undefined> {
     const { fid, expires, signature } = request.query;
-    if (signature === undefined || request.headers.authorization !== undefined) {
-      const caller = await deps.authenticate(request);
-      return deps.jobs.getDone(String(fid), caller.id);
-    }
-    const verdict = deps.links.check(String(fid), String(expires ?? ""), signature);
+    if (!isSignedDownload(request)) return deps.jobs.getDone(String(fid), request.caller.id);
+    const verdict = deps.links.check(String(fid), String(expires ?? ""), String(signature));
     if (verdict === "expired") {
       throw new HttpError(403, "link_expired", "This download link has expired; ask for a new one.");
     }
@@ -192,8 +188,7 @@ export function registerDownloadLinkRoute(app: FastifyInstance, deps: DownloadDe
       },
     },
     async (request) => {
-      const caller = await deps.authenticate(request);
-      const job = await deps.jobs.getDone(request.query.fid, caller.id);
+      const job = await deps.jobs.getDone(request.query.fid, request.caller.id);
       if (!job) throw notFound();
       return deps.links.sign(job.mp3_id);
     },

@@ -9,7 +9,8 @@ import type { GatewayMetrics } from "../metrics.ts";
 
 export interface EventsRouteDeps {
   feed: JobFeed;
-  authenticate: (request: FastifyRequest) => Promise<Caller>;
+  /** Checks the request's token again (the caller itself is `request.caller`, checked as the stream opened). */
+  verifyAgain: (request: FastifyRequest) => Promise<Caller>;
   heartbeatMs?: number;
   /** How often an open stream's token is checked again (expired, revoked, account disabled: the stream ends). */
   recheckMs?: number;
@@ -55,7 +56,7 @@ export function registerEventsRoute(app: FastifyInstance, deps: EventsRouteDeps)
   });
 
   app.get("/events", { schema: eventsSchema }, async (request, reply) => {
-    const caller = await deps.authenticate(request);
+    const { caller } = request;
     const streams = perUser.get(caller.id) ?? 0;
     if (streams >= maxPerUser) {
       throw new HttpError(
@@ -80,7 +81,7 @@ export function registerEventsRoute(app: FastifyInstance, deps: EventsRouteDeps)
     });
     const heartbeat = setInterval(() => stream.write(": keep-alive\n\n"), deps.heartbeatMs ?? 15_000);
     const recheck = setInterval(() => {
-      deps.authenticate(request).catch((error: unknown) => {
+      deps.verifyAgain(request).catch((error: unknown) => {
         if (!(error instanceof HttpError) || error.statusCode >= 500) return; // auth down: keep streaming
         const body = JSON.stringify({ error: { code: error.code, message: error.message } });
         stream.end(`event: error\ndata: ${body}\n\n`);

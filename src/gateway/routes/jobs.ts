@@ -1,16 +1,14 @@
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance } from "fastify";
 import { mp3Key, videoKey } from "../../contracts/messages.ts";
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
 import { HttpError } from "../../platform/http.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
-import type { Caller } from "../authentication.ts";
 import type { JobsRepository } from "../jobs.ts";
 import { jobListSchema } from "../schemas.ts";
 
 export interface JobsRouteDeps {
   jobs: JobsRepository;
   blobs: BlobStore;
-  authenticate: (request: FastifyRequest) => Promise<Caller>;
 }
 
 const idParams = {
@@ -51,9 +49,8 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
       },
     },
     async (request) => {
-      const caller = await deps.authenticate(request);
       const { limit, offset } = request.query;
-      const { rows, total } = await deps.jobs.list(caller.id, { limit, offset });
+      const { rows, total } = await deps.jobs.list(request.caller.id, { limit, offset });
       return { jobs: rows.map((row) => deps.jobs.describe(row)), total, limit, offset };
     },
   );
@@ -72,8 +69,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
     },
   } as const;
   app.get<{ Params: { id: string } }>("/jobs/:id", { schema: getSchema }, async (request) => {
-    const caller = await deps.authenticate(request);
-    const row = await deps.jobs.get(request.params.id, caller.id);
+    const row = await deps.jobs.get(request.params.id, request.caller.id);
     if (!row) throw notFound();
     return deps.jobs.describe(row);
   });
@@ -97,7 +93,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
       },
     },
     async (request, reply) => {
-      const caller = await deps.authenticate(request);
+      const { caller } = request;
       const row = await deps.jobs.get(request.params.id, caller.id);
       if (!row) throw notFound();
       // Row first: once it is gone no one can reach the files, and a converter finishing late

@@ -31,7 +31,6 @@ export interface UploadDeps {
   jobs: Pick<JobsRepository, "describe">;
   blobs: BlobStore;
   maxUploadBytes: number;
-  authenticate: (request: FastifyRequest) => Promise<Caller>;
   /** Per-user limits (active jobs, storage quota), checked before the body is read. */
   limits: UploadLimits;
   metrics: Pick<GatewayMetrics, "uploadAccepted" | "uploadRefused">;
@@ -156,7 +155,7 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
   });
 
   async function accept(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const caller = await deps.authenticate(request);
+    const { caller } = request;
     if (!request.isMultipart()) {
       throw new HttpError(400, "bad_request", "Send the video as multipart/form-data with exactly one file.");
     }
