@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { authApiRoutes } from "../contracts/auth-api.ts";
 import type { Config } from "../platform/config.ts";
-import { HttpError } from "../platform/http.ts";
+import type { HttpError } from "../platform/http.ts";
 import { documentedOnly, errorResponse, malformedRequest } from "../platform/openapi.ts";
 import { parseBasicCredentials, parseBearerToken } from "./credentials.ts";
+import { authError } from "./errors.ts";
 import type { PasswordAttempts } from "./password-attempts.ts";
 import { hashPassword, verifyLogin, verifyPassword } from "./passwords.ts";
 import {
@@ -62,23 +63,22 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     const token = parseBearerToken(request.headers.authorization);
     if (token === undefined) {
       reply.header("WWW-Authenticate", `Bearer realm="${REALM}"`);
-      throw new HttpError(401, "unauthorized", "Send your token as Authorization: Bearer <token>.");
+      throw authError("unauthorized", "Send your token as Authorization: Bearer <token>.");
     }
     let claims: AuthClaims;
     try {
       claims = await tokens.verify(token);
     } catch (error) {
-      if (error instanceof InvalidTokenError) throw new HttpError(403, "invalid_token", error.message);
+      if (error instanceof InvalidTokenError) throw authError("invalid_token", error.message);
       throw error;
     }
     // A token outlives a change to its account; the account's current state decides.
     const user = await users.findById(claims.sub);
     if (!user || user.disabled) {
-      throw new HttpError(403, "account_disabled", "The token's account is disabled or no longer exists.");
+      throw authError("account_disabled", "The token's account is disabled or no longer exists.");
     }
     if ((claims.gen ?? 0) !== user.tokenGeneration) {
-      throw new HttpError(
-        403,
+      throw authError(
         "token_revoked",
         "The token was revoked (the password was changed or the account disabled); log in again.",
       );
@@ -106,7 +106,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
       }
       if (!user || !passwordOk || user.disabled) {
         reply.header("WWW-Authenticate", `Basic realm="${REALM}", charset="UTF-8"`);
-        throw new HttpError(401, "unauthorized", LOGIN_FAILED);
+        throw authError("unauthorized", LOGIN_FAILED);
       }
       attempt?.succeeded();
       const issued = await tokens.sign(user);
@@ -138,7 +138,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
       // A stolen token must not become a way to guess the password: the login throttle counts these too.
       const attempt = attempts.begin(user.email, request.ip, reply);
       if (!(await verifyPassword(user.passwordHash, currentPassword))) {
-        throw new HttpError(403, "wrong_password", "The current password is not right.");
+        throw authError("wrong_password", "The current password is not right.");
       }
       attempt.succeeded();
       // The generation moves on with the hash: every token issued so far, this one included, is refused.
@@ -155,8 +155,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
 
   app.post("/register", { schema: authApiRoutes.register, ...documentedOnly }, async (request, reply) => {
     if (!config.registrationOpen) {
-      throw new HttpError(
-        403,
+      throw authError(
         "registration_closed",
         "Self-registration is closed on this server; ask an administrator for an account.",
       );
@@ -173,7 +172,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
   app.register(async (admin) => {
     admin.addHook("onRequest", async (request, reply) => {
       const { user } = await authenticate(request, reply);
-      if (!user.admin) throw new HttpError(403, "forbidden", "Only an administrator can manage users.");
+      if (!user.admin) throw authError("forbidden", "Only an administrator can manage users.");
       adminIds.set(request, user.id);
     });
 
@@ -200,8 +199,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
       const changes = parseRequest(userChangesBody, request.body);
       // Guard against the one mistake an admin cannot undo alone: locking themselves out.
       if (id === adminIds.get(request) && (changes.disabled === true || changes.admin === false)) {
-        throw new HttpError(
-          409,
+        throw authError(
           "self_lockout",
           "You cannot disable your own account or remove your own admin rights; ask another administrator.",
         );
@@ -224,7 +222,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     try {
       return await users.create({ email, passwordHash: await hashPassword(password), admin: isAdmin });
     } catch (error) {
-      if (error instanceof DuplicateEmailError) throw new HttpError(409, "email_taken", error.message);
+      if (error instanceof DuplicateEmailError) throw authError("email_taken", error.message);
       throw error;
     }
   }
@@ -287,7 +285,7 @@ const jwksSchema = {
 } as const;
 
 function notFound(id: string): HttpError {
-  return new HttpError(404, "not_found", `No user with id ${id}.`);
+  return authError("not_found", `No user with id ${id}.`);
 }
 
 /** True when the client lists application/json among the types it accepts (curl's default is text). */

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { HttpError } from "../platform/http.ts";
+import { authError } from "./errors.ts";
 
 /** Request shapes, with messages a client can act on ("password must be at least 8 characters"). */
 
@@ -74,5 +74,5 @@ export function parseRequest<T extends z.ZodType>(schema: T, value: unknown): z.
   const problems = result.error.issues.map((issue) =>
     issue.path.length > 0 ? `${issue.path.join(".")} ${issue.message}` : issue.message,
   );
-  throw new HttpError(400, "bad_request", `Invalid request: ${problems.join("; ")}.`);
+  throw authError("bad_request", `Invalid request: ${problems.join("; ")}.`);
 }

@@ -3,6 +3,7 @@ import { createLocalJWKSet, errors, type JSONWebKeySet, jwtVerify } from "jose";
 import { issuedInFuture, TOKEN_AUDIENCE, TOKEN_ISSUER, TokenClaims } from "../contracts/tokens.ts";
 import { HttpError } from "../platform/http.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
+import { authUnavailable, gatewayError, invalidToken } from "./errors.ts";
 import { refusalFrom } from "./revocation-check.ts";
 
 /** The authenticated user behind a request. */
@@ -16,11 +17,6 @@ export interface TokenVerifier {
   /** Resolves the caller, or throws an HttpError (403 bad token, 503 auth unreachable). */
   verify(token: string): Promise<Caller>;
 }
-
-const invalidToken = () =>
-  new HttpError(403, "invalid_token", "The token is invalid or has expired; log in again.");
-const authUnavailable = () =>
-  new HttpError(503, "auth_unavailable", "The auth service is not reachable; try again shortly.");
 
 function toCaller(payload: unknown): Caller {
   const claims = TokenClaims.safeParse(payload);
@@ -146,23 +142,20 @@ const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]*$/;
 export function bearerToken(request: FastifyRequest): string {
   const header = request.headers.authorization?.trim();
   if (!header) {
-    throw new HttpError(
-      401,
+    throw gatewayError(
       "unauthorized",
       "Missing credentials: send Authorization: Bearer <token> (get one from POST /login).",
     );
   }
   const match = /^Bearer\s+(\S+)$/i.exec(header);
   if (!match?.[1]) {
-    throw new HttpError(
-      401,
+    throw gatewayError(
       "unauthorized",
       "The Authorization header is not of the form Bearer <token>: send the token POST /login answered.",
     );
   }
   if (!JWT_SHAPE.test(match[1])) {
-    throw new HttpError(
-      403,
+    throw gatewayError(
       "invalid_token",
       "The token is malformed: send the token POST /login answered (three parts separated by dots).",
     );

@@ -32,6 +32,21 @@ export class HttpError extends Error {
   }
 }
 
+/**
+ * A service's error codes, each with its status and when a client gets it: written once per
+ * service (`src/<service>/errors.ts`), so the codes a client can meet are listed in one place.
+ * Clients and tests depend on both code and status: never change either.
+ */
+export type ErrorCatalogue = Readonly<Record<string, { readonly status: number; readonly when: string }>>;
+
+/** The constructor of a catalogue's errors: `fail("not_found", "No job with this id.")`, with the code's status. */
+export function errorConstructor<Code extends string>(
+  catalogue: Readonly<Record<Code, { readonly status: number; readonly when: string }>>,
+) {
+  return (code: Code, message: string, headers?: Record<string, string>): HttpError =>
+    new HttpError(catalogue[code].status, code, message, headers);
+}
+
 export interface ErrorBody {
   error: { code: string; message: string };
 }

@@ -3,10 +3,15 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import rangeParser from "range-parser";
 import { mp3Key } from "../../contracts/messages.ts";
 import { BlobNotFoundError, type BlobStore } from "../../platform/blobs/blob-store.ts";
-import { HttpError } from "../../platform/http.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
 import { isSignedDownload } from "../authentication.ts";
 import type { DownloadLinks } from "../download-links.ts";
+import {
+  downloadRefusedResponse,
+  gatewayError,
+  gatewayErrorResponse,
+  tokenErrorResponses,
+} from "../errors.ts";
 import { type JobRow, type JobsRepository, mp3FileName } from "../jobs.ts";
 
 export interface DownloadDeps {
@@ -29,7 +34,7 @@ const audioHeaders = {
   "last-modified": { type: "string" },
 } as const;
 
-const notFound = () => new HttpError(404, "not_found", "No MP3 with this fid.");
+const notFound = () => gatewayError("not_found", "No MP3 with this fid.");
 
 const downloadSchema = {
   summary: "Download a finished job's MP3",
@@ -63,10 +68,13 @@ const downloadSchema = {
       content: { "audio/mpeg": { schema: { type: "string", format: "binary" } } },
     },
     400: errorResponse("No fid"),
-    401: errorResponse("No token"),
-    403: errorResponse("Invalid or expired token, or signed link (`link_expired`, `link_invalid`)"),
+    401: tokenErrorResponses[401],
+    403: downloadRefusedResponse,
     404: errorResponse("No finished job of yours has this fid"),
-    416: errorResponse("The range lies beyond the file; `Content-Range: bytes */<size>`"),
+    416: gatewayErrorResponse(
+      "The range lies beyond the file; `Content-Range: bytes */<size>`",
+      "range_not_satisfiable",
+    ),
   },
 } as const;
 
@@ -100,9 +108,9 @@ export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps):
     if (!isSignedDownload(request)) return deps.jobs.getDone(String(fid), request.caller.id);
     const verdict = deps.links.check(String(fid), String(expires ?? ""), String(signature));
     if (verdict === "expired") {
-      throw new HttpError(403, "link_expired", "This download link has expired; ask for a new one.");
+      throw gatewayError("link_expired", "This download link has expired; ask for a new one.");
     }
-    if (verdict === "invalid") throw new HttpError(403, "link_invalid", "This download link is not valid.");
+    if (verdict === "invalid") throw gatewayError("link_invalid", "This download link is not valid.");
     return deps.jobs.getDoneByMp3Id(String(fid));
   }
 
@@ -130,7 +138,7 @@ export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps):
       const ranges = rangeParser(stat.size, header, { combine: true });
       if (ranges === -1) {
         reply.header("content-range", `bytes */${stat.size}`);
-        throw new HttpError(416, "range_not_satisfiable", `The file has ${stat.size} bytes.`);
+        throw gatewayError("range_not_satisfiable", `The file has ${stat.size} bytes.`);
       }
       // A malformed header, or several ranges, is answered with the whole file (RFC 9110 allows it).
       if (ranges !== -2 && ranges.length === 1 && ranges[0]) range = ranges[0];
@@ -181,8 +189,7 @@ export function registerDownloadLinkRoute(app: FastifyInstance, deps: DownloadDe
             required: ["url", "expiresAt"],
           },
           400: errorResponse("No fid"),
-          401: errorResponse("No token"),
-          403: errorResponse("Invalid or expired token"),
+          ...tokenErrorResponses,
           404: errorResponse("No finished job of yours has this fid"),
         },
       },

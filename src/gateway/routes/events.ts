@@ -1,9 +1,10 @@
 import type { ServerResponse } from "node:http";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { HttpError } from "../../platform/http.ts";
-import { bearer, errorResponse } from "../../platform/openapi.ts";
+import { bearer } from "../../platform/openapi.ts";
 import { securityHeaders } from "../../platform/security-headers.ts";
 import type { Caller } from "../authentication.ts";
+import { gatewayError, gatewayErrorResponse, tokenErrorResponses } from "../errors.ts";
 import type { JobFeed } from "../job-feed.ts";
 import type { GatewayMetrics } from "../metrics.ts";
 
@@ -32,9 +33,8 @@ const eventsSchema = {
       description: "An endless event stream",
       content: { "text/event-stream": { schema: { type: "string" } } },
     },
-    401: errorResponse("No token"),
-    403: errorResponse("Invalid or expired token"),
-    429: errorResponse("Too many open streams for this user (`too_many_streams`)"),
+    ...tokenErrorResponses,
+    429: gatewayErrorResponse("Too many open streams for this user", "too_many_streams"),
   },
 } as const;
 
@@ -59,8 +59,7 @@ export function registerEventsRoute(app: FastifyInstance, deps: EventsRouteDeps)
     const { caller } = request;
     const streams = perUser.get(caller.id) ?? 0;
     if (streams >= maxPerUser) {
-      throw new HttpError(
-        429,
+      throw gatewayError(
         "too_many_streams",
         `You already have ${streams} live event streams open (the limit); close a tab or another client first.`,
       );

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from "fastify";
 import { mp3Key, videoKey } from "../../contracts/messages.ts";
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
-import { HttpError } from "../../platform/http.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
+import { gatewayError, tokenErrorResponses } from "../errors.ts";
 import type { JobsRepository } from "../jobs.ts";
 import { jobListSchema } from "../schemas.ts";
 
@@ -17,12 +17,7 @@ const idParams = {
   required: ["id"],
 } as const;
 
-const tokenErrors = {
-  401: errorResponse("No token"),
-  403: errorResponse("Invalid or expired token"),
-} as const;
-
-const notFound = () => new HttpError(404, "not_found", "No job with this id.");
+const notFound = () => gatewayError("not_found", "No job with this id.");
 
 /** The caller's jobs: list (newest first, paginated), one, delete (with its files). */
 export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): void {
@@ -44,7 +39,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
         response: {
           200: { description: "A page of your jobs", ...jobListSchema },
           400: errorResponse("Invalid paging"),
-          ...tokenErrors,
+          ...tokenErrorResponses,
         },
       },
     },
@@ -64,7 +59,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
     response: {
       200: { description: "The job", $ref: "Job#" },
       400: errorResponse("Not a job id"),
-      ...tokenErrors,
+      ...tokenErrorResponses,
       404: errorResponse("No job of yours has this id"),
     },
   } as const;
@@ -87,7 +82,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
         response: {
           204: { description: "Deleted", type: "null" },
           400: errorResponse("Not a job id"),
-          ...tokenErrors,
+          ...tokenErrorResponses,
           404: errorResponse("No job of yours has this id"),
         },
       },
