@@ -1,5 +1,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { authApiRoutes } from "../contracts/auth-api.ts";
+import {
+  authApiRoutes,
+  NewUserBody,
+  PasswordChangeBody,
+  type User as PublicUser,
+  RegistrationBody,
+  UserChangesBody,
+  UserIdParams,
+  UserListQuery,
+} from "../contracts/auth-api.ts";
 import type { Config } from "../platform/config.ts";
 import type { HttpError } from "../platform/http.ts";
 import { documentedOnly, errorResponse, malformedRequest } from "../platform/openapi.ts";
@@ -7,15 +16,7 @@ import { parseBasicCredentials, parseBearerToken } from "./credentials.ts";
 import { authError } from "./errors.ts";
 import type { PasswordAttempts } from "./password-attempts.ts";
 import { hashPassword, verifyLogin, verifyPassword } from "./passwords.ts";
-import {
-  newUserBody,
-  parseRequest,
-  passwordChangeBody,
-  registrationBody,
-  userChangesBody,
-  userIdParams,
-  userListQuery,
-} from "./schemas.ts";
+import { parseRequest } from "./schemas.ts";
 import { type AuthClaims, InvalidTokenError, type TokenService } from "./tokens.ts";
 import { DuplicateEmailError, type User, type UsersRepository } from "./users.ts";
 
@@ -27,15 +28,6 @@ export interface AuthRouteDeps {
 }
 
 /** What clients see of a user: never the password hash. */
-export interface PublicUser {
-  id: string;
-  email: string;
-  admin: boolean;
-  disabled: boolean;
-  createdAt: string;
-  updatedAt: string;
-}
-
 export function toPublicUser(user: User): PublicUser {
   return {
     id: user.id,
@@ -134,7 +126,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     { schema: authApiRoutes.changePassword, ...documentedOnly },
     async (request, reply) => {
       const { user } = await authenticate(request, reply);
-      const { currentPassword, newPassword } = parseRequest(passwordChangeBody, request.body);
+      const { currentPassword, newPassword } = parseRequest(PasswordChangeBody, request.body);
       // A stolen token must not become a way to guess the password: the login throttle counts these too.
       const attempt = attempts.begin(user.email, request.ip, reply);
       if (!(await verifyPassword(user.passwordHash, currentPassword))) {
@@ -160,7 +152,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
         "Self-registration is closed on this server; ask an administrator for an account.",
       );
     }
-    const { email, password } = parseRequest(registrationBody, request.body);
+    const { email, password } = parseRequest(RegistrationBody, request.body);
     const user = await createUser(email, password, false);
     request.log.info({ userId: user.id }, "user registered");
     return reply.code(201).header("Location", `/users/${user.id}`).send(toPublicUser(user));
@@ -177,26 +169,26 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     });
 
     admin.post("/users", { schema: authApiRoutes.createUser, ...documentedOnly }, async (request, reply) => {
-      const body = parseRequest(newUserBody, request.body);
+      const body = parseRequest(NewUserBody, request.body);
       const user = await createUser(body.email, body.password, body.admin ?? false);
       request.log.info({ userId: user.id, admin: user.admin, by: adminIds.get(request) }, "user created");
       return reply.code(201).header("Location", `/users/${user.id}`).send(toPublicUser(user));
     });
 
     admin.get("/users", { schema: authApiRoutes.listUsers, ...documentedOnly }, async (request) => {
-      const page = parseRequest(userListQuery, request.query);
+      const page = parseRequest(UserListQuery, request.query);
       const { users: list, total } = await users.list(page);
       return { users: list.map(toPublicUser), total };
     });
 
     admin.get("/users/:id", { schema: authApiRoutes.getUser, ...documentedOnly }, async (request) => {
-      const { id } = parseRequest(userIdParams, request.params);
+      const { id } = parseRequest(UserIdParams, request.params);
       return toPublicUser(await findUserOr404(id));
     });
 
     admin.patch("/users/:id", { schema: authApiRoutes.updateUser, ...documentedOnly }, async (request) => {
-      const { id } = parseRequest(userIdParams, request.params);
-      const changes = parseRequest(userChangesBody, request.body);
+      const { id } = parseRequest(UserIdParams, request.params);
+      const changes = parseRequest(UserChangesBody, request.body);
       // Guard against the one mistake an admin cannot undo alone: locking themselves out.
       if (id === adminIds.get(request) && (changes.disabled === true || changes.admin === false)) {
         throw authError(

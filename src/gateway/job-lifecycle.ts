@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { isFinalStatus } from "../contracts/jobs.ts";
 import { JobEvent, mp3Key, parseWith, type VideoMessage, videoKey } from "../contracts/messages.ts";
 import type { BlobStore } from "../platform/blobs/blob-store.ts";
 import type { Broker, Consumer } from "../platform/broker/broker.ts";
@@ -112,7 +113,7 @@ export function createJobLifecycle(options: JobLifecycleOptions): JobLifecycle {
     const row = await jobs.apply(event);
     if (row) {
       announce(row);
-      if (row.status === "done" || row.status === "failed") await finish(row);
+      if (isFinalStatus(row.status)) await finish(row);
     } else if (event.type === "done" && !(await jobs.exists(event.jobId))) {
       logger.info({ jobId: event.jobId }, "job was deleted while converting; removing its MP3");
       await blobs.delete(mp3Key(event.mp3Id));

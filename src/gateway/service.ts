@@ -1,7 +1,7 @@
 import multipart from "@fastify/multipart";
 import type { FastifyInstance } from "fastify";
 import type { Kysely } from "kysely";
-import { sharedAuthApiSchemas } from "../contracts/auth-api.ts";
+import { componentSchemas } from "../contracts/api-components.ts";
 import type { BlobStore } from "../platform/blobs/blob-store.ts";
 import type { Broker } from "../platform/broker/broker.ts";
 import type { Config } from "../platform/config.ts";
@@ -31,7 +31,6 @@ import { registerEventsRoute } from "./routes/events.ts";
 import { registerJobRoutes } from "./routes/jobs.ts";
 import { registerUploadRoute } from "./routes/upload.ts";
 import { registerWebRoutes } from "./routes/web.ts";
-import { sharedGatewaySchemas } from "./schemas.ts";
 import { createUploadSweep } from "./upload-sweep.ts";
 
 export interface GatewayDeps {
@@ -90,7 +89,7 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     trustProxy: config.trustProxy,
     timeouts: deps.timing?.http,
   });
-  for (const schema of [...sharedGatewaySchemas, ...sharedAuthApiSchemas]) app.addSchema(schema);
+  for (const schema of componentSchemas("Job", "User", "IssuedToken")) app.addSchema(schema);
   authenticateRequests(app, verifier);
   await app.register(multipart);
   registerHealthRoutes(app, [

@@ -1,10 +1,11 @@
 import type { FastifyInstance } from "fastify";
+import { jsonSchemaOf } from "../../contracts/api-components.ts";
+import { JobPage } from "../../contracts/jobs.ts";
 import { mp3Key, videoKey } from "../../contracts/messages.ts";
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
 import { gatewayError, tokenErrorResponses } from "../errors.ts";
 import type { JobsRepository } from "../jobs.ts";
-import { jobListSchema } from "../schemas.ts";
 
 export interface JobsRouteDeps {
   jobs: JobsRepository;
@@ -37,7 +38,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
           },
         },
         response: {
-          200: { description: "A page of your jobs", ...jobListSchema },
+          200: { description: "A page of your jobs", ...jsonSchemaOf(JobPage) },
           400: errorResponse("Invalid paging"),
           ...tokenErrorResponses,
         },

@@ -4,6 +4,8 @@ import { PassThrough, pipeline } from "node:stream";
 import type { MultipartFile, MultipartValue } from "@fastify/multipart";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { fileTypeStream } from "file-type";
+import { jsonSchemaOf } from "../../contracts/api-components.ts";
+import { UploadAccepted } from "../../contracts/jobs.ts";
 import { videoKey } from "../../contracts/messages.ts";
 import {
   type ConversionOptions,
@@ -23,7 +25,7 @@ import type { JobsRepository } from "../jobs.ts";
 import type { Admission, UploadLimits } from "../limits.ts";
 import { demuxerFor } from "../media-formats.ts";
 import type { GatewayMetrics } from "../metrics.ts";
-import { uploadAcceptedSchema, uploadFieldsSchema } from "../schemas.ts";
+import { uploadFieldsSchema } from "../schemas.ts";
 
 export interface UploadDeps {
   /** Creates and queues the job once its file is stored. */
@@ -59,7 +61,7 @@ const uploadSchema = {
     202: {
       description: "Accepted and queued; `Location: /jobs/<jobId>`",
       headers: { location: { type: "string", description: "/jobs/<jobId>" } },
-      ...uploadAcceptedSchema,
+      ...jsonSchemaOf(UploadAccepted),
     },
     400: gatewayErrorResponse(
       "Not multipart/form-data, no file or several files, an invalid option field (the message names the field), " +
