@@ -3,7 +3,7 @@ import { z } from "zod";
 /**
  * The shapes of the HTTP APIs that have a name: each becomes `components.schemas.<id>` of the
  * OpenAPI documents and is referenced as `$ref: "<id>#"` from route schemas. A schema joins with
- * `.register(apiComponents, {id, description})`. The JSON Schemas that Fastify serialises answers
+ * `.meta({id, description})`. The JSON Schemas that Fastify serialises answers
  * with, and that the documents show, are made from these zod schemas here, never written by hand.
  */
 export const apiComponents = z.registry<{ id: string; description?: string }>();
@@ -30,7 +30,6 @@ export function jsonSchemaOf(schema: z.ZodType, io: "input" | "output" = "output
     ...json
   } = z.toJSONSchema(schema, {
     io,
-    metadata: apiComponents,
     override: tidy,
     unrepresentable: "any",
   }) as JsonSchema;
@@ -42,7 +41,7 @@ export function jsonSchemaOf(schema: z.ZodType, io: "input" | "output" = "output
  * `app.addSchema`: a service adds those its routes use (an unused component is a lint error).
  */
 export function componentSchemas(...roots: string[]): JsonSchema[] {
-  const { schemas } = z.toJSONSchema(apiComponents, {
+  const { schemas } = z.toJSONSchema(z.globalRegistry, {
     uri: (id) => `${id}#`,
     override: tidy,
     unrepresentable: "any",

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { apiComponents, jsonSchemaOf } from "./api-components.ts";
+import { jsonSchemaOf } from "./api-components.ts";
+import { PageQuery, required } from "./requests.ts";
 
 /**
  * The auth service's HTTP API (login, users), written once in zod: auth validates requests with
@@ -18,7 +19,7 @@ export const User = z
     createdAt: z.iso.datetime(),
     updatedAt: z.iso.datetime(),
   })
-  .register(apiComponents, { id: "User", description: "A user account (never its password)." });
+  .meta({ id: "User", description: "A user account (never its password)." });
 export type User = z.infer<typeof User>;
 
 /** The answer to a login with `Accept: application/json`. */
@@ -28,7 +29,7 @@ export const IssuedToken = z
     /** ISO-8601 time of `exp`. */
     expiresAt: z.iso.datetime(),
   })
-  .register(apiComponents, { id: "IssuedToken", description: "A token and when it expires." });
+  .meta({ id: "IssuedToken", description: "A token and when it expires." });
 export type IssuedToken = z.infer<typeof IssuedToken>;
 
 /** `GET /me`: the caller's own account. */
@@ -39,10 +40,7 @@ export type Account = z.infer<typeof Account>;
 export const UserPage = z.object({ users: z.array(User), total: z.number().int().min(0) });
 export type UserPage = z.infer<typeof UserPage>;
 
-// Requests. Every message completes "<field> …" (see auth's parseRequest).
-
-const required = (type: string) => (issue: { input: unknown }) =>
-  issue.input === undefined ? "is required" : `must be ${type}`;
+// Requests. Every message completes "<field> …" (see src/contracts/requests.ts).
 
 export const emailField = z
   .string({ error: required("a string") })
@@ -89,29 +87,16 @@ export const UserChangesBody = body({
   })
   .meta({ description: "At least one of the fields." });
 
-export const UserIdParams = z.object({
-  id: z.uuid({ error: "must be a user id (a UUID)" }),
-});
+export const UserIdParams = z.object({ id: z.uuid({ error: "must be a user id (a UUID)" }) });
 
-export const UserListQuery = z.object({
-  limit: z.coerce
-    .number({ error: "must be a number" })
-    .int({ error: "must be a whole number" })
-    .min(1, { error: "must be at least 1" })
-    .max(100, { error: "must be at most 100" })
-    .default(20),
-  offset: z.coerce
-    .number({ error: "must be a number" })
-    .int({ error: "must be a whole number" })
-    .min(0, { error: "must be at least 0" })
-    .default(0),
-});
+export const UserListQuery = PageQuery;
 
 const errorRef = (description: string) => ({ description, $ref: "Error#" }) as const;
 
 /**
  * The route schemas (summary, request, responses) of the user routes, for auth itself and the
- * gateway's forwarded copies. Every one needs an administrator's token except `/register`.
+ * gateway's forwarded copies. Every one needs an administrator's token except `/register`. The
+ * request parts are the zod schemas above: auth validates with them, the documents show them.
  */
 export const authApiRoutes = {
   login: {
@@ -138,7 +123,7 @@ export const authApiRoutes = {
     summary: "Create your own account (only when the server runs with REGISTRATION=open)",
     tags: ["auth"],
     security: [],
-    body: jsonSchemaOf(RegistrationBody, "input"),
+    body: RegistrationBody,
     response: {
       201: { description: "Created; `Location: /users/<id>`", $ref: "User#" },
       400: errorRef("Invalid e-mail or password"),
@@ -164,7 +149,7 @@ export const authApiRoutes = {
       "Every token issued before, the one sent included, is refused afterwards (within a minute at most): log in again.",
     tags: ["account"],
     security: [{ bearerAuth: [] }],
-    body: jsonSchemaOf(PasswordChangeBody, "input"),
+    body: PasswordChangeBody,
     response: {
       204: { description: "Changed", type: "null" },
       400: errorRef("Invalid request (a password must be 8 to 1024 characters)"),
@@ -180,7 +165,7 @@ export const authApiRoutes = {
     summary: "Create a user (administrators)",
     tags: ["users"],
     security: [{ bearerAuth: [] }],
-    body: jsonSchemaOf(NewUserBody, "input"),
+    body: NewUserBody,
     response: {
       201: { description: "Created; `Location: /users/<id>`", $ref: "User#" },
       400: errorRef("Invalid request"),
@@ -194,7 +179,7 @@ export const authApiRoutes = {
     summary: "List users (administrators)",
     tags: ["users"],
     security: [{ bearerAuth: [] }],
-    querystring: jsonSchemaOf(UserListQuery, "input"),
+    querystring: UserListQuery,
     response: {
       200: { description: "A page of users", ...jsonSchemaOf(UserPage) },
       400: errorRef("Invalid paging"),
@@ -207,7 +192,7 @@ export const authApiRoutes = {
     summary: "One user (administrators)",
     tags: ["users"],
     security: [{ bearerAuth: [] }],
-    params: jsonSchemaOf(UserIdParams, "input"),
+    params: UserIdParams,
     response: {
       200: { description: "The user", $ref: "User#" },
       400: errorRef("Not a user id"),
@@ -221,8 +206,8 @@ export const authApiRoutes = {
     summary: "Disable or enable a user, set a password, grant or revoke admin (administrators)",
     tags: ["users"],
     security: [{ bearerAuth: [] }],
-    params: jsonSchemaOf(UserIdParams, "input"),
-    body: jsonSchemaOf(UserChangesBody, "input"),
+    params: UserIdParams,
+    body: UserChangesBody,
     response: {
       200: { description: "The changed user", $ref: "User#" },
       400: errorRef("Invalid changes"),

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { apiComponents } from "./api-components.ts";
 import { AppliedOptions } from "./options.ts";
+import { PageQuery, required } from "./requests.ts";
 
 /**
  * The job as the gateway shows it to clients (`/jobs`, `/jobs/:id`, the upload's answer, the
@@ -43,7 +43,7 @@ export const Job = z
     mp3FileName: z.string().meta({ description: "The name the MP3 downloads under" }),
     mp3Size: bytes.nullable().meta({ description: "The MP3's size in bytes, once done" }),
   })
-  .register(apiComponents, { id: "Job", description: "One upload and its conversion." });
+  .meta({ id: "Job", description: "One upload and its conversion." });
 export type Job = z.infer<typeof Job>;
 
 /** A page of `GET /jobs`, newest first. */
@@ -64,10 +64,28 @@ export const UploadAccepted = z.object({
 export type UploadAccepted = z.infer<typeof UploadAccepted>;
 
 /** `GET /jobs`'s paging. */
-export const JobPageQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  offset: z.coerce.number().int().min(0).default(0),
-});
+export const JobPageQuery = PageQuery;
 
 /** A job's id in the path (`/jobs/:id`). */
-export const JobIdParams = z.object({ id: z.uuid() });
+// Any 8-4-4-4-12 hex id, as before the job ids were checked with zod (they are all random v4 UUIDs).
+export const JobIdParams = z.object({ id: z.guid({ error: "must be a job id (a UUID)" }) });
+
+/** `GET /download?fid=<mp3Id>`, and a signed link's `expires` and `signature` (download-links). */
+const fid = z
+  .string({ error: required("a string") })
+  .min(1, { error: "must not be empty" })
+  .max(100, { error: "must be at most 100 characters" })
+  .meta({ description: "The job's `mp3Id`" });
+export const DownloadQuery = z.object({
+  fid,
+  expires: z.string().optional().meta({ description: "A signed link's expiry (Unix seconds)" }),
+  signature: z.string().optional().meta({ description: "A signed link's signature" }),
+});
+export const DownloadLinkQuery = z.object({ fid });
+
+/** A signed download link (`POST /download/link`). */
+export const SignedLink = z.object({
+  url: z.string().meta({ examples: ["/download?fid=…&expires=…&signature=…"] }),
+  expiresAt: z.iso.datetime(),
+});
+export type SignedLink = z.infer<typeof SignedLink>;

@@ -1,5 +1,4 @@
 import { z } from "zod";
-import { apiComponents } from "./api-components.ts";
 
 /**
  * The per-upload conversion options: how the MP3 comes out. Clients send them as multipart text
@@ -73,7 +72,7 @@ export const AppliedOptions = z
     cover: z.enum(["frame", "none"]),
     chapters: z.enum(["keep", "drop"]),
   })
-  .register(apiComponents, {
+  .meta({
     id: "JobOptions",
     description: "How the MP3 is made: the upload's option fields, with the defaults for those not sent.",
   });

@@ -3,7 +3,10 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  type FastifySchemaCompiler,
+  type FastifyTypeProvider,
 } from "fastify";
+import type { z } from "zod";
 import { isDatabaseUnavailable } from "./database.ts";
 import {
   clientErrorHandler,
@@ -45,6 +48,33 @@ export function errorConstructor<Code extends string>(
 ) {
   return (code: Code, message: string, headers?: Record<string, string>): HttpError =>
     new HttpError(catalogue[code].status, code, message, headers);
+}
+
+/**
+ * The one way requests are validated, in every service: a route's `querystring`, `params`,
+ * `body` and `headers` are zod schemas (most from `src/contracts`), checked with zod before the
+ * handler runs, which then gets the parsed value (coerced, defaults filled in). A refusal is
+ * `400 bad_request` naming each problem. The OpenAPI document shows them as JSON Schema
+ * (openapi.ts), and `app.withTypeProvider<ZodTypeProvider>()` types the handler's request from them.
+ */
+export const zodValidatorCompiler: FastifySchemaCompiler<z.ZodType> =
+  ({ schema }) =>
+  (data) => {
+    const result = schema.safeParse(data);
+    return result.success ? { value: result.data } : { error: invalidRequest(result.error) };
+  };
+
+export interface ZodTypeProvider extends FastifyTypeProvider {
+  validator: this["schema"] extends z.ZodType ? z.output<this["schema"]> : unknown;
+  serializer: this["schema"] extends z.ZodType ? z.input<this["schema"]> : unknown;
+}
+
+/** `400 bad_request` with every problem of a request, each as "<field> <what is wrong>". */
+export function invalidRequest(error: z.ZodError): HttpError {
+  const problems = error.issues.map((issue) =>
+    issue.path.length > 0 ? `${issue.path.join(".")} ${issue.message}` : issue.message,
+  );
+  return new HttpError(400, "bad_request", `Invalid request: ${problems.join("; ")}.`);
 }
 
 export interface ErrorBody {
@@ -163,6 +193,7 @@ export async function createHttpServer(
         .send(errorBody(400, "bad_request", "The URL is malformed."));
     },
   }) as unknown as FastifyInstance;
+  app.setValidatorCompiler(zodValidatorCompiler);
   registerSecurityHeaders(app);
   registerRequestDeadline(app, { requestMs: options.timeouts?.requestMs, unbounded: options.unboundedBody });
   app.addSchema(errorSchema);

@@ -1,6 +1,9 @@
 import { create as contentDisposition } from "content-disposition";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import rangeParser from "range-parser";
+import { z } from "zod";
+import { jsonSchemaOf } from "../../contracts/api-components.ts";
+import { DownloadLinkQuery, DownloadQuery, SignedLink } from "../../contracts/jobs.ts";
 import { mp3Key } from "../../contracts/messages.ts";
 import { BlobNotFoundError, type BlobStore } from "../../platform/blobs/blob-store.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
@@ -20,12 +23,6 @@ export interface DownloadDeps {
   links: DownloadLinks;
 }
 
-interface DownloadQuery {
-  fid?: string;
-  expires?: string;
-  signature?: string;
-}
-
 const audioHeaders = {
   "content-disposition": { type: "string", description: 'attachment; filename="<upload name>.mp3"' },
   "content-length": { type: "integer" },
@@ -33,6 +30,11 @@ const audioHeaders = {
   etag: { type: "string" },
   "last-modified": { type: "string" },
 } as const;
+
+/** The typed request of `GET /download`. */
+interface DownloadRequest {
+  Querystring: z.output<typeof DownloadQuery>;
+}
 
 const notFound = () => gatewayError("not_found", "No MP3 with this fid.");
 
@@ -43,19 +45,11 @@ const downloadSchema = {
     "Instead of the bearer token, a signed link from `POST /download/link` (its `expires` and `signature`) opens this one MP3 until it expires.",
   tags: ["jobs"],
   security: [...bearer, {}],
-  querystring: {
-    type: "object",
-    properties: {
-      fid: { type: "string", minLength: 1, maxLength: 100, description: "The job's `mp3Id`" },
-      expires: { type: "string", description: "A signed link's expiry (Unix seconds)" },
-      signature: { type: "string", description: "A signed link's signature" },
-    },
-    required: ["fid"],
-  },
-  headers: {
-    type: "object",
-    properties: { range: { type: "string", description: "One byte range, e.g. `bytes=0-1023`" } },
-  },
+  querystring: DownloadQuery,
+  // Loose: every other header stays as it came.
+  headers: z.looseObject({
+    range: z.string().optional().meta({ description: "One byte range, e.g. `bytes=0-1023`" }),
+  }),
   response: {
     200: {
       description: "The whole MP3",
@@ -86,14 +80,14 @@ const downloadSchema = {
 export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps): void {
   // HEAD first, registered on its own (Fastify then adds no HEAD route of its own) and shown in
   // the OpenAPI document, which names it `downloadMp3-head` so that operation ids stay unique.
-  app.route<{ Querystring: DownloadQuery }>({
+  app.route<DownloadRequest>({
     method: "HEAD",
     url: "/download",
     schema: { ...downloadSchema, operationId: "downloadMp3" },
     config: { swagger: { exposeHeadRoute: true } },
     handler: (request, reply) => download(request, reply),
   });
-  app.route<{ Querystring: DownloadQuery }>({
+  app.route<DownloadRequest>({
     method: "GET",
     url: "/download",
     schema: { ...downloadSchema, operationId: "downloadMp3" },
@@ -101,9 +95,7 @@ export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps):
   });
 
   /** The job whose MP3 is asked for: the caller's own (bearer token), or the one a signed link names. */
-  async function findJob(
-    request: FastifyRequest<{ Querystring: DownloadQuery }>,
-  ): Promise<JobRow | undefined> {
+  async function findJob(request: FastifyRequest<DownloadRequest>): Promise<JobRow | undefined> {
     const { fid, expires, signature } = request.query;
     if (!isSignedDownload(request)) return deps.jobs.getDone(String(fid), request.caller.id);
     const verdict = deps.links.check(String(fid), String(expires ?? ""), String(signature));
@@ -115,7 +107,7 @@ export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps):
   }
 
   async function download(
-    request: FastifyRequest<{ Querystring: DownloadQuery }>,
+    request: FastifyRequest<DownloadRequest>,
     reply: FastifyReply,
   ): Promise<FastifyReply> {
     const job = await findJob(request);
@@ -171,22 +163,11 @@ export function registerDownloadLinkRoute(app: FastifyInstance, deps: DownloadDe
         operationId: "createDownloadLink",
         tags: ["jobs"],
         security: bearer,
-        querystring: {
-          type: "object",
-          properties: {
-            fid: { type: "string", minLength: 1, maxLength: 100, description: "The job's `mp3Id`" },
-          },
-          required: ["fid"],
-        },
+        querystring: DownloadLinkQuery,
         response: {
           200: {
             description: "The signed URL (relative to the gateway) and when it stops working",
-            type: "object",
-            properties: {
-              url: { type: "string", examples: ["/download?fid=…&expires=…&signature=…"] },
-              expiresAt: { type: "string", format: "date-time" },
-            },
-            required: ["url", "expiresAt"],
+            ...jsonSchemaOf(SignedLink),
           },
           400: errorResponse("No fid"),
           ...tokenErrorResponses,

@@ -1,8 +1,9 @@
 import type { FastifyInstance } from "fastify";
 import { jsonSchemaOf } from "../../contracts/api-components.ts";
-import { JobPage } from "../../contracts/jobs.ts";
+import { JobIdParams, JobPage, JobPageQuery } from "../../contracts/jobs.ts";
 import { mp3Key, videoKey } from "../../contracts/messages.ts";
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
+import type { ZodTypeProvider } from "../../platform/http.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
 import { gatewayError, tokenErrorResponses } from "../errors.ts";
 import type { JobsRepository } from "../jobs.ts";
@@ -12,17 +13,12 @@ export interface JobsRouteDeps {
   blobs: BlobStore;
 }
 
-const idParams = {
-  type: "object",
-  properties: { id: { type: "string", format: "uuid" } },
-  required: ["id"],
-} as const;
-
 const notFound = () => gatewayError("not_found", "No job with this id.");
 
 /** The caller's jobs: list (newest first, paginated), one, delete (with its files). */
-export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): void {
-  app.get<{ Querystring: { limit: number; offset: number } }>(
+export function registerJobRoutes(fastify: FastifyInstance, deps: JobsRouteDeps): void {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+  app.get(
     "/jobs",
     {
       schema: {
@@ -30,13 +26,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
         summary: "Your jobs, newest first",
         tags: ["jobs"],
         security: bearer,
-        querystring: {
-          type: "object",
-          properties: {
-            limit: { type: "integer", minimum: 1, maximum: 100, default: 20 },
-            offset: { type: "integer", minimum: 0, default: 0 },
-          },
-        },
+        querystring: JobPageQuery,
         response: {
           200: { description: "A page of your jobs", ...jsonSchemaOf(JobPage) },
           400: errorResponse("Invalid paging"),
@@ -56,7 +46,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
     summary: "One of your jobs",
     tags: ["jobs"],
     security: bearer,
-    params: idParams,
+    params: JobIdParams,
     response: {
       200: { description: "The job", $ref: "Job#" },
       400: errorResponse("Not a job id"),
@@ -64,13 +54,13 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
       404: errorResponse("No job of yours has this id"),
     },
   } as const;
-  app.get<{ Params: { id: string } }>("/jobs/:id", { schema: getSchema }, async (request) => {
+  app.get("/jobs/:id", { schema: getSchema }, async (request) => {
     const row = await deps.jobs.get(request.params.id, request.caller.id);
     if (!row) throw notFound();
     return deps.jobs.describe(row);
   });
 
-  app.delete<{ Params: { id: string } }>(
+  app.delete(
     "/jobs/:id",
     {
       schema: {
@@ -79,7 +69,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
         description: "A conversion still running finishes, and its MP3 is then removed.",
         tags: ["jobs"],
         security: bearer,
-        params: idParams,
+        params: JobIdParams,
         response: {
           204: { description: "Deleted", type: "null" },
           400: errorResponse("Not a job id"),
