@@ -1,17 +1,14 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { createLocalJWKSet, errors, type JSONWebKeySet, jwtVerify } from "jose";
+import type { Account } from "../contracts/auth-api.ts";
 import { issuedInFuture, TOKEN_AUDIENCE, TOKEN_ISSUER, TokenClaims } from "../contracts/tokens.ts";
 import { HttpError } from "../platform/http.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
 import { authUnavailable, gatewayError, invalidToken } from "./errors.ts";
 import { refusalFrom } from "./revocation-check.ts";
 
-/** The authenticated user behind a request. */
-export interface Caller {
-  id: string;
-  email: string;
-  admin: boolean;
-}
+/** The authenticated user behind a request: the account as `GET /me` shows it. */
+export type Caller = Account;
 
 export interface TokenVerifier {
   /** Resolves the caller, or throws an HttpError (403 bad token, 503 auth unreachable). */
