@@ -1,12 +1,10 @@
 import { DEFAULT_QUALITY, MAX_TAG_LENGTH, QUALITIES } from "../contracts/options.ts";
 
 /**
- * The upload's multipart fields as the OpenAPI document shows them: text, as sent, before
- * `parseOptionFields` (src/contracts/options.ts) reads them. The gateway's answers are contracts
- * (src/contracts/jobs.ts).
+ * The upload's option fields (multipart text fields, before the file) as the OpenAPI document
+ * shows them: text, as sent, before `parseOptionFields` (src/contracts/options.ts) reads them. The
+ * gateway's answers are contracts (src/contracts/jobs.ts).
  */
-
-/** The upload's option fields (multipart text fields, before the file), for the OpenAPI document. */
 export const uploadFieldsSchema = {
   quality: {
     type: "string",
