@@ -1,5 +1,5 @@
 import type { FastifyReply } from "fastify";
-import { HttpError } from "../platform/http.ts";
+import { authError } from "./errors.ts";
 import { createLoginThrottle, type LoginThrottle, type LoginThrottleOptions } from "./login-throttle.ts";
 
 /**
@@ -28,8 +28,7 @@ export function createPasswordAttempts(options: PasswordAttemptOptions = {}): Pa
       const retryAfter = perAccount.retryAfterSeconds(accountKey) ?? perAddress.retryAfterSeconds(address);
       if (retryAfter) {
         reply.header("Retry-After", String(retryAfter));
-        throw new HttpError(
-          429,
+        throw authError(
           "too_many_attempts",
           `Too many failed password attempts; try again in ${Math.ceil(retryAfter / 60)} minute(s).`,
         );

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { hash, verify } from "@node-rs/argon2";
-import { HttpError } from "../platform/http.ts";
+import { authError } from "./errors.ts";
 
 /**
  * argon2id with the OWASP minimum parameters: 19 MiB memory, 2 passes, 1 lane. argon2id is the
@@ -23,7 +23,7 @@ const waiting: (() => void)[] = [];
 async function withHashingSlot<T>(work: () => Promise<T>): Promise<T> {
   if (running >= HASHING_CONCURRENCY) {
     if (waiting.length >= HASHING_QUEUE) {
-      throw new HttpError(503, "busy", "Too many logins at once; try again in a second.", {
+      throw authError("busy", "Too many logins at once; try again in a second.", {
         "Retry-After": "1",
       });
     }

@@ -1,20 +1,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { authApiRoutes } from "../contracts/auth-api.ts";
+import { jsonSchemaOf } from "../contracts/api-components.ts";
+import { authApiRoutes, type User as PublicUser } from "../contracts/auth-api.ts";
+import { TokenClaims } from "../contracts/tokens.ts";
 import type { Config } from "../platform/config.ts";
-import { HttpError } from "../platform/http.ts";
-import { documentedOnly, errorResponse, malformedRequest } from "../platform/openapi.ts";
+import type { HttpError, ZodTypeProvider } from "../platform/http.ts";
+import { errorResponse, malformedRequest } from "../platform/openapi.ts";
 import { parseBasicCredentials, parseBearerToken } from "./credentials.ts";
+import { authError } from "./errors.ts";
 import type { PasswordAttempts } from "./password-attempts.ts";
 import { hashPassword, verifyLogin, verifyPassword } from "./passwords.ts";
-import {
-  newUserBody,
-  parseRequest,
-  passwordChangeBody,
-  registrationBody,
-  userChangesBody,
-  userIdParams,
-  userListQuery,
-} from "./schemas.ts";
 import { type AuthClaims, InvalidTokenError, type TokenService } from "./tokens.ts";
 import { DuplicateEmailError, type User, type UsersRepository } from "./users.ts";
 
@@ -26,15 +20,6 @@ export interface AuthRouteDeps {
 }
 
 /** What clients see of a user: never the password hash. */
-export interface PublicUser {
-  id: string;
-  email: string;
-  admin: boolean;
-  disabled: boolean;
-  createdAt: string;
-  updatedAt: string;
-}
-
 export function toPublicUser(user: User): PublicUser {
   return {
     id: user.id,
@@ -51,8 +36,9 @@ const REALM = "vid2mp3";
 // One answer for every failed login: it must not tell an unknown e-mail from a wrong password or a disabled account.
 const LOGIN_FAILED = "Invalid e-mail or password.";
 
-export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): void {
+export function registerAuthRoutes(fastify: FastifyInstance, deps: AuthRouteDeps): void {
   const { users, tokens, config, attempts } = deps;
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
 
   /** The caller behind the bearer token: 401 without a token, 403 for a bad one or a disabled account. */
   async function authenticate(
@@ -62,23 +48,22 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     const token = parseBearerToken(request.headers.authorization);
     if (token === undefined) {
       reply.header("WWW-Authenticate", `Bearer realm="${REALM}"`);
-      throw new HttpError(401, "unauthorized", "Send your token as Authorization: Bearer <token>.");
+      throw authError("unauthorized", "Send your token as Authorization: Bearer <token>.");
     }
     let claims: AuthClaims;
     try {
       claims = await tokens.verify(token);
     } catch (error) {
-      if (error instanceof InvalidTokenError) throw new HttpError(403, "invalid_token", error.message);
+      if (error instanceof InvalidTokenError) throw authError("invalid_token", error.message);
       throw error;
     }
     // A token outlives a change to its account; the account's current state decides.
     const user = await users.findById(claims.sub);
     if (!user || user.disabled) {
-      throw new HttpError(403, "account_disabled", "The token's account is disabled or no longer exists.");
+      throw authError("account_disabled", "The token's account is disabled or no longer exists.");
     }
     if ((claims.gen ?? 0) !== user.tokenGeneration) {
-      throw new HttpError(
-        403,
+      throw authError(
         "token_revoked",
         "The token was revoked (the password was changed or the account disabled); log in again.",
       );
@@ -106,7 +91,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
       }
       if (!user || !passwordOk || user.disabled) {
         reply.header("WWW-Authenticate", `Basic realm="${REALM}", charset="UTF-8"`);
-        throw new HttpError(401, "unauthorized", LOGIN_FAILED);
+        throw authError("unauthorized", LOGIN_FAILED);
       }
       attempt?.succeeded();
       const issued = await tokens.sign(user);
@@ -122,86 +107,99 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     );
   });
 
-  // The caller's own account: any valid token, no admin rights needed.
-  app.get("/me", { schema: authApiRoutes.me, ...documentedOnly }, async (request, reply) => {
-    const { user } = await authenticate(request, reply);
-    reply.header("Cache-Control", "no-store");
-    return { id: user.id, email: user.email, admin: user.admin };
-  });
+  // The caller's own account: any valid token, no admin rights needed. The token is checked
+  // before the request's input, so a request without one is 401 whatever else is wrong with it.
+  const signedIn = new WeakMap<FastifyRequest, User>();
+  const callerOf = (request: FastifyRequest): User => signedIn.get(request) as User;
+  app.register(async (plugin) => {
+    const account = plugin.withTypeProvider<ZodTypeProvider>();
+    account.addHook("onRequest", async (request, reply) => {
+      signedIn.set(request, (await authenticate(request, reply)).user);
+    });
 
-  app.post(
-    "/me/password",
-    { schema: authApiRoutes.changePassword, ...documentedOnly },
-    async (request, reply) => {
-      const { user } = await authenticate(request, reply);
-      const { currentPassword, newPassword } = parseRequest(passwordChangeBody, request.body);
+    account.get("/me", { schema: authApiRoutes.me }, async (request, reply) => {
+      const user = callerOf(request);
+      reply.header("Cache-Control", "no-store");
+      return { id: user.id, email: user.email, admin: user.admin };
+    });
+
+    account.post("/me/password", { schema: authApiRoutes.changePassword }, async (request, reply) => {
+      const user = callerOf(request);
+      const { currentPassword, newPassword } = request.body;
       // A stolen token must not become a way to guess the password: the login throttle counts these too.
       const attempt = attempts.begin(user.email, request.ip, reply);
       if (!(await verifyPassword(user.passwordHash, currentPassword))) {
-        throw new HttpError(403, "wrong_password", "The current password is not right.");
+        throw authError("wrong_password", "The current password is not right.");
       }
       attempt.succeeded();
       // The generation moves on with the hash: every token issued so far, this one included, is refused.
       await users.update(user.id, { passwordHash: await hashPassword(newPassword) });
       request.log.info({ userId: user.id }, "user changed their password");
       return reply.code(204).send();
-    },
-  );
+    });
+  });
 
   app.get("/.well-known/jwks.json", { schema: jwksSchema }, async (_request, reply) => {
     reply.header("Cache-Control", "public, max-age=300");
     return tokens.jwks();
   });
 
-  app.post("/register", { schema: authApiRoutes.register, ...documentedOnly }, async (request, reply) => {
-    if (!config.registrationOpen) {
-      throw new HttpError(
-        403,
-        "registration_closed",
-        "Self-registration is closed on this server; ask an administrator for an account.",
-      );
-    }
-    const { email, password } = parseRequest(registrationBody, request.body);
-    const user = await createUser(email, password, false);
-    request.log.info({ userId: user.id }, "user registered");
-    return reply.code(201).header("Location", `/users/${user.id}`).send(toPublicUser(user));
-  });
+  app.post(
+    "/register",
+    {
+      schema: authApiRoutes.register,
+      // Closed registration is said before the body is looked at.
+      preValidation: async () => {
+        if (!config.registrationOpen) {
+          throw authError(
+            "registration_closed",
+            "Self-registration is closed on this server; ask an administrator for an account.",
+          );
+        }
+      },
+    },
+    async (request, reply) => {
+      const { email, password } = request.body;
+      const user = await createUser(email, password, false);
+      request.log.info({ userId: user.id }, "user registered");
+      return reply.code(201).header("Location", `/users/${user.id}`).send(toPublicUser(user));
+    },
+  );
 
   // Admin only: every route in this scope first checks the bearer token for a current admin.
   // The administrator's id is kept per request for the audit log lines.
   const adminIds = new WeakMap<FastifyRequest, string>();
-  app.register(async (admin) => {
+  app.register(async (plugin) => {
+    const admin = plugin.withTypeProvider<ZodTypeProvider>();
     admin.addHook("onRequest", async (request, reply) => {
       const { user } = await authenticate(request, reply);
-      if (!user.admin) throw new HttpError(403, "forbidden", "Only an administrator can manage users.");
+      if (!user.admin) throw authError("forbidden", "Only an administrator can manage users.");
       adminIds.set(request, user.id);
     });
 
-    admin.post("/users", { schema: authApiRoutes.createUser, ...documentedOnly }, async (request, reply) => {
-      const body = parseRequest(newUserBody, request.body);
+    admin.post("/users", { schema: authApiRoutes.createUser }, async (request, reply) => {
+      const { body } = request;
       const user = await createUser(body.email, body.password, body.admin ?? false);
       request.log.info({ userId: user.id, admin: user.admin, by: adminIds.get(request) }, "user created");
       return reply.code(201).header("Location", `/users/${user.id}`).send(toPublicUser(user));
     });
 
-    admin.get("/users", { schema: authApiRoutes.listUsers, ...documentedOnly }, async (request) => {
-      const page = parseRequest(userListQuery, request.query);
-      const { users: list, total } = await users.list(page);
+    admin.get("/users", { schema: authApiRoutes.listUsers }, async (request) => {
+      const { users: list, total } = await users.list(request.query);
       return { users: list.map(toPublicUser), total };
     });
 
-    admin.get("/users/:id", { schema: authApiRoutes.getUser, ...documentedOnly }, async (request) => {
-      const { id } = parseRequest(userIdParams, request.params);
+    admin.get("/users/:id", { schema: authApiRoutes.getUser }, async (request) => {
+      const { id } = request.params;
       return toPublicUser(await findUserOr404(id));
     });
 
-    admin.patch("/users/:id", { schema: authApiRoutes.updateUser, ...documentedOnly }, async (request) => {
-      const { id } = parseRequest(userIdParams, request.params);
-      const changes = parseRequest(userChangesBody, request.body);
+    admin.patch("/users/:id", { schema: authApiRoutes.updateUser }, async (request) => {
+      const { id } = request.params;
+      const changes = request.body;
       // Guard against the one mistake an admin cannot undo alone: locking themselves out.
       if (id === adminIds.get(request) && (changes.disabled === true || changes.admin === false)) {
-        throw new HttpError(
-          409,
+        throw authError(
           "self_lockout",
           "You cannot disable your own account or remove your own admin rights; ask another administrator.",
         );
@@ -224,7 +222,7 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     try {
       return await users.create({ email, passwordHash: await hashPassword(password), admin: isAdmin });
     } catch (error) {
-      if (error instanceof DuplicateEmailError) throw new HttpError(409, "email_taken", error.message);
+      if (error instanceof DuplicateEmailError) throw authError("email_taken", error.message);
       throw error;
     }
   }
@@ -244,26 +242,8 @@ const validateSchema = {
   tags: ["auth"],
   security: [{ bearerAuth: [] }],
   response: {
-    200: {
-      description: "The token's claims",
-      type: "object",
-      properties: {
-        sub: { type: "string", description: "User id" },
-        username: { type: "string", format: "email", description: "The user's e-mail (the original's name)" },
-        admin: { type: "boolean" },
-        iss: { type: "string" },
-        aud: { anyOf: [{ type: "string" }, { type: "array", items: { type: "string" } }] },
-        iat: { type: "integer" },
-        exp: { type: "integer" },
-        jti: { type: "string" },
-        gen: {
-          type: "integer",
-          description: "The account's token generation (a password change or disabling moves it on)",
-        },
-      },
-      required: ["sub", "username", "admin", "iss", "aud", "iat", "exp", "jti"],
-      additionalProperties: true,
-    },
+    // Every claim is passed on, those not listed too.
+    200: { description: "The token's claims", ...jsonSchemaOf(TokenClaims), additionalProperties: true },
     401: errorResponse("No token"),
     403: errorResponse("Invalid or expired token, or a disabled account"),
   },
@@ -287,7 +267,7 @@ const jwksSchema = {
 } as const;
 
 function notFound(id: string): HttpError {
-  return new HttpError(404, "not_found", `No user with id ${id}.`);
+  return authError("not_found", `No user with id ${id}.`);
 }
 
 /** True when the client lists application/json among the types it accepts (curl's default is text). */

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { type Kysely, sql } from "kysely";
-import { sharedAuthApiSchemas } from "../contracts/auth-api.ts";
+import { componentSchemas } from "../contracts/api-components.ts";
 import type { Config } from "../platform/config.ts";
 import { prepareSchema } from "../platform/database.ts";
 import { createHttpServer, registerHealthRoutes } from "../platform/http.ts";
@@ -65,7 +65,7 @@ export async function createAuthService(config: Config, deps: AuthServiceDeps): 
     metricsToken: config.metricsToken,
     openapi: { title: "vid2mp3 auth", version: "1", description: "Users, login and token validation." },
   });
-  for (const schema of sharedAuthApiSchemas) app.addSchema(schema);
+  for (const schema of componentSchemas("User", "IssuedToken")) app.addSchema(schema);
   registerHealthRoutes(app, [
     { name: "database", check: async () => void (await sql`select 1`.execute(db)) },
   ]);

@@ -15,6 +15,7 @@ import {
   jwtVerify,
   SignJWT,
 } from "jose";
+import type { IssuedToken } from "../contracts/auth-api.ts";
 import { issuedInFuture, TOKEN_AUDIENCE, TOKEN_ISSUER, TokenClaims } from "../contracts/tokens.ts";
 import type { Config } from "../platform/config.ts";
 
@@ -35,12 +36,6 @@ export interface TokenSubject {
   admin: boolean;
   /** The account's current token generation (see `TokenClaims.gen`). */
   tokenGeneration: number;
-}
-
-export interface IssuedToken {
-  token: string;
-  /** ISO-8601 time of `exp`. */
-  expiresAt: string;
 }
 
 export interface TokenService {

@@ -5,23 +5,10 @@ import http, { type IncomingMessage, STATUS_CODES } from "node:http";
 import https from "node:https";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import type { IssuedToken as Login, User } from "../contracts/auth-api.ts";
 import type { Job, JobPage } from "../contracts/jobs.ts";
 
-export type { Job, JobPage };
-
-export interface User {
-  id: string;
-  email: string;
-  admin: boolean;
-  disabled: boolean;
-  createdAt: string;
-  updatedAt: string;
-}
-
-export interface Login {
-  token: string;
-  expiresAt: string;
-}
+export type { Job, JobPage, Login, User };
 
 /** One Server-Sent Event. */
 export interface ServerEvent {

@@ -1,108 +1,102 @@
+import { z } from "zod";
+import { jsonSchemaOf } from "./api-components.ts";
+import { PageQuery, required } from "./requests.ts";
+
 /**
- * JSON Schemas of the auth service's HTTP API (login, users), for the OpenAPI documents of auth
- * and of the gateway, which forwards these routes unchanged. Requests are validated by auth with
- * zod (`src/auth/schemas.ts`, with friendlier messages); these schemas describe the same shapes.
+ * The auth service's HTTP API (login, users), written once in zod: auth validates requests with
+ * these schemas (their messages are for the client: "password must be at least 8 characters"),
+ * its answers and the command line take their types from here, and the OpenAPI documents of auth
+ * and of the gateway (which forwards these routes unchanged) are made from them.
  */
 
-const email = { type: "string", format: "email", maxLength: 254 } as const;
-const password = { type: "string", minLength: 8, maxLength: 1024 } as const;
+/** A user as clients see it (never the password hash). */
+export const User = z
+  .object({
+    id: z.uuid(),
+    email: z.email(),
+    admin: z.boolean(),
+    disabled: z.boolean(),
+    createdAt: z.iso.datetime(),
+    updatedAt: z.iso.datetime(),
+  })
+  .meta({ id: "User", description: "A user account (never its password)." });
+export type User = z.infer<typeof User>;
 
-/** `$ref: "User#"`: a user as clients see it (never the password hash). */
-export const userSchema = {
-  $id: "User",
-  type: "object",
-  properties: {
-    id: { type: "string", format: "uuid" },
-    email: { type: "string", format: "email" },
-    admin: { type: "boolean" },
-    disabled: { type: "boolean" },
-    createdAt: { type: "string", format: "date-time" },
-    updatedAt: { type: "string", format: "date-time" },
-  },
-  required: ["id", "email", "admin", "disabled", "createdAt", "updatedAt"],
-} as const;
-
-/** `$ref: "IssuedToken#"`: the answer to a login with `Accept: application/json`. */
-export const issuedTokenSchema = {
-  $id: "IssuedToken",
-  type: "object",
-  properties: {
-    token: { type: "string", description: "The JWT" },
-    expiresAt: { type: "string", format: "date-time" },
-  },
-  required: ["token", "expiresAt"],
-} as const;
-
-export const userListSchema = {
-  type: "object",
-  properties: {
-    users: { type: "array", items: { $ref: "User#" } },
-    total: { type: "integer", minimum: 0 },
-  },
-  required: ["users", "total"],
-} as const;
-
-export const newUserBody = {
-  type: "object",
-  properties: { email, password, admin: { type: "boolean", default: false } },
-  required: ["email", "password"],
-  additionalProperties: false,
-} as const;
-
-export const registrationBody = {
-  type: "object",
-  properties: { email, password },
-  required: ["email", "password"],
-  additionalProperties: false,
-} as const;
-
-export const userChangesBody = {
-  type: "object",
-  description: "At least one of the fields.",
-  properties: { disabled: { type: "boolean" }, password, admin: { type: "boolean" } },
-  minProperties: 1,
-  additionalProperties: false,
-} as const;
-
-export const passwordChangeBody = {
-  type: "object",
-  properties: { currentPassword: password, newPassword: password },
-  required: ["currentPassword", "newPassword"],
-  additionalProperties: false,
-} as const;
+/** The answer to a login with `Accept: application/json`. */
+export const IssuedToken = z
+  .object({
+    token: z.string().meta({ description: "The JWT" }),
+    /** ISO-8601 time of `exp`. */
+    expiresAt: z.iso.datetime(),
+  })
+  .meta({ id: "IssuedToken", description: "A token and when it expires." });
+export type IssuedToken = z.infer<typeof IssuedToken>;
 
 /** `GET /me`: the caller's own account. */
-export const accountSchema = {
-  type: "object",
-  properties: {
-    id: { type: "string", format: "uuid" },
-    email: { type: "string", format: "email" },
-    admin: { type: "boolean" },
-  },
-  required: ["id", "email", "admin"],
-} as const;
+export const Account = z.object({ id: z.uuid(), email: z.email(), admin: z.boolean() });
+export type Account = z.infer<typeof Account>;
 
-export const userIdParams = {
-  type: "object",
-  properties: { id: { type: "string", format: "uuid" } },
-  required: ["id"],
-} as const;
+/** A page of `GET /users`. */
+export const UserPage = z.object({ users: z.array(User), total: z.number().int().min(0) });
+export type UserPage = z.infer<typeof UserPage>;
 
-export const userListQuery = {
-  type: "object",
-  properties: {
-    limit: { type: "integer", minimum: 1, maximum: 100, default: 20 },
-    offset: { type: "integer", minimum: 0, default: 0 },
-  },
-} as const;
+// Requests. Every message completes "<field> …" (see src/contracts/requests.ts).
 
-export const sharedAuthApiSchemas = [userSchema, issuedTokenSchema];
+export const emailField = z
+  .string({ error: required("a string") })
+  .trim()
+  .toLowerCase()
+  .max(254, { error: "must be at most 254 characters" })
+  .pipe(z.email({ error: "must be a valid e-mail address" }));
+
+// The upper bound only keeps absurd inputs out of the hash function; any real passphrase fits.
+export const passwordField = z
+  .string({ error: required("a string") })
+  .min(8, { error: "must be at least 8 characters" })
+  .max(1024, { error: "must be at most 1024 characters" });
+
+const booleanField = z.boolean({ error: required("true or false") });
+
+/** Objects reject unknown fields, so a typo (`disable`) is an error instead of silently ignored. */
+function body<Shape extends z.ZodRawShape>(shape: Shape) {
+  return z.strictObject(shape, {
+    error: (issue) =>
+      issue.code === "unrecognized_keys"
+        ? `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`
+        : "the body must be a JSON object",
+  });
+}
+
+export const NewUserBody = body({
+  email: emailField,
+  password: passwordField,
+  admin: booleanField.optional(),
+});
+
+export const RegistrationBody = body({ email: emailField, password: passwordField });
+
+export const PasswordChangeBody = body({ currentPassword: passwordField, newPassword: passwordField });
+
+export const UserChangesBody = body({
+  disabled: booleanField.optional(),
+  password: passwordField.optional(),
+  admin: booleanField.optional(),
+})
+  .refine((changes) => Object.keys(changes).length > 0, {
+    error: "send at least one of disabled, password, admin",
+  })
+  .meta({ description: "At least one of the fields." });
+
+export const UserIdParams = z.object({ id: z.uuid({ error: "must be a user id (a UUID)" }) });
+
+export const UserListQuery = PageQuery;
 
 const errorRef = (description: string) => ({ description, $ref: "Error#" }) as const;
 
 /**
  * The route schemas (summary, request, responses) of the user routes, for auth itself and the
- * gateway's forwarded copies. Every one needs an administrator's token except `/register`.
+ * gateway's forwarded copies. Every one needs an administrator's token except `/register`. The
+ * request parts are the zod schemas above: auth validates with them, the documents show them.
  */
 export const authApiRoutes = {
   login: {
@@ -129,7 +123,7 @@ export const authApiRoutes = {
     summary: "Create your own account (only when the server runs with REGISTRATION=open)",
     tags: ["auth"],
     security: [],
-    body: registrationBody,
+    body: RegistrationBody,
     response: {
       201: { description: "Created; `Location: /users/<id>`", $ref: "User#" },
       400: errorRef("Invalid e-mail or password"),
@@ -143,7 +137,7 @@ export const authApiRoutes = {
     tags: ["account"],
     security: [{ bearerAuth: [] }],
     response: {
-      200: { description: "The caller's account", ...accountSchema },
+      200: { description: "The caller's account", ...jsonSchemaOf(Account) },
       401: errorRef("No token"),
       403: errorRef("Invalid, expired or revoked token, or a disabled account"),
     },
@@ -155,7 +149,7 @@ export const authApiRoutes = {
       "Every token issued before, the one sent included, is refused afterwards (within a minute at most): log in again.",
     tags: ["account"],
     security: [{ bearerAuth: [] }],
-    body: passwordChangeBody,
+    body: PasswordChangeBody,
     response: {
       204: { description: "Changed", type: "null" },
       400: errorRef("Invalid request (a password must be 8 to 1024 characters)"),
@@ -171,7 +165,7 @@ export const authApiRoutes = {
     summary: "Create a user (administrators)",
     tags: ["users"],
     security: [{ bearerAuth: [] }],
-    body: newUserBody,
+    body: NewUserBody,
     response: {
       201: { description: "Created; `Location: /users/<id>`", $ref: "User#" },
       400: errorRef("Invalid request"),
@@ -185,9 +179,9 @@ export const authApiRoutes = {
     summary: "List users (administrators)",
     tags: ["users"],
     security: [{ bearerAuth: [] }],
-    querystring: userListQuery,
+    querystring: UserListQuery,
     response: {
-      200: { description: "A page of users", ...userListSchema },
+      200: { description: "A page of users", ...jsonSchemaOf(UserPage) },
       400: errorRef("Invalid paging"),
       401: errorRef("No token"),
       403: errorRef("Invalid token, or not an administrator"),
@@ -198,7 +192,7 @@ export const authApiRoutes = {
     summary: "One user (administrators)",
     tags: ["users"],
     security: [{ bearerAuth: [] }],
-    params: userIdParams,
+    params: UserIdParams,
     response: {
       200: { description: "The user", $ref: "User#" },
       400: errorRef("Not a user id"),
@@ -212,8 +206,8 @@ export const authApiRoutes = {
     summary: "Disable or enable a user, set a password, grant or revoke admin (administrators)",
     tags: ["users"],
     security: [{ bearerAuth: [] }],
-    params: userIdParams,
-    body: userChangesBody,
+    params: UserIdParams,
+    body: UserChangesBody,
     response: {
       200: { description: "The changed user", $ref: "User#" },
       400: errorRef("Invalid changes"),

@@ -54,21 +54,29 @@ export const ConversionOptions = z
   });
 export type ConversionOptions = z.infer<typeof ConversionOptions>;
 
-/** The options with every default filled in, as a job shows them. */
-export interface AppliedOptions {
-  quality: Quality;
-  start: number | null;
-  end: number | null;
-  normalize: boolean;
-  mono: boolean;
-  track: number | string;
-  /** null: the source's own tag (for the title: else the file's name). */
-  title: string | null;
-  artist: string | null;
-  album: string | null;
-  cover: "frame" | "none";
-  chapters: "keep" | "drop";
-}
+/** The options with every default filled in, as a job shows them (`$ref: "JobOptions#"`). */
+export const AppliedOptions = z
+  .object({
+    quality: z.enum(QUALITIES).meta({ description: "LAME VBR v0…v9, or a CBR bit rate" }),
+    start: z.number().nullable().meta({ description: "Seconds into the source where the MP3 begins" }),
+    end: z.number().nullable().meta({ description: "Seconds into the source where the MP3 ends" }),
+    normalize: z.boolean().meta({ description: "EBU R128: −16 LUFS, true peak ≤ −1.5 dBTP" }),
+    mono: z.boolean(),
+    track: z.union([z.number().int(), z.string()]).meta({
+      description: "The audio stream: 0-based index among the audio streams, or an ISO 639-2 code",
+    }),
+    /** null: the source's own tag (for the title: else the file's name). */
+    title: z.string().nullable().meta({ description: "null: the source's title, else the file name" }),
+    artist: z.string().nullable().meta({ description: "null: the source's artist" }),
+    album: z.string().nullable().meta({ description: "null: the source's album" }),
+    cover: z.enum(["frame", "none"]),
+    chapters: z.enum(["keep", "drop"]),
+  })
+  .meta({
+    id: "JobOptions",
+    description: "How the MP3 is made: the upload's option fields, with the defaults for those not sent.",
+  });
+export type AppliedOptions = z.infer<typeof AppliedOptions>;
 
 export function appliedOptions(options: ConversionOptions = {}): AppliedOptions {
   return {

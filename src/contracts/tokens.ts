@@ -5,8 +5,8 @@ export const TOKEN_ISSUER = "vid2mp3-auth";
 export const TOKEN_AUDIENCE = "vid2mp3";
 
 export const TokenClaims = z.object({
-  sub: z.string().min(1),
-  username: z.email(),
+  sub: z.string().min(1).meta({ description: "User id" }),
+  username: z.email().meta({ description: "The user's e-mail (the original's name)" }),
   admin: z.boolean(),
   iss: z.literal(TOKEN_ISSUER),
   aud: z.union([z.literal(TOKEN_AUDIENCE), z.array(z.string()).refine((a) => a.includes(TOKEN_AUDIENCE))]),
@@ -17,7 +17,9 @@ export const TokenClaims = z.object({
    * The account's token generation when the token was signed. Auth bumps it when the password
    * changes or the account is disabled, which revokes every token signed before. Absent = 0.
    */
-  gen: z.number().int().min(0).optional(),
+  gen: z.number().int().min(0).optional().meta({
+    description: "The account's token generation (a password change or disabling moves it on)",
+  }),
 });
 export type TokenClaims = z.infer<typeof TokenClaims>;
 

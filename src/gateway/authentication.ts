@@ -1,26 +1,19 @@
-import type { FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { createLocalJWKSet, errors, type JSONWebKeySet, jwtVerify } from "jose";
+import type { Account } from "../contracts/auth-api.ts";
 import { issuedInFuture, TOKEN_AUDIENCE, TOKEN_ISSUER, TokenClaims } from "../contracts/tokens.ts";
 import { HttpError } from "../platform/http.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
+import { authUnavailable, gatewayError, invalidToken } from "./errors.ts";
 import { refusalFrom } from "./revocation-check.ts";
 
-/** The authenticated user behind a request. */
-export interface Caller {
-  id: string;
-  email: string;
-  admin: boolean;
-}
+/** The authenticated user behind a request: the account as `GET /me` shows it. */
+export type Caller = Account;
 
 export interface TokenVerifier {
   /** Resolves the caller, or throws an HttpError (403 bad token, 503 auth unreachable). */
   verify(token: string): Promise<Caller>;
 }
-
-const invalidToken = () =>
-  new HttpError(403, "invalid_token", "The token is invalid or has expired; log in again.");
-const authUnavailable = () =>
-  new HttpError(503, "auth_unavailable", "The auth service is not reachable; try again shortly.");
 
 function toCaller(payload: unknown): Caller {
   const claims = TokenClaims.safeParse(payload);
@@ -146,28 +139,69 @@ const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]*$/;
 export function bearerToken(request: FastifyRequest): string {
   const header = request.headers.authorization?.trim();
   if (!header) {
-    throw new HttpError(
-      401,
+    throw gatewayError(
       "unauthorized",
       "Missing credentials: send Authorization: Bearer <token> (get one from POST /login).",
     );
   }
   const match = /^Bearer\s+(\S+)$/i.exec(header);
   if (!match?.[1]) {
-    throw new HttpError(
-      401,
+    throw gatewayError(
       "unauthorized",
       "The Authorization header is not of the form Bearer <token>: send the token POST /login answered.",
     );
   }
   if (!JWT_SHAPE.test(match[1])) {
-    throw new HttpError(
-      403,
+    throw gatewayError(
       "invalid_token",
       "The token is malformed: send the token POST /login answered (three parts separated by dots).",
     );
   }
   return match[1];
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /**
+     * Who sent the request, set by the authentication hook (`authenticateRequests`) before the
+     * input of every route that needs a token is looked at. Read only in such routes' handlers;
+     * a signed download link carries no caller (see `isSignedDownload`).
+     */
+    caller: Caller;
+  }
+  interface FastifyContextConfig {
+    /** The route passes the token on to auth, which verifies it: the gateway only checks one is there. */
+    tokenVerifiedByAuth?: boolean;
+  }
+}
+
+/**
+ * The one place a gateway request's token is checked: a protected route without a token is 401
+ * before its input is looked at (`GET /jobs/abc` without a token is 401, not 400), an invalid one
+ * 403, and otherwise the handler finds the caller in `request.caller`. A signed download link
+ * stands in for the token (see download-links.ts: the route checks it).
+ */
+export function authenticateRequests(app: FastifyInstance, verifier: TokenVerifier): void {
+  app.decorateRequest("caller", undefined as unknown as Caller);
+  app.addHook("onRequest", async (request) => {
+    if (!needsToken(request.routeOptions.url) || isSignedDownload(request)) return;
+    const token = bearerToken(request);
+    if (request.routeOptions.config.tokenVerifiedByAuth) return;
+    request.caller = await verifier.verify(token);
+  });
+}
+
+/**
+ * `GET|HEAD /download?…&signature=…` without an Authorization header: a signed link, which needs
+ * no token. With a header the token counts, as on any other request.
+ */
+export function isSignedDownload(request: FastifyRequest): boolean {
+  const query = request.query as Record<string, unknown> | undefined;
+  return (
+    request.routeOptions.url === "/download" &&
+    typeof query?.signature === "string" &&
+    request.headers.authorization === undefined
+  );
 }
 
 /** Routes that need a token: checked for one before their input, so a request without one gets 401, never 400. */

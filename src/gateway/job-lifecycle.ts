@@ -1,9 +1,10 @@
 import { z } from "zod";
+import { isFinalStatus } from "../contracts/jobs.ts";
 import { JobEvent, mp3Key, parseWith, type VideoMessage, videoKey } from "../contracts/messages.ts";
 import type { BlobStore } from "../platform/blobs/blob-store.ts";
 import type { Broker, Consumer } from "../platform/broker/broker.ts";
-import { HttpError } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
+import { gatewayError } from "./errors.ts";
 import { createJobFeed, type JobFeed } from "./job-feed.ts";
 import { type Job, type JobRow, type JobsRepository, type NewJob, storedOptions } from "./jobs.ts";
 import type { GatewayMetrics } from "./metrics.ts";
@@ -98,8 +99,7 @@ export function createJobLifecycle(options: JobLifecycleOptions): JobLifecycle {
       logger.error({ err: error, jobId: row.id }, "could not queue the job");
       await jobs.delete(row.id, row.owner_id);
       await blobs.delete(videoKey(row.id));
-      throw new HttpError(
-        503,
+      throw gatewayError(
         "queue_unavailable",
         "The job queue is not reachable; the upload was not kept. Try again shortly.",
       );
@@ -113,7 +113,7 @@ export function createJobLifecycle(options: JobLifecycleOptions): JobLifecycle {
     const row = await jobs.apply(event);
     if (row) {
       announce(row);
-      if (row.status === "done" || row.status === "failed") await finish(row);
+      if (isFinalStatus(row.status)) await finish(row);
     } else if (event.type === "done" && !(await jobs.exists(event.jobId))) {
       logger.info({ jobId: event.jobId }, "job was deleted while converting; removing its MP3");
       await blobs.delete(mp3Key(event.mp3Id));

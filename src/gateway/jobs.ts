@@ -1,6 +1,6 @@
 import path from "node:path";
 import type { Kysely, Selectable } from "kysely";
-import type { Job, JobStatus } from "../contracts/jobs.ts";
+import { FINAL_STATUSES, isFinalStatus, type Job, type JobStatus } from "../contracts/jobs.ts";
 import type { JobEvent } from "../contracts/messages.ts";
 import { appliedOptions, ConversionOptions } from "../contracts/options.ts";
 
@@ -37,7 +37,7 @@ export type JobRow = Selectable<JobsTable>;
  * `expiresAt`: the retention sweep removes it then. Null while unfinished or when kept for ever.
  */
 export function toJob(row: JobRow, retentionHours: number): Job {
-  const finished = row.status === "done" || row.status === "failed";
+  const finished = isFinalStatus(row.status);
   return {
     id: row.id,
     status: row.status,
@@ -265,7 +265,7 @@ export function createJobsRepository(db: Kysely<GatewayDatabase>, options: { ret
       return db
         .selectFrom("jobs")
         .selectAll()
-        .where("status", "in", ["done", "failed"])
+        .where("status", "in", [...FINAL_STATUSES])
         .where("updated_at", "<", before)
         .orderBy("updated_at")
         .limit(limit)

@@ -1,5 +1,6 @@
-import { HttpError } from "../platform/http.ts";
+import type { HttpError } from "../platform/http.ts";
 import type { Caller } from "./authentication.ts";
+import { fileTooLarge, gatewayError } from "./errors.ts";
 import type { JobsRepository } from "./jobs.ts";
 
 /**
@@ -37,8 +38,7 @@ export interface UploadLimitOptions {
 export function createUploadLimits(options: UploadLimitOptions): UploadLimits {
   const { maxActiveJobsPerUser, userQuotaBytes, maxUploadBytes } = options;
   const inFlight = new Map<string, { uploads: number; bytes: number }>();
-  const tooLarge = () =>
-    new HttpError(413, "payload_too_large", `The file is larger than the limit of ${maxUploadBytes} bytes.`);
+  const tooLarge = () => fileTooLarge(maxUploadBytes);
 
   return {
     async admit(caller, declaredBytes) {
@@ -46,8 +46,7 @@ export function createUploadLimits(options: UploadLimitOptions): UploadLimits {
       const stored = await options.jobs.usage(caller.id);
       const active = stored.activeJobs + flying.uploads;
       if (maxActiveJobsPerUser > 0 && active >= maxActiveJobsPerUser) {
-        throw new HttpError(
-          429,
+        throw gatewayError(
           "too_many_active_jobs",
           `You already have ${active} uploads waiting or converting (the limit is ${maxActiveJobsPerUser}); ` +
             "upload more once one of them has finished.",
@@ -56,8 +55,7 @@ export function createUploadLimits(options: UploadLimitOptions): UploadLimits {
       const used = stored.bytes + flying.bytes;
       const left = userQuotaBytes > 0 ? Math.max(0, userQuotaBytes - used) : Number.POSITIVE_INFINITY;
       const quotaExceeded = () =>
-        new HttpError(
-          413,
+        gatewayError(
           "quota_exceeded",
           `Your storage quota is ${formatBytes(userQuotaBytes)} and ${formatBytes(used)} of it is in use, ` +
             "too little left for this file; delete finished jobs you no longer need (their MP3s) to free space.",

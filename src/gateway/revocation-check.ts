@@ -1,7 +1,8 @@
-import { HttpError } from "../platform/http.ts";
+import type { HttpError } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
 import type { Caller, TokenVerifier } from "./authentication.ts";
+import { gatewayError, invalidToken } from "./errors.ts";
 
 /**
  * A signature proves who issued a token, not that it still counts: a password change or a
@@ -95,7 +96,7 @@ export async function refusalFrom(response: Response): Promise<HttpError> {
     | undefined;
   const code = body?.error?.code;
   if ((code === "token_revoked" || code === "account_disabled") && typeof body?.error?.message === "string") {
-    return new HttpError(403, code, body.error.message);
+    return gatewayError(code, body.error.message);
   }
-  return new HttpError(403, "invalid_token", "The token is invalid or has expired; log in again.");
+  return invalidToken();
 }

@@ -1,7 +1,7 @@
 import multipart from "@fastify/multipart";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance } from "fastify";
 import type { Kysely } from "kysely";
-import { sharedAuthApiSchemas } from "../contracts/auth-api.ts";
+import { componentSchemas } from "../contracts/api-components.ts";
 import type { BlobStore } from "../platform/blobs/blob-store.ts";
 import type { Broker } from "../platform/broker/broker.ts";
 import type { Config } from "../platform/config.ts";
@@ -12,11 +12,10 @@ import type { Logger } from "../platform/logger.ts";
 import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";
 import type { ServiceFetch } from "../platform/service-fetch.ts";
 import {
+  authenticateRequests,
   bearerToken,
-  type Caller,
   createJwksVerifier,
   createValidateVerifier,
-  needsToken,
 } from "./authentication.ts";
 import { createDownloadLinks, loadDownloadLinkKey } from "./download-links.ts";
 import { createJobLifecycle } from "./job-lifecycle.ts";
@@ -32,7 +31,6 @@ import { registerEventsRoute } from "./routes/events.ts";
 import { registerJobRoutes } from "./routes/jobs.ts";
 import { registerUploadRoute } from "./routes/upload.ts";
 import { registerWebRoutes } from "./routes/web.ts";
-import { sharedGatewaySchemas } from "./schemas.ts";
 import { createUploadSweep } from "./upload-sweep.ts";
 
 export interface GatewayDeps {
@@ -70,7 +68,6 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
         logger,
         recheckMs: deps.timing?.revocationRecheckMs,
       });
-  const authenticate = (request: FastifyRequest): Promise<Caller> => verifier.verify(bearerToken(request));
 
   const serviceMetrics = deps.metrics ?? createServiceMetrics("gateway");
   const metrics = createGatewayMetrics(serviceMetrics);
@@ -92,13 +89,8 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     trustProxy: config.trustProxy,
     timeouts: deps.timing?.http,
   });
-  for (const schema of [...sharedGatewaySchemas, ...sharedAuthApiSchemas]) app.addSchema(schema);
-  // A protected route without a token answers 401 before its input is validated (GET /jobs/abc
-  // without a token is 401, not 400); the token itself is verified in the route. A signed
-  // download link stands in for the token (see download-links.ts): the route checks it.
-  app.addHook("onRequest", async (request) => {
-    if (needsToken(request.routeOptions.url) && !isSignedDownload(request)) bearerToken(request);
-  });
+  for (const schema of componentSchemas("Job", "User", "IssuedToken")) app.addSchema(schema);
+  authenticateRequests(app, verifier);
   await app.register(multipart);
   registerHealthRoutes(app, [
     { name: "database", check: () => jobs.ping() },
@@ -117,7 +109,6 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
     lifecycle,
     jobs,
     blobs,
-    authenticate,
     maxUploadBytes: config.maxUploadBytes,
     limits: createUploadLimits({
       jobs,
@@ -130,15 +121,15 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
   const downloads = {
     jobs,
     blobs,
-    authenticate,
     links: createDownloadLinks(await loadDownloadLinkKey(deps.db)),
   };
   registerDownloadRoute(app, downloads);
   registerDownloadLinkRoute(app, downloads);
-  registerJobRoutes(app, { jobs, blobs, authenticate });
+  registerJobRoutes(app, { jobs, blobs });
   registerEventsRoute(app, {
     feed: lifecycle.feed,
-    authenticate,
+    // An open stream checks its token again now and then: it must not outlive it.
+    verifyAgain: (request) => verifier.verify(bearerToken(request)),
     metrics,
     recheckMs: deps.timing?.eventsRecheckMs,
   });
@@ -162,10 +153,4 @@ export async function createGatewayService(config: Config, deps: GatewayDeps): P
       await lifecycle.close();
     },
   };
-}
-
-/** `GET|HEAD /download?…&signature=…`: a signed link, which needs no token. */
-function isSignedDownload(request: FastifyRequest): boolean {
-  const query = request.query as Record<string, unknown> | undefined;
-  return request.routeOptions.url === "/download" && typeof query?.signature === "string";
 }

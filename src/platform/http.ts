@@ -3,7 +3,10 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  type FastifySchemaCompiler,
+  type FastifyTypeProvider,
 } from "fastify";
+import type { z } from "zod";
 import { isDatabaseUnavailable } from "./database.ts";
 import {
   clientErrorHandler,
@@ -30,6 +33,48 @@ export class HttpError extends Error {
     this.code = code;
     this.headers = headers;
   }
+}
+
+/**
+ * A service's error codes, each with its status and when a client gets it: written once per
+ * service (`src/<service>/errors.ts`), so the codes a client can meet are listed in one place.
+ * Clients and tests depend on both code and status: never change either.
+ */
+export type ErrorCatalogue = Readonly<Record<string, { readonly status: number; readonly when: string }>>;
+
+/** The constructor of a catalogue's errors: `fail("not_found", "No job with this id.")`, with the code's status. */
+export function errorConstructor<Code extends string>(
+  catalogue: Readonly<Record<Code, { readonly status: number; readonly when: string }>>,
+) {
+  return (code: Code, message: string, headers?: Record<string, string>): HttpError =>
+    new HttpError(catalogue[code].status, code, message, headers);
+}
+
+/**
+ * The one way requests are validated, in every service: a route's `querystring`, `params`,
+ * `body` and `headers` are zod schemas (most from `src/contracts`), checked with zod before the
+ * handler runs, which then gets the parsed value (coerced, defaults filled in). A refusal is
+ * `400 bad_request` naming each problem. The OpenAPI document shows them as JSON Schema
+ * (openapi.ts), and `app.withTypeProvider<ZodTypeProvider>()` types the handler's request from them.
+ */
+export const zodValidatorCompiler: FastifySchemaCompiler<z.ZodType> =
+  ({ schema }) =>
+  (data) => {
+    const result = schema.safeParse(data);
+    return result.success ? { value: result.data } : { error: invalidRequest(result.error) };
+  };
+
+export interface ZodTypeProvider extends FastifyTypeProvider {
+  validator: this["schema"] extends z.ZodType ? z.output<this["schema"]> : unknown;
+  serializer: this["schema"] extends z.ZodType ? z.input<this["schema"]> : unknown;
+}
+
+/** `400 bad_request` with every problem of a request, each as "<field> <what is wrong>". */
+export function invalidRequest(error: z.ZodError): HttpError {
+  const problems = error.issues.map((issue) =>
+    issue.path.length > 0 ? `${issue.path.join(".")} ${issue.message}` : issue.message,
+  );
+  return new HttpError(400, "bad_request", `Invalid request: ${problems.join("; ")}.`);
 }
 
 export interface ErrorBody {
@@ -148,6 +193,7 @@ export async function createHttpServer(
         .send(errorBody(400, "bad_request", "The URL is malformed."));
     },
   }) as unknown as FastifyInstance;
+  app.setValidatorCompiler(zodValidatorCompiler);
   registerSecurityHeaders(app);
   registerRequestDeadline(app, { requestMs: options.timeouts?.requestMs, unbounded: options.unboundedBody });
   app.addSchema(errorSchema);

@@ -1,5 +1,7 @@
 import swagger from "@fastify/swagger";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifySchema } from "fastify";
+import { z } from "zod";
+import { jsonSchemaOf } from "../contracts/api-components.ts";
 
 export interface OpenApiInfo {
   title: string;
@@ -22,8 +24,8 @@ export const basic = [{ basicAuth: [] }];
 export const publicRoute: never[] = [];
 
 /**
- * Route options for a schema that only documents a request (a body or query the handler validates
- * itself with zod, or one the gateway passes on to auth untouched): Fastify does not validate or
+ * Route options for a schema that only documents a request (a multipart upload, read as it
+ * streams, or a request the gateway passes on to auth untouched): Fastify does not validate or
  * coerce against it, so the handler still sees the request exactly as it was sent.
  */
 export const documentedOnly = { validatorCompiler: () => () => true };
@@ -58,6 +60,8 @@ export async function registerOpenApi(app: FastifyInstance, info: OpenApiInfo): 
       },
     },
     hideUntagged: true,
+    // Request parts are zod schemas (see zodValidatorCompiler): the document shows their JSON Schema.
+    transform: ({ schema, url }) => ({ schema: schema && requestPartsAsJsonSchema(schema), url }),
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, i) =>
         typeof json.$id === "string" ? json.$id : `def-${i}`,
@@ -84,4 +88,15 @@ export async function registerOpenApi(app: FastifyInstance, info: OpenApiInfo): 
     async (_request, reply) =>
       reply.type("application/json; charset=utf-8").send(JSON.stringify(app.swagger())),
   );
+}
+
+const REQUEST_PARTS = ["querystring", "params", "body", "headers"] as const;
+
+function requestPartsAsJsonSchema(schema: FastifySchema): FastifySchema {
+  const shown: Record<string, unknown> = { ...schema };
+  for (const part of REQUEST_PARTS) {
+    const value = shown[part];
+    if (value instanceof z.ZodType) shown[part] = jsonSchemaOf(value, "input");
+  }
+  return shown;
 }

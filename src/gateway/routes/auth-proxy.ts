@@ -1,11 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { decodeJwt } from "jose";
 import { authApiRoutes } from "../../contracts/auth-api.ts";
-import { HttpError } from "../../platform/http.ts";
-import { documentedOnly, errorResponse } from "../../platform/openapi.ts";
+import { documentedOnly } from "../../platform/openapi.ts";
 import type { ServiceFetch } from "../../platform/service-fetch.ts";
+import { authUnavailable, gatewayErrorResponse } from "../errors.ts";
 
-const authUnavailable = errorResponse("The auth service is not reachable");
+const authUnavailableResponse = gatewayErrorResponse("The auth service is not reachable", "auth_unavailable");
 
 const forwardedRequestHeaders = ["authorization", "accept", "content-type"] as const;
 const forwardedResponseHeaders = [
@@ -45,7 +45,7 @@ export function registerAuthProxyRoutes(
       });
     } catch (error) {
       request.log.warn({ err: error }, "auth service unreachable");
-      throw new HttpError(503, "auth_unavailable", "The auth service is not reachable; try again shortly.");
+      throw authUnavailable();
     }
     if (response.ok) {
       const changed = changedAccount(request);
@@ -74,8 +74,10 @@ export function registerAuthProxyRoutes(
     app.route({
       method,
       url,
-      schema: { ...schema, response: { ...schema.response, 503: authUnavailable } },
+      schema: { ...schema, response: { ...schema.response, 503: authUnavailableResponse } },
       ...documentedOnly,
+      // Auth verifies the token it is passed (and answers for it); verifying it here too would cost a check for nothing.
+      config: { tokenVerifiedByAuth: true },
       handler: forward,
     });
   }

@@ -1,25 +1,26 @@
 import { create as contentDisposition } from "content-disposition";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import rangeParser from "range-parser";
+import { z } from "zod";
+import { jsonSchemaOf } from "../../contracts/api-components.ts";
+import { DownloadLinkQuery, DownloadQuery, SignedLink } from "../../contracts/jobs.ts";
 import { mp3Key } from "../../contracts/messages.ts";
 import { BlobNotFoundError, type BlobStore } from "../../platform/blobs/blob-store.ts";
-import { HttpError } from "../../platform/http.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
-import type { Caller } from "../authentication.ts";
+import { isSignedDownload } from "../authentication.ts";
 import type { DownloadLinks } from "../download-links.ts";
+import {
+  downloadRefusedResponse,
+  gatewayError,
+  gatewayErrorResponse,
+  tokenErrorResponses,
+} from "../errors.ts";
 import { type JobRow, type JobsRepository, mp3FileName } from "../jobs.ts";
 
 export interface DownloadDeps {
   jobs: JobsRepository;
   blobs: BlobStore;
-  authenticate: (request: FastifyRequest) => Promise<Caller>;
   links: DownloadLinks;
-}
-
-interface DownloadQuery {
-  fid?: string;
-  expires?: string;
-  signature?: string;
 }
 
 const audioHeaders = {
@@ -30,7 +31,12 @@ const audioHeaders = {
   "last-modified": { type: "string" },
 } as const;
 
-const notFound = () => new HttpError(404, "not_found", "No MP3 with this fid.");
+/** The typed request of `GET /download`. */
+interface DownloadRequest {
+  Querystring: z.output<typeof DownloadQuery>;
+}
+
+const notFound = () => gatewayError("not_found", "No MP3 with this fid.");
 
 const downloadSchema = {
   summary: "Download a finished job's MP3",
@@ -39,19 +45,11 @@ const downloadSchema = {
     "Instead of the bearer token, a signed link from `POST /download/link` (its `expires` and `signature`) opens this one MP3 until it expires.",
   tags: ["jobs"],
   security: [...bearer, {}],
-  querystring: {
-    type: "object",
-    properties: {
-      fid: { type: "string", minLength: 1, maxLength: 100, description: "The job's `mp3Id`" },
-      expires: { type: "string", description: "A signed link's expiry (Unix seconds)" },
-      signature: { type: "string", description: "A signed link's signature" },
-    },
-    required: ["fid"],
-  },
-  headers: {
-    type: "object",
-    properties: { range: { type: "string", description: "One byte range, e.g. `bytes=0-1023`" } },
-  },
+  querystring: DownloadQuery,
+  // Loose: every other header stays as it came.
+  headers: z.looseObject({
+    range: z.string().optional().meta({ description: "One byte range, e.g. `bytes=0-1023`" }),
+  }),
   response: {
     200: {
       description: "The whole MP3",
@@ -64,10 +62,13 @@ const downloadSchema = {
       content: { "audio/mpeg": { schema: { type: "string", format: "binary" } } },
     },
     400: errorResponse("No fid"),
-    401: errorResponse("No token"),
-    403: errorResponse("Invalid or expired token, or signed link (`link_expired`, `link_invalid`)"),
+    401: tokenErrorResponses[401],
+    403: downloadRefusedResponse,
     404: errorResponse("No finished job of yours has this fid"),
-    416: errorResponse("The range lies beyond the file; `Content-Range: bytes */<size>`"),
+    416: gatewayErrorResponse(
+      "The range lies beyond the file; `Content-Range: bytes */<size>`",
+      "range_not_satisfiable",
+    ),
   },
 } as const;
 
@@ -79,14 +80,14 @@ const downloadSchema = {
 export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps): void {
   // HEAD first, registered on its own (Fastify then adds no HEAD route of its own) and shown in
   // the OpenAPI document, which names it `downloadMp3-head` so that operation ids stay unique.
-  app.route<{ Querystring: DownloadQuery }>({
+  app.route<DownloadRequest>({
     method: "HEAD",
     url: "/download",
     schema: { ...downloadSchema, operationId: "downloadMp3" },
     config: { swagger: { exposeHeadRoute: true } },
     handler: (request, reply) => download(request, reply),
   });
-  app.route<{ Querystring: DownloadQuery }>({
+  app.route<DownloadRequest>({
     method: "GET",
     url: "/download",
     schema: { ...downloadSchema, operationId: "downloadMp3" },
@@ -94,24 +95,19 @@ export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps):
   });
 
   /** The job whose MP3 is asked for: the caller's own (bearer token), or the one a signed link names. */
-  async function findJob(
-    request: FastifyRequest<{ Querystring: DownloadQuery }>,
-  ): Promise<JobRow | undefined> {
+  async function findJob(request: FastifyRequest<DownloadRequest>): Promise<JobRow | undefined> {
     const { fid, expires, signature } = request.query;
-    if (signature === undefined || request.headers.authorization !== undefined) {
-      const caller = await deps.authenticate(request);
-      return deps.jobs.getDone(String(fid), caller.id);
-    }
-    const verdict = deps.links.check(String(fid), String(expires ?? ""), signature);
+    if (!isSignedDownload(request)) return deps.jobs.getDone(String(fid), request.caller.id);
+    const verdict = deps.links.check(String(fid), String(expires ?? ""), String(signature));
     if (verdict === "expired") {
-      throw new HttpError(403, "link_expired", "This download link has expired; ask for a new one.");
+      throw gatewayError("link_expired", "This download link has expired; ask for a new one.");
     }
-    if (verdict === "invalid") throw new HttpError(403, "link_invalid", "This download link is not valid.");
+    if (verdict === "invalid") throw gatewayError("link_invalid", "This download link is not valid.");
     return deps.jobs.getDoneByMp3Id(String(fid));
   }
 
   async function download(
-    request: FastifyRequest<{ Querystring: DownloadQuery }>,
+    request: FastifyRequest<DownloadRequest>,
     reply: FastifyReply,
   ): Promise<FastifyReply> {
     const job = await findJob(request);
@@ -134,7 +130,7 @@ export function registerDownloadRoute(app: FastifyInstance, deps: DownloadDeps):
       const ranges = rangeParser(stat.size, header, { combine: true });
       if (ranges === -1) {
         reply.header("content-range", `bytes */${stat.size}`);
-        throw new HttpError(416, "range_not_satisfiable", `The file has ${stat.size} bytes.`);
+        throw gatewayError("range_not_satisfiable", `The file has ${stat.size} bytes.`);
       }
       // A malformed header, or several ranges, is answered with the whole file (RFC 9110 allows it).
       if (ranges !== -2 && ranges.length === 1 && ranges[0]) range = ranges[0];
@@ -167,33 +163,20 @@ export function registerDownloadLinkRoute(app: FastifyInstance, deps: DownloadDe
         operationId: "createDownloadLink",
         tags: ["jobs"],
         security: bearer,
-        querystring: {
-          type: "object",
-          properties: {
-            fid: { type: "string", minLength: 1, maxLength: 100, description: "The job's `mp3Id`" },
-          },
-          required: ["fid"],
-        },
+        querystring: DownloadLinkQuery,
         response: {
           200: {
             description: "The signed URL (relative to the gateway) and when it stops working",
-            type: "object",
-            properties: {
-              url: { type: "string", examples: ["/download?fid=…&expires=…&signature=…"] },
-              expiresAt: { type: "string", format: "date-time" },
-            },
-            required: ["url", "expiresAt"],
+            ...jsonSchemaOf(SignedLink),
           },
           400: errorResponse("No fid"),
-          401: errorResponse("No token"),
-          403: errorResponse("Invalid or expired token"),
+          ...tokenErrorResponses,
           404: errorResponse("No finished job of yours has this fid"),
         },
       },
     },
     async (request) => {
-      const caller = await deps.authenticate(request);
-      const job = await deps.jobs.getDone(request.query.fid, caller.id);
+      const job = await deps.jobs.getDone(request.query.fid, request.caller.id);
       if (!job) throw notFound();
       return deps.links.sign(job.mp3_id);
     },

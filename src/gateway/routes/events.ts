@@ -1,15 +1,17 @@
 import type { ServerResponse } from "node:http";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { HttpError } from "../../platform/http.ts";
-import { bearer, errorResponse } from "../../platform/openapi.ts";
+import { bearer } from "../../platform/openapi.ts";
 import { securityHeaders } from "../../platform/security-headers.ts";
 import type { Caller } from "../authentication.ts";
+import { gatewayError, gatewayErrorResponse, tokenErrorResponses } from "../errors.ts";
 import type { JobFeed } from "../job-feed.ts";
 import type { GatewayMetrics } from "../metrics.ts";
 
 export interface EventsRouteDeps {
   feed: JobFeed;
-  authenticate: (request: FastifyRequest) => Promise<Caller>;
+  /** Checks the request's token again (the caller itself is `request.caller`, checked as the stream opened). */
+  verifyAgain: (request: FastifyRequest) => Promise<Caller>;
   heartbeatMs?: number;
   /** How often an open stream's token is checked again (expired, revoked, account disabled: the stream ends). */
   recheckMs?: number;
@@ -31,9 +33,8 @@ const eventsSchema = {
       description: "An endless event stream",
       content: { "text/event-stream": { schema: { type: "string" } } },
     },
-    401: errorResponse("No token"),
-    403: errorResponse("Invalid or expired token"),
-    429: errorResponse("Too many open streams for this user (`too_many_streams`)"),
+    ...tokenErrorResponses,
+    429: gatewayErrorResponse("Too many open streams for this user", "too_many_streams"),
   },
 } as const;
 
@@ -55,11 +56,10 @@ export function registerEventsRoute(app: FastifyInstance, deps: EventsRouteDeps)
   });
 
   app.get("/events", { schema: eventsSchema }, async (request, reply) => {
-    const caller = await deps.authenticate(request);
+    const { caller } = request;
     const streams = perUser.get(caller.id) ?? 0;
     if (streams >= maxPerUser) {
-      throw new HttpError(
-        429,
+      throw gatewayError(
         "too_many_streams",
         `You already have ${streams} live event streams open (the limit); close a tab or another client first.`,
       );
@@ -80,7 +80,7 @@ export function registerEventsRoute(app: FastifyInstance, deps: EventsRouteDeps)
     });
     const heartbeat = setInterval(() => stream.write(": keep-alive\n\n"), deps.heartbeatMs ?? 15_000);
     const recheck = setInterval(() => {
-      deps.authenticate(request).catch((error: unknown) => {
+      deps.verifyAgain(request).catch((error: unknown) => {
         if (!(error instanceof HttpError) || error.statusCode >= 500) return; // auth down: keep streaming
         const body = JSON.stringify({ error: { code: error.code, message: error.message } });
         stream.end(`event: error\ndata: ${body}\n\n`);

@@ -1,34 +1,24 @@
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance } from "fastify";
+import { jsonSchemaOf } from "../../contracts/api-components.ts";
+import { JobIdParams, JobPage, JobPageQuery } from "../../contracts/jobs.ts";
 import { mp3Key, videoKey } from "../../contracts/messages.ts";
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
-import { HttpError } from "../../platform/http.ts";
+import type { ZodTypeProvider } from "../../platform/http.ts";
 import { bearer, errorResponse } from "../../platform/openapi.ts";
-import type { Caller } from "../authentication.ts";
+import { gatewayError, tokenErrorResponses } from "../errors.ts";
 import type { JobsRepository } from "../jobs.ts";
-import { jobListSchema } from "../schemas.ts";
 
 export interface JobsRouteDeps {
   jobs: JobsRepository;
   blobs: BlobStore;
-  authenticate: (request: FastifyRequest) => Promise<Caller>;
 }
 
-const idParams = {
-  type: "object",
-  properties: { id: { type: "string", format: "uuid" } },
-  required: ["id"],
-} as const;
-
-const tokenErrors = {
-  401: errorResponse("No token"),
-  403: errorResponse("Invalid or expired token"),
-} as const;
-
-const notFound = () => new HttpError(404, "not_found", "No job with this id.");
+const notFound = () => gatewayError("not_found", "No job with this id.");
 
 /** The caller's jobs: list (newest first, paginated), one, delete (with its files). */
-export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): void {
-  app.get<{ Querystring: { limit: number; offset: number } }>(
+export function registerJobRoutes(fastify: FastifyInstance, deps: JobsRouteDeps): void {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+  app.get(
     "/jobs",
     {
       schema: {
@@ -36,24 +26,17 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
         summary: "Your jobs, newest first",
         tags: ["jobs"],
         security: bearer,
-        querystring: {
-          type: "object",
-          properties: {
-            limit: { type: "integer", minimum: 1, maximum: 100, default: 20 },
-            offset: { type: "integer", minimum: 0, default: 0 },
-          },
-        },
+        querystring: JobPageQuery,
         response: {
-          200: { description: "A page of your jobs", ...jobListSchema },
+          200: { description: "A page of your jobs", ...jsonSchemaOf(JobPage) },
           400: errorResponse("Invalid paging"),
-          ...tokenErrors,
+          ...tokenErrorResponses,
         },
       },
     },
     async (request) => {
-      const caller = await deps.authenticate(request);
       const { limit, offset } = request.query;
-      const { rows, total } = await deps.jobs.list(caller.id, { limit, offset });
+      const { rows, total } = await deps.jobs.list(request.caller.id, { limit, offset });
       return { jobs: rows.map((row) => deps.jobs.describe(row)), total, limit, offset };
     },
   );
@@ -63,22 +46,21 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
     summary: "One of your jobs",
     tags: ["jobs"],
     security: bearer,
-    params: idParams,
+    params: JobIdParams,
     response: {
       200: { description: "The job", $ref: "Job#" },
       400: errorResponse("Not a job id"),
-      ...tokenErrors,
+      ...tokenErrorResponses,
       404: errorResponse("No job of yours has this id"),
     },
   } as const;
-  app.get<{ Params: { id: string } }>("/jobs/:id", { schema: getSchema }, async (request) => {
-    const caller = await deps.authenticate(request);
-    const row = await deps.jobs.get(request.params.id, caller.id);
+  app.get("/jobs/:id", { schema: getSchema }, async (request) => {
+    const row = await deps.jobs.get(request.params.id, request.caller.id);
     if (!row) throw notFound();
     return deps.jobs.describe(row);
   });
 
-  app.delete<{ Params: { id: string } }>(
+  app.delete(
     "/jobs/:id",
     {
       schema: {
@@ -87,17 +69,17 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobsRouteDeps): vo
         description: "A conversion still running finishes, and its MP3 is then removed.",
         tags: ["jobs"],
         security: bearer,
-        params: idParams,
+        params: JobIdParams,
         response: {
           204: { description: "Deleted", type: "null" },
           400: errorResponse("Not a job id"),
-          ...tokenErrors,
+          ...tokenErrorResponses,
           404: errorResponse("No job of yours has this id"),
         },
       },
     },
     async (request, reply) => {
-      const caller = await deps.authenticate(request);
+      const { caller } = request;
       const row = await deps.jobs.get(request.params.id, caller.id);
       if (!row) throw notFound();
       // Row first: once it is gone no one can reach the files, and a converter finishing late

@@ -4,6 +4,8 @@ import { PassThrough, pipeline } from "node:stream";
 import type { MultipartFile, MultipartValue } from "@fastify/multipart";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { fileTypeStream } from "file-type";
+import { jsonSchemaOf } from "../../contracts/api-components.ts";
+import { UploadAccepted } from "../../contracts/jobs.ts";
 import { videoKey } from "../../contracts/messages.ts";
 import {
   type ConversionOptions,
@@ -15,14 +17,15 @@ import {
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
 import { isDatabaseUnavailable } from "../../platform/database.ts";
 import { HttpError } from "../../platform/http.ts";
-import { bearer, documentedOnly, errorResponse } from "../../platform/openapi.ts";
+import { bearer, documentedOnly } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
+import { fileTooLarge, gatewayError, gatewayErrorResponse, tokenErrorResponses } from "../errors.ts";
 import type { JobLifecycle } from "../job-lifecycle.ts";
 import type { JobsRepository } from "../jobs.ts";
 import type { Admission, UploadLimits } from "../limits.ts";
 import { demuxerFor } from "../media-formats.ts";
 import type { GatewayMetrics } from "../metrics.ts";
-import { uploadAcceptedSchema, uploadFieldsSchema } from "../schemas.ts";
+import { uploadFieldsSchema } from "../schemas.ts";
 
 export interface UploadDeps {
   /** Creates and queues the job once its file is stored. */
@@ -31,7 +34,6 @@ export interface UploadDeps {
   jobs: Pick<JobsRepository, "describe">;
   blobs: BlobStore;
   maxUploadBytes: number;
-  authenticate: (request: FastifyRequest) => Promise<Caller>;
   /** Per-user limits (active jobs, storage quota), checked before the body is read. */
   limits: UploadLimits;
   metrics: Pick<GatewayMetrics, "uploadAccepted" | "uploadRefused">;
@@ -59,22 +61,31 @@ const uploadSchema = {
     202: {
       description: "Accepted and queued; `Location: /jobs/<jobId>`",
       headers: { location: { type: "string", description: "/jobs/<jobId>" } },
-      ...uploadAcceptedSchema,
+      ...jsonSchemaOf(UploadAccepted),
     },
-    400: errorResponse(
-      "Not multipart/form-data, no file or several files, an invalid option field (`invalid_option`, the message " +
-        "names the field), or a field after the file (`field_after_file`)",
+    400: gatewayErrorResponse(
+      "Not multipart/form-data, no file or several files, an invalid option field (the message names the field), " +
+        "or a field after the file",
+      "bad_request",
+      "invalid_option",
+      "field_after_file",
     ),
-    401: errorResponse("No token"),
-    403: errorResponse("Invalid or expired token"),
-    413: errorResponse(
-      "The file is larger than MAX_UPLOAD_BYTES, or than what is left of your USER_QUOTA_BYTES (`quota_exceeded`)",
+    ...tokenErrorResponses,
+    413: gatewayErrorResponse(
+      "The file is larger than MAX_UPLOAD_BYTES, or than what is left of your USER_QUOTA_BYTES",
+      "payload_too_large",
+      "quota_exceeded",
     ),
-    415: errorResponse("Not a video or audio container that can be converted"),
-    429: errorResponse(
-      "MAX_ACTIVE_JOBS_PER_USER of your jobs are queued or converting (`too_many_active_jobs`)",
+    415: gatewayErrorResponse(
+      "Not a video or audio container that can be converted",
+      "unsupported_media_type",
     ),
-    503: errorResponse("Storage, queue, database or auth unavailable: nothing was kept"),
+    429: gatewayErrorResponse(
+      "MAX_ACTIVE_JOBS_PER_USER of your jobs are queued or converting",
+      "too_many_active_jobs",
+    ),
+    // Also the platform's `database_unavailable`, hence no list of codes.
+    503: gatewayErrorResponse("Storage, queue, database or auth unavailable: nothing was kept"),
   },
 } as const;
 
@@ -100,12 +111,7 @@ const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
  */
 export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): void {
   const { blobs } = deps;
-  const tooLarge = () =>
-    new HttpError(
-      413,
-      "payload_too_large",
-      `The file is larger than the limit of ${deps.maxUploadBytes} bytes.`,
-    );
+  const tooLarge = () => fileTooLarge(deps.maxUploadBytes);
 
   async function store(
     file: MultipartFile,
@@ -121,8 +127,7 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
     const format = demuxerFor(sniffed.fileType?.ext);
     if (format === undefined) {
       file.file.resume();
-      throw new HttpError(
-        415,
+      throw gatewayError(
         "unsupported_media_type",
         `This file is not a video or audio container we can convert (detected: ${sniffed.fileType?.mime ?? "unknown data"}).`,
       );
@@ -137,7 +142,7 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
       const streamError = file.file.errored ?? sniffed.errored;
       if (streamError) throw streamError;
       app.log.error({ err: error }, "blob store failed during upload");
-      throw new HttpError(503, "storage_unavailable", "The upload could not be stored; try again shortly.");
+      throw gatewayError("storage_unavailable", "The upload could not be stored; try again shortly.");
     }
     if (file.file.truncated) {
       await blobs.delete(videoKey(jobId));
@@ -156,9 +161,9 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
   });
 
   async function accept(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const caller = await deps.authenticate(request);
+    const { caller } = request;
     if (!request.isMultipart()) {
-      throw new HttpError(400, "bad_request", "Send the video as multipart/form-data with exactly one file.");
+      throw gatewayError("bad_request", "Send the video as multipart/form-data with exactly one file.");
     }
     const declaredBytes = Number(request.headers["content-length"]) || 0;
     if (declaredBytes > deps.maxUploadBytes + MULTIPART_OVERHEAD_BYTES) throw tooLarge();
@@ -194,8 +199,7 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
           const options = optionsFrom(fields, part);
           upload = await store(part, options, admission.overLimit);
         } else if (upload) {
-          throw new HttpError(
-            400,
+          throw gatewayError(
             "field_after_file",
             `The field "${part.fieldname}" came after the file; send the option fields before the file part. Nothing was kept.`,
           );
@@ -207,7 +211,7 @@ export function registerUploadRoute(app: FastifyInstance, deps: UploadDeps): voi
       if (upload) await blobs.delete(videoKey(upload.jobId));
       throw toUploadError(error, admission.overLimit);
     }
-    if (!upload) throw new HttpError(400, "bad_request", "The request has no file: send exactly one file.");
+    if (!upload) throw gatewayError("bad_request", "The request has no file: send exactly one file.");
 
     const row = await deps.lifecycle.create({
       id: upload.jobId,
@@ -242,13 +246,9 @@ function readField(part: MultipartValue, fields: Map<OptionField, string>): void
   const name = part.fieldname;
   if (!isOptionField(name)) return;
   if (part.valueTruncated || part.fieldnameTruncated) {
-    throw new HttpError(
-      400,
-      "invalid_option",
-      `The field "${name}" is longer than ${MAX_FIELD_BYTES} bytes.`,
-    );
+    throw gatewayError("invalid_option", `The field "${name}" is longer than ${MAX_FIELD_BYTES} bytes.`);
   }
-  if (fields.has(name)) throw new HttpError(400, "invalid_option", `The field "${name}" was sent twice.`);
+  if (fields.has(name)) throw gatewayError("invalid_option", `The field "${name}" was sent twice.`);
   fields.set(name, typeof part.value === "string" ? part.value : String(part.value));
 }
 
@@ -258,7 +258,7 @@ function optionsFrom(fields: Map<OptionField, string>, file: MultipartFile): Con
     return parseOptionFields(fields);
   } catch (error) {
     file.file.resume();
-    if (error instanceof OptionError) throw new HttpError(400, "invalid_option", error.message);
+    if (error instanceof OptionError) throw gatewayError("invalid_option", error.message);
     throw error;
   }
 }
@@ -267,13 +267,11 @@ function toUploadError(error: unknown, tooLarge: () => HttpError): unknown {
   if (error instanceof HttpError) return error;
   const code = (error as { code?: string }).code;
   if (code === "FST_REQ_FILE_TOO_LARGE") return tooLarge();
-  if (code === "FST_FILES_LIMIT")
-    return new HttpError(400, "bad_request", "Send exactly one file per upload.");
+  if (code === "FST_FILES_LIMIT") return gatewayError("bad_request", "Send exactly one file per upload.");
   if (code === "FST_PARTS_LIMIT" || code === "FST_FIELDS_LIMIT") {
-    return new HttpError(400, "bad_request", `Send one file and at most ${MAX_FIELDS} fields per upload.`);
+    return gatewayError("bad_request", `Send one file and at most ${MAX_FIELDS} fields per upload.`);
   }
-  return new HttpError(
-    400,
+  return gatewayError(
     "bad_request",
     `The request is not valid multipart/form-data (${(error as Error).message}).`,
   );

@@ -4,7 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import fastifyStatic from "@fastify/static";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { HttpError } from "../../platform/http.ts";
+import { gatewayError } from "../errors.ts";
 
 /** The browser UI: `web/` at the repository root, found from this file so any working directory works. */
 export const WEB_ROOT = fileURLToPath(new URL("../../../web/", import.meta.url));
@@ -74,8 +74,7 @@ export function registerWebRoutes(app: FastifyInstance, options: WebOptions = {}
       try {
         template = await readFile(indexFile, "utf8");
       } catch {
-        throw new HttpError(
-          404,
+        throw gatewayError(
           "not_found",
           "The web UI is not installed on this server; the API works as usual.",
         );
@@ -100,7 +99,7 @@ export function registerWebRoutes(app: FastifyInstance, options: WebOptions = {}
       "/assets/:version/vendor/:name",
       async (request, reply) => {
         const file = VENDOR_FILES[request.params.name];
-        if (!file) throw new HttpError(404, "not_found", "No such file.");
+        if (!file) throw gatewayError("not_found", "No such file.");
         const fresh = request.params.version === (await version());
         return reply.sendFile(
           path.basename(file),
