@@ -246,7 +246,10 @@ describe("deploy/compose.yaml with podman: the distributed system in containers"
           return undefined;
         },
         120_000,
-      );
+      ).catch(async (error: Error) => {
+        error.message += `\n${service}'s last logs:\n${await logsOf(service)}`;
+        throw error;
+      });
       return;
     }
     // A stand-in backend: "ready" (backends.ts) or "listening" (the test servers) in its log.
