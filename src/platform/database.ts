@@ -15,6 +15,7 @@ import {
   sql,
 } from "kysely";
 import { createConnection, createPool, type PoolOptions } from "mysql2";
+import { errorMessage } from "./error-message.ts";
 import { UnavailableError, unavailableCause } from "./unavailable.ts";
 
 /**
@@ -84,8 +85,9 @@ export async function migrateToLatest<DB>(
   }).migrateToLatest();
   const failed = results?.find((r) => r.status === "Error");
   if (error || failed) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`database migration ${failed?.migrationName ?? ""} failed: ${reason}`, { cause: error });
+    throw new Error(`database migration ${failed?.migrationName ?? ""} failed: ${errorMessage(error)}`, {
+      cause: error,
+    });
   }
 }
 
@@ -378,8 +380,9 @@ function isSchemaChange(sql: unknown): boolean {
 /** The database's own error, or an UnavailableError wrapping it when it means "cannot be reached now". */
 function asUnavailable(error: unknown): unknown {
   if (error instanceof UnavailableError || !isDatabaseUnavailable(error)) return error;
-  const reason = error instanceof Error ? error.message || (error as { code?: string }).code : String(error);
-  return new UnavailableError("database", `the database is not reachable: ${reason}`, { cause: error });
+  return new UnavailableError("database", `the database is not reachable: ${errorMessage(error)}`, {
+    cause: error,
+  });
 }
 
 // ——— SQLite ———

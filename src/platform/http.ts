@@ -5,6 +5,7 @@ import Fastify, {
   type FastifyRequest,
 } from "fastify";
 import { isDatabaseUnavailable } from "./database.ts";
+import { errorMessage } from "./error-message.ts";
 import {
   clientErrorHandler,
   type HttpTimeouts,
@@ -290,7 +291,7 @@ export function registerHealthRoutes(app: FastifyInstance, checks: ReadinessChec
             );
             return { name, ok: true };
           } catch (error) {
-            return { name, ok: false, error: (error as Error).message };
+            return { name, ok: false, error: errorMessage(error) };
           }
         }),
       );
