@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { buildFrame } from "../../test/support/mp3-frames.ts";
 import {
   enlargeFrame,
   frameLength,
@@ -15,7 +16,6 @@ import {
   slotLength,
   splitFrames,
 } from "./mp3-frames.ts";
-import { buildFrame } from "./test-frames.ts";
 
 const run = promisify(execFile);
 let dir: string;

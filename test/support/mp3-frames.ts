@@ -1,4 +1,10 @@
-import { type BlockType, type Frame, frameLength, parseFrameHeader, parseSideInfo } from "./mp3-frames.ts";
+import {
+  type BlockType,
+  type Frame,
+  frameLength,
+  parseFrameHeader,
+  parseSideInfo,
+} from "../../src/converter/mp3-frames.ts";
 
 /**
  * Test-only: MPEG-1 layer III frames built bit by bit, with the side-information fields the
