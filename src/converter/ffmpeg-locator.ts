@@ -3,7 +3,7 @@ import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { errorMessage } from "./error-message.ts";
+import { errorMessage } from "../platform/error-message.ts";
 
 /**
  * Finds the ffmpeg binary the converter runs, in the order of the design: `FFMPEG_PATH`, then
