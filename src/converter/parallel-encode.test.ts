@@ -8,9 +8,8 @@ import { promisify } from "node:util";
 import { decodeSamples, makeNoise, makeSweep, mp3Details, probe } from "../../test/support/media.ts";
 import type { Quality } from "../contracts/options.ts";
 import { buildFfmpegArgs } from "./ffmpeg-args.ts";
-import { id3v2Length, parseFrameHeader } from "./mp3-frames.ts";
+import { frameSamples, id3v2Length, parseFrameHeader } from "./mp3-frames.ts";
 import { encodeInSegments, type SegmentedEncodeResult } from "./parallel-encode.ts";
-import { frameSamples } from "./segment-plan.ts";
 import { transcode } from "./transcode.ts";
 import { readDelayPadding, readXingFrames } from "./xing.ts";
 
