@@ -4,7 +4,7 @@ import { createWriteStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { promisify } from "node:util";
-import { locateFfmpeg } from "../src/platform/ffmpeg.ts";
+import { locateFfmpeg } from "../src/converter/ffmpeg-locator.ts";
 
 /** Test media made with ffmpeg's synthetic sources at the start of a run (no fixtures). */
 

@@ -4,9 +4,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
-import { decodedSeconds, mp3Details } from "../src/converter/test-media.ts";
 import { launchChromium, newContext, type PageProblems, signIn, watchProblems } from "./support/browser.ts";
-import { audioDuration, makeVideo } from "./support/media.ts";
+import { audioDuration, decodedSeconds, makeVideo, mp3Details } from "./support/media.ts";
 import { type RunningServer, startServer } from "./support/server.ts";
 
 const ADMIN = { email: "admin@example.com", password: "admin-password-1" };
@@ -88,7 +87,7 @@ describe("the browser UI (headless Chromium)", () => {
     dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-browser-"));
     await Promise.all([
       makeVideo(media("holiday.mp4"), { seconds: 3 }),
-      makeVideo(media("clip.webm"), { seconds: 2, container: "webm" }),
+      makeVideo(media("clip.webm"), { seconds: 2 }),
       writeFile(media("notes.mp4"), "these are my notes, not a video\n".repeat(200)),
     ]);
     server = await startServer({

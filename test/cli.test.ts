@@ -7,9 +7,15 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { parseEventStream } from "../src/cli/api-client.ts";
-import { decodedSeconds, loudness, makeRichVideo, mp3Details } from "../src/converter/test-media.ts";
 import { gatewayClient } from "./support/client.ts";
-import { audioDuration, makeVideo } from "./support/media.ts";
+import {
+  audioDuration,
+  decodedSeconds,
+  loudness,
+  makeRichVideo,
+  makeVideo,
+  mp3Details,
+} from "./support/media.ts";
 import { type Run, type RunOptions, runProcess, show } from "./support/run-process.ts";
 import { type RunningServer, startServer } from "./support/server.ts";
 
@@ -67,7 +73,7 @@ describe("the vid2mp3 client commands against the real system", () => {
     dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-cli-"));
     await Promise.all([
       makeVideo(file("holiday.mp4"), { seconds: 2 }),
-      makeVideo(file("talk.mkv"), { seconds: 1, container: "mkv" }),
+      makeVideo(file("talk.mkv"), { seconds: 1 }),
       makeVideo(file("silent.mp4"), { seconds: 1, audio: false }),
       writeFile(file("notes.mp4"), "these are my notes, not a video\n".repeat(200)),
     ]);
@@ -302,7 +308,7 @@ describe("the vid2mp3 client commands against the real system", () => {
   });
 
   it("converts with every conversion option, each one found in the MP3", async () => {
-    const source = await makeRichVideo(dir, "talk.mkv");
+    const source = await makeRichVideo(path.join(dir, "talk.mkv"));
     const run = await vid2mp3([
       ...["convert", source, "-q", "--output", file("options-out")],
       ...["--quality", "320k", "--start", "0:01", "--end", "4.5", "--normalize", "--mono", "--track", "eng"],

@@ -1,23 +1,18 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { randomUUID } from "node:crypto";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
+import { readFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { gatewayClient } from "./support/client.ts";
+import { ADMIN, type DistributedSystem, startDistributedSystem } from "./support/distributed-system.ts";
 import { createTestDatabase } from "./support/mariadb.ts";
-import { audioDuration, makeVideo } from "./support/media.ts";
+import { audioDuration } from "./support/media.ts";
 import { streamingMultipart } from "./support/multipart.ts";
-import { createTestVhost } from "./support/rabbitmq.ts";
 import { startS3Server } from "./support/s3-server.ts";
-import { type RunningServer, startServer } from "./support/server.ts";
-import { startSmtpServer } from "./support/smtp-server.ts";
+import type { RunningServer } from "./support/server.ts";
 
 const run = promisify(execFile);
-const ADMIN = { email: "admin@example.com", password: "admin-password-1" };
 
 /**
  * The four services as separate OS processes, like pods, on the real backends: MariaDB (one
@@ -25,82 +20,31 @@ const ADMIN = { email: "admin@example.com", password: "admin-password-1" };
  * process, all started here and removed afterwards.
  */
 describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", { timeout: 180_000 }, () => {
-  let dir: string;
-  const cleanups: (() => Promise<unknown>)[] = [];
-  const processes: RunningServer[] = [];
-  let common: Record<string, string>;
-  let gatewayEnv: Record<string, string>;
-  let smtp: Awaited<ReturnType<typeof startSmtpServer>>;
+  let system: DistributedSystem;
+  // Shorthands for what most tests use.
+  let client: DistributedSystem["client"];
   let gateway: RunningServer;
-  let client: ReturnType<typeof gatewayClient>;
   let token: string;
-  const media = (name: string) => path.join(dir, name);
-
-  async function start(service: string, env: Record<string, string> = {}): Promise<RunningServer> {
-    const server = await startServer(
-      { ...common, DATA_DIR: await mkdtemp(path.join(dir, `${service}-`)), ...env },
-      { service },
-    );
-    processes.push(server);
-    return server;
-  }
-
+  const media = (name: string) => system.media(name);
+  const start = (service: string, env?: Record<string, string>) => system.start(service, env);
+  const upload = (file: string) => system.upload(file);
   const finishedConversions = (server: RunningServer, jobId: string) =>
-    server
-      .output()
-      .split("\n")
-      .filter((line) => line.includes(jobId) && line.includes('"conversion finished"')).length;
-
-  async function upload(file: string): Promise<string> {
-    const response = await client.upload(token, file);
-    assert.equal(response.status, 202, await response.clone().text());
-    return ((await response.json()) as { jobId: string }).jobId;
-  }
+    system.finishedConversions(jobId, [server]);
 
   before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-distributed-"));
-    await Promise.all([
-      makeVideo(media("talk.mp4"), { seconds: 3 }),
-      makeVideo(media("long.mp4"), { seconds: 6 }),
-      makeVideo(media("short.mp4"), { seconds: 1 }),
-    ]);
-    const [authDb, gatewayDb, vhost, s3] = await Promise.all([
-      createTestDatabase(),
-      createTestDatabase(),
-      createTestVhost(),
-      startS3Server(),
-    ]);
-    smtp = await startSmtpServer();
-    cleanups.push(authDb.drop, gatewayDb.drop, vhost.delete, s3.stop, smtp.stop);
-    common = {
-      AMQP_URL: vhost.url,
-      S3_BUCKET: `vid2mp3-e2e-${randomUUID().slice(0, 8)}`,
-      AWS_ENDPOINT_URL_S3: s3.endpoint,
-      AWS_ACCESS_KEY_ID: s3.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-      S3_FORCE_PATH_STYLE: "true",
-      SMTP_URL: smtp.url,
-      RETRY_DELAY_MS: "200",
-      // The admin keeps several converters busy at once here: no per-user cap on active jobs.
-      MAX_ACTIVE_JOBS_PER_USER: "0",
-    };
-    const auth = await start("auth", {
-      DATABASE_URL: authDb.url,
-      ADMIN_EMAIL: ADMIN.email,
-      ADMIN_PASSWORD: ADMIN.password,
+    system = await startDistributedSystem({
+      name: "distributed",
+      videos: { "talk.mp4": 3, "long.mp4": 6, "short.mp4": 1 },
+      env: {
+        RETRY_DELAY_MS: "200",
+        // The admin keeps several converters busy at once here: no per-user cap on active jobs.
+        MAX_ACTIVE_JOBS_PER_USER: "0",
+      },
     });
-    gatewayEnv = { DATABASE_URL: gatewayDb.url, AUTH_SVC_ADDRESS: auth.url };
-    gateway = await start("gateway", gatewayEnv);
-    await start("notification");
-    client = gatewayClient(gateway.url);
-    token = await client.token(ADMIN.email, ADMIN.password);
+    ({ client, gateway, token } = system);
   });
 
-  after(async () => {
-    await Promise.all(processes.map((p) => p.stop("SIGKILL")));
-    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => system?.stop());
 
   it("runs the original's curl flow: login, upload, the mail with the fid, download", async () => {
     const converter = await start("converter");
@@ -121,7 +65,7 @@ describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", {
 
     const job = await client.waitForJob(jwt, jobId);
     assert.equal(job.status, "done", JSON.stringify(job));
-    const mail = await smtp.waitForMessage((m) => (m.text ?? "").includes(String(job.mp3Id)), 15_000);
+    const mail = await system.smtp.waitForMessage((m) => (m.text ?? "").includes(String(job.mp3Id)), 15_000);
     assert.equal(mail.to && "text" in mail.to ? mail.to.text : undefined, ADMIN.email);
 
     const mp3 = media("talk.mp3");
@@ -157,13 +101,7 @@ describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", {
 
   it("finishes a job once on another converter after its converter is killed mid-conversion", async () => {
     // Real ffmpeg reading at playback speed: the 6-second video takes 6 s, long enough to kill it.
-    const realtimeFfmpeg = media("realtime-ffmpeg");
-    await writeFile(
-      realtimeFfmpeg,
-      '#!/bin/sh\ncase "$1" in -version) ;; *) set -- -re "$@" ;; esac\nexec ffmpeg "$@"\n',
-    );
-    await chmod(realtimeFfmpeg, 0o755);
-    const doomed = await start("converter", { FFMPEG_PATH: realtimeFfmpeg });
+    const doomed = await start("converter", { FFMPEG_PATH: await system.realtimeFfmpeg() });
     const jobId = await upload(media("long.mp4"));
     for (let i = 0; ; i++) {
       const job = (await (await client.job(token, jobId)).json()) as { status: string; progress: number };
@@ -180,7 +118,7 @@ describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", {
     assert.equal(finishedConversions(doomed, jobId), 0);
     assert.equal(finishedConversions(survivor, jobId), 1);
     await sleep(500);
-    const mails = (await smtp.messages()).filter((m) => (m.text ?? "").includes(String(job.mp3Id)));
+    const mails = (await system.smtp.messages()).filter((m) => (m.text ?? "").includes(String(job.mp3Id)));
     assert.equal(mails.length, 1, "one mail for the job");
     await survivor.stop();
   });
@@ -209,7 +147,7 @@ describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", {
 
   it("relays job events to a browser connected to another gateway replica", async () => {
     const converter = await start("converter");
-    const replica = await start("gateway", gatewayEnv);
+    const replica = await start("gateway", system.gatewayEnv);
     const events = await fetch(`${replica.url}/events`, { headers: { authorization: `Bearer ${token}` } });
     assert.equal(events.status, 200);
     assert.match(String(events.headers.get("content-type")), /text\/event-stream/);
@@ -232,11 +170,11 @@ describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", {
 
   it("answers 503 and keeps no job when the S3 server stops during an upload", async () => {
     const s3 = await startS3Server();
-    cleanups.push(s3.stop);
+    system.defer(s3.stop);
     const db = await createTestDatabase();
-    cleanups.push(db.drop);
+    system.defer(db.drop);
     const lonely = await start("gateway", {
-      ...gatewayEnv,
+      ...system.gatewayEnv,
       DATABASE_URL: db.url,
       AWS_ENDPOINT_URL_S3: s3.endpoint,
       AWS_ACCESS_KEY_ID: s3.accessKeyId,

@@ -35,7 +35,7 @@ describe("the whole system in one process (embedded default)", () => {
     dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-e2e-"));
     await Promise.all([
       makeVideo(media("holiday.mp4"), { seconds: 3 }),
-      makeVideo(media("clip.webm"), { seconds: 2, container: "webm" }),
+      makeVideo(media("clip.webm"), { seconds: 2 }),
       makeVideo(media("silent.mp4"), { seconds: 1, audio: false }),
       writeFile(media("notes.mp4"), "these are my notes, not a video\n".repeat(200)),
     ]);

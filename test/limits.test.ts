@@ -4,8 +4,8 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { makeLavfiAudio } from "../src/converter/test-media.ts";
 import { gatewayClient } from "./support/client.ts";
+import { makeLavfiAudio } from "./support/media.ts";
 import { type RunningServer, startServer } from "./support/server.ts";
 
 /**

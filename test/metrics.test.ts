@@ -4,10 +4,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type RunningService, serve } from "../src/cli/serve.ts";
-import { makeVideo } from "../src/converter/test-media.ts";
 import { loadConfig } from "../src/platform/config.ts";
 import { createLogger } from "../src/platform/logger.ts";
 import { mergeExpositions } from "../src/platform/metrics.ts";
+import { makeVideo } from "./support/media.ts";
 
 /**
  * `/metrics` of `vid2mp3 serve all` (run in this process, listening on a free port) after real
@@ -106,8 +106,8 @@ describe("serve all: one /metrics for every service", () => {
 
   test("uploads, conversions, mails, event streams and requests are counted, by service", async () => {
     const [withSound, withoutSound] = await Promise.all([
-      makeVideo(dir, "with-sound.mp4", { seconds: 1 }),
-      makeVideo(dir, "without-sound.mp4", { seconds: 1, audio: false }),
+      makeVideo(path.join(dir, "with-sound.mp4"), { seconds: 1 }),
+      makeVideo(path.join(dir, "without-sound.mp4"), { seconds: 1, audio: false }),
     ]);
 
     // An open event stream is a connected SSE client.

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { FastifyInstance } from "fastify";
+import { basic, bearer, startAuthService } from "../../test/support/auth-service.ts";
 import { DEFAULT_ADMIN_EMAIL } from "./bootstrap.ts";
-import { basic, bearer, startAuthService } from "./test-helpers.ts";
 
 async function loginClaims(app: FastifyInstance, email: string, password: string) {
   const login = await app.inject({

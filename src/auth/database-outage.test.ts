@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { AddressInfo } from "node:net";
 import { describe, type TestContext, test } from "node:test";
+import { basic, tempDataDir } from "../../test/support/auth-service.ts";
 import { createTestDatabase } from "../../test/support/mariadb.ts";
 import { startTcpProxy, type TcpProxy } from "../../test/support/tcp-proxy.ts";
 import { loadConfig } from "../platform/config.ts";
@@ -8,7 +9,6 @@ import { openDatabase } from "../platform/database.ts";
 import { createLogger } from "../platform/logger.ts";
 import type { AuthDatabase } from "./migrations.ts";
 import { createAuthService } from "./service.ts";
-import { basic, tempDataDir } from "./test-helpers.ts";
 
 const ADMIN = { email: "admin@example.com", password: "correct horse battery" };
 const UNAVAILABLE = {

@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { test } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { createLocalJWKSet, importJWK, jwtVerify, SignJWT } from "jose";
-import { basic, bearer, startAuthService } from "./test-helpers.ts";
+import { basic, bearer, startAuthService } from "../../test/support/auth-service.ts";
 import { signingKeyFile, TOKEN_AUDIENCE, TOKEN_ISSUER } from "./tokens.ts";
 
 const ADMIN = { email: "root@example.com", password: "admin-password-1" };

@@ -11,8 +11,8 @@ import {
   jwtVerify,
   SignJWT,
 } from "jose";
+import { tempDataDir } from "../../test/support/auth-service.ts";
 import { loadConfig } from "../platform/config.ts";
-import { tempDataDir } from "./test-helpers.ts";
 import {
   createTokenService,
   InvalidTokenError,

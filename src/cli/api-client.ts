@@ -7,6 +7,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { IssuedToken as Login, User } from "../contracts/auth-api.ts";
 import type { Job, JobPage } from "../contracts/jobs.ts";
+import { errorMessage } from "../platform/error-message.ts";
 
 export type { Job, JobPage, Login, User };
 
@@ -296,7 +297,7 @@ function describeCause(error: unknown): string {
   // fetch wraps the socket error ("fetch failed" → cause: connect ECONNREFUSED ...).
   while (current instanceof Error && current.cause instanceof Error) current = current.cause;
   if (current instanceof AggregateError && current.errors[0] instanceof Error) current = current.errors[0];
-  return current instanceof Error ? current.message : String(current);
+  return errorMessage(current);
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { Command, CommanderError } from "commander";
+import { errorMessage } from "../platform/error-message.ts";
 import { ApiClient, ApiError, ConnectionError } from "./api-client.ts";
 import { CredentialsStore, serverKey } from "./credentials.ts";
 import { FileExistsError } from "./files.ts";
@@ -114,13 +115,12 @@ export async function askPassword(prompt: string, env?: string, confirm = false)
 }
 
 /** The sentence to show for an error, with what to do about it where that is clear. */
-export function messageOf(error: unknown): string {
+export function userMessage(error: unknown): string {
   if (error instanceof ApiError) {
     if (error.isAuthProblem) return `${error.message} Run \`vid2mp3 login\`.`;
     return error.message;
   }
-  if (error instanceof Error) return error.message;
-  return String(error);
+  return errorMessage(error);
 }
 
 /** Runs a command's action: errors become one line on stderr and the exit code (1, 2 for usage). */
@@ -135,7 +135,7 @@ export function action<Args extends unknown[]>(run: (...args: Args) => Promise<v
         return;
       }
       // An empty CliError: the details were printed already.
-      if (!(error instanceof CliError && error.message === "")) tell(`vid2mp3: ${messageOf(error)}`);
+      if (!(error instanceof CliError && error.message === "")) tell(`vid2mp3: ${userMessage(error)}`);
       const expected =
         error instanceof ApiError ||
         error instanceof ConnectionError ||

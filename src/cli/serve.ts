@@ -1,6 +1,7 @@
 import { chmod, mkdir } from "node:fs/promises";
 import type { FastifyInstance } from "fastify";
 import { AUTH_DEFAULT_PORT, type AuthDatabase, createAuthService } from "../auth/service.ts";
+import { locateFfmpeg } from "../converter/ffmpeg-locator.ts";
 import { createConverter } from "../converter/service.ts";
 import type { GatewayDatabase } from "../gateway/jobs.ts";
 import { createGatewayService } from "../gateway/service.ts";
@@ -17,7 +18,6 @@ import type { BlobStore } from "../platform/blobs/blob-store.ts";
 import type { Broker } from "../platform/broker/broker.ts";
 import type { Config } from "../platform/config.ts";
 import { ConfigError } from "../platform/config.ts";
-import { locateFfmpeg } from "../platform/ffmpeg.ts";
 import { createHttpServer, type ReadinessCheck, registerHealthRoutes } from "../platform/http.ts";
 import type { Logger } from "../platform/logger.ts";
 import { createServiceMetrics, type ServiceMetrics } from "../platform/metrics.ts";

@@ -5,9 +5,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { buildFrame } from "../../test/support/mp3-frames.ts";
 import {
   enlargeFrame,
   frameLength,
+  frameSamples,
   id3v2Length,
   mainDataOffset,
   parseFrameHeader,
@@ -15,7 +17,6 @@ import {
   slotLength,
   splitFrames,
 } from "./mp3-frames.ts";
-import { buildFrame } from "./test-frames.ts";
 
 const run = promisify(execFile);
 let dir: string;
@@ -27,6 +28,11 @@ after(async () => {
 });
 
 const header = (...bytes: number[]) => parseFrameHeader(Uint8Array.from(bytes));
+
+test("frameSamples: 1152 at the MPEG-1 rates, 576 below", () => {
+  for (const rate of [32000, 44100, 48000]) assert.equal(frameSamples(rate), 1152);
+  for (const rate of [8000, 11025, 12000, 16000, 22050, 24000]) assert.equal(frameSamples(rate), 576);
+});
 
 describe("parseFrameHeader", () => {
   test("reads an MPEG-1 header: the Xing frame ffmpeg writes at 48 kHz", () => {

@@ -66,9 +66,14 @@ export function parseFrameHeader(bytes: Uint8Array, offset = 0): FrameHeader | n
     channels,
     channelMode,
     length: frameLength(version, bitrateKbps, sampleRate, padding),
-    samples: version === "1" ? 1152 : 576,
+    samples: frameSamples(sampleRate),
     sideInfoLength: sideInfoLength(version, channels),
   };
+}
+
+/** PCM samples per channel in one frame: 1152 for MPEG-1 rates (32, 44.1, 48 kHz), 576 below. */
+export function frameSamples(sampleRate: number): number {
+  return sampleRate >= 32000 ? 1152 : 576;
 }
 
 export function frameLength(

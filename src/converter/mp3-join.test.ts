@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { buildFrame, type FrameSpec } from "../../test/support/mp3-frames.ts";
 import { type Frame, mainDataOffset, slotLength } from "./mp3-frames.ts";
 import {
   borrowedBytes,
@@ -10,7 +11,6 @@ import {
   reservoirBefore,
   windowsMatch,
 } from "./mp3-join.ts";
-import { buildFrame, type FrameSpec } from "./test-frames.ts";
 import { crc16 } from "./xing.ts";
 
 /** 128 kb/s at 44.1 kHz stereo: 417 bytes, a 381-byte slot. */

@@ -5,7 +5,6 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import type { ConversionOptions } from "../contracts/options.ts";
 import {
   decodedSeconds,
   loudness,
@@ -14,7 +13,8 @@ import {
   makeVideo,
   mp3Details,
   pictureBrightness,
-} from "./test-media.ts";
+} from "../../test/support/media.ts";
+import type { ConversionOptions } from "../contracts/options.ts";
 import { ConversionError, type TranscodeResult, transcode } from "./transcode.ts";
 
 /**
@@ -32,7 +32,7 @@ let outputs = 0;
 
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-options-"));
-  rich = await makeRichVideo(dir, "rich.mkv");
+  rich = await makeRichVideo(path.join(dir, "rich.mkv"));
 });
 after(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -75,7 +75,7 @@ describe("quality", () => {
   });
 
   test("an MP3 source is copied by default but encoded when a quality is asked for", async () => {
-    const mp3 = await makeVbrMp3(dir, "source.mp3");
+    const mp3 = await makeVbrMp3(path.join(dir, "source.mp3"));
     const copied = await convert({}, { input: mp3, format: "mp3" });
     assert.equal(copied.result.audio, "copy");
     const encoded = await convert({ quality: "128k" }, { input: mp3, format: "mp3" });
@@ -215,7 +215,7 @@ describe("tags", () => {
   });
 
   test("without a title of its own the file's name becomes the title", async () => {
-    const plain = await makeVideo(dir, "plain.mp4");
+    const plain = await makeVideo(path.join(dir, "plain.mp4"));
     const { output } = await convert({}, { input: plain, format: "mov", fileName: "Beach day.mp4" });
     assert.equal((await mp3Details(output)).tags.title, "Beach day");
   });
@@ -239,7 +239,7 @@ describe("cover", () => {
   test("cover none leaves the picture out; a file without video gets none either", async () => {
     const { output } = await convert({ cover: "none" });
     assert.equal((await mp3Details(output)).picture, undefined);
-    const mp3 = await makeVbrMp3(dir, "no-video.mp3");
+    const mp3 = await makeVbrMp3(path.join(dir, "no-video.mp3"));
     const { output: audioOnly, result } = await convert({}, { input: mp3, format: "mp3" });
     assert.equal(result.cover, false);
     assert.equal((await mp3Details(audioOnly)).picture, undefined);

@@ -5,12 +5,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { decodeSamples, makeNoise, makeSweep, mp3Details, probe } from "../../test/support/media.ts";
 import type { Quality } from "../contracts/options.ts";
 import { buildFfmpegArgs } from "./ffmpeg-args.ts";
-import { id3v2Length, parseFrameHeader } from "./mp3-frames.ts";
+import { frameSamples, id3v2Length, parseFrameHeader } from "./mp3-frames.ts";
 import { encodeInSegments, type SegmentedEncodeResult } from "./parallel-encode.ts";
-import { frameSamples } from "./segment-plan.ts";
-import { decodeSamples, makeNoise, makeSweep, mp3Details, probe } from "./test-media.ts";
 import { transcode } from "./transcode.ts";
 import { readDelayPadding, readXingFrames } from "./xing.ts";
 
@@ -161,17 +160,17 @@ async function assertSeamless(
 
 describe("segmented encoding joins into one seamless MP3", () => {
   test("sine sweep, VBR V2, 44.1 kHz stereo", async () => {
-    await assertSeamless("sweep-v2", await makeSweep(dir, "sweep.wav", { seconds: 24 }), "v2");
+    await assertSeamless("sweep-v2", await makeSweep(path.join(dir, "sweep.wav"), { seconds: 24 }), "v2");
   });
 
   test("white noise, VBR V2", async () => {
-    await assertSeamless("noise-v2", await makeNoise(dir, "noise.wav", { seconds: 24 }), "v2");
+    await assertSeamless("noise-v2", await makeNoise(path.join(dir, "noise.wav"), { seconds: 24 }), "v2");
   });
 
   test("white noise, CBR 128k: the bit reservoir is carried across joins", async () => {
     const result = await assertSeamless(
       "noise-128k",
-      await makeNoise(dir, "noise.wav", { seconds: 24 }),
+      await makeNoise(path.join(dir, "noise.wav"), { seconds: 24 }),
       "128k",
     );
     assert.ok(
@@ -181,12 +180,16 @@ describe("segmented encoding joins into one seamless MP3", () => {
   });
 
   test("sine sweep, CBR 320k, 48 kHz", async () => {
-    const source = await makeSweep(dir, "sweep48.wav", { seconds: 24, sampleRate: 48000 });
+    const source = await makeSweep(path.join(dir, "sweep48.wav"), { seconds: 24, sampleRate: 48000 });
     await assertSeamless("sweep-320k", source, "320k");
   });
 
   test("sine sweep, VBR V5, 22.05 kHz mono (MPEG-2: 576-sample frames)", async () => {
-    const source = await makeSweep(dir, "sweep22.wav", { seconds: 24, sampleRate: 22050, channels: 1 });
+    const source = await makeSweep(path.join(dir, "sweep22.wav"), {
+      seconds: 24,
+      sampleRate: 22050,
+      channels: 1,
+    });
     await assertSeamless("sweep-mono", source, "v5");
   });
 });
@@ -195,7 +198,7 @@ describe("transcode segments a long input", () => {
   const segmenting = { workers: 2, minSeconds: 120 };
   let long: string;
   before(async () => {
-    long = await makeSweep(dir, "long.wav", { seconds: 130, channels: 1 });
+    long = await makeSweep(path.join(dir, "long.wav"), { seconds: 130, channels: 1 });
   });
   /** Options for converting the 130 s input to `name`, segmenting as configured above. */
   const converting = (name: string, extra: Partial<Parameters<typeof transcode>[0]> = {}) => ({
@@ -227,7 +230,7 @@ describe("transcode segments a long input", () => {
   });
 
   test("below the minimum, or with one worker, it is encoded in one run", async () => {
-    const input = await makeSweep(dir, "short.wav", { seconds: 20, channels: 1 });
+    const input = await makeSweep(path.join(dir, "short.wav"), { seconds: 20, channels: 1 });
     const output = path.join(dir, "short.mp3");
     const short = await transcode({
       ffmpegPath,

@@ -7,10 +7,10 @@ import {
   type FfmpegArgsInput,
   type PcmFormat,
 } from "./ffmpeg-args.ts";
-import { id3v2Length, parseFrameHeader, splitFrames } from "./mp3-frames.ts";
+import { frameSamples, id3v2Length, parseFrameHeader, splitFrames } from "./mp3-frames.ts";
 import { type JoinReport, Mp3Joiner } from "./mp3-join.ts";
 import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
-import { frameSamples, planJoins, type Segment, samplesNeeded, segmentsFor } from "./segment-plan.ts";
+import { planJoins, type Segment, samplesNeeded, segmentsFor } from "./segment-plan.ts";
 import { fillXingFrame, readDelayPadding, xingLayout } from "./xing.ts";
 
 /**

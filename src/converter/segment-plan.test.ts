@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  frameSamples,
   MIN_TAIL_FRAMES,
   POST_ROLL_FRAMES,
   PRE_ROLL_FRAMES,
@@ -21,11 +20,6 @@ test("shouldSegment: only with more than one worker, a known duration, and at le
   // Two segments of at least a minute each, whatever the setting says.
   assert.equal(shouldSegment(100, { workers: 2, minSeconds: 0 }), false);
   assert.equal(shouldSegment(120, { workers: 2, minSeconds: 0 }), true);
-});
-
-test("frameSamples: 1152 at the MPEG-1 rates, 576 below", () => {
-  for (const rate of [32000, 44100, 48000]) assert.equal(frameSamples(rate), 1152);
-  for (const rate of [8000, 11025, 12000, 16000, 22050, 24000]) assert.equal(frameSamples(rate), 576);
 });
 
 test("planJoins: a segment a worker, segments of at most 10 and at least 1 minute, evenly spread from 0", () => {

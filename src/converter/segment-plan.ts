@@ -1,3 +1,5 @@
+import { frameSamples } from "./mp3-frames.ts";
+
 /**
  * When a segmented (parallel) encode pays, and how the audio is cut for it. Pure arithmetic, kept
  * apart from the processes so it can be tested on its own.
@@ -34,11 +36,6 @@ export function shouldSegment(durationSeconds: number | undefined, settings: Seg
     Number.isFinite(durationSeconds) &&
     durationSeconds >= Math.max(settings.minSeconds, 2 * MIN_SEGMENT_SECONDS)
   );
-}
-
-/** MP3 frame length in samples: 1152 for MPEG-1 rates (32, 44.1, 48 kHz), 576 below. */
-export function frameSamples(sampleRate: number): number {
-  return sampleRate >= 32000 ? 1152 : 576;
 }
 
 /**

@@ -7,6 +7,7 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { after, before, test } from "node:test";
 import { pino } from "pino";
+import { audioPacketsMd5, makeVbrMp3, makeVideo, probe } from "../../test/support/media.ts";
 import { JobEvent, Mp3Message, mp3Key, type VideoMessage, videoKey } from "../contracts/messages.ts";
 import { createFolderBlobStore } from "../platform/blobs/folder-blob-store.ts";
 import { type DeadLetter, deadLetterQueue } from "../platform/broker/broker.ts";
@@ -14,7 +15,6 @@ import { createMemoryBroker } from "../platform/broker/memory-broker.ts";
 import { loadConfig } from "../platform/config.ts";
 import { createLogger, type Logger } from "../platform/logger.ts";
 import { createConverter, INTERNAL_ERROR_MESSAGE } from "./service.ts";
-import { audioPacketsMd5, makeVbrMp3, makeVideo, probe } from "./test-media.ts";
 
 let dir: string;
 let videoWithSound: string;
@@ -23,8 +23,8 @@ let videoWithoutSound: string;
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-converter-"));
   [videoWithSound, videoWithoutSound] = await Promise.all([
-    makeVideo(dir, "with-sound.mp4", { seconds: 2 }),
-    makeVideo(dir, "without-sound.mp4", { seconds: 1, audio: false }),
+    makeVideo(path.join(dir, "with-sound.mp4"), { seconds: 2 }),
+    makeVideo(path.join(dir, "without-sound.mp4"), { seconds: 1, audio: false }),
   ]);
 });
 after(async () => {
@@ -159,7 +159,7 @@ test("an MP3 upload is stored with its frames copied, and the log says which pat
   const logger = pino({ level: "info" }, { write: (line: string) => logLines.push(JSON.parse(line)) });
   const c = await startConverter({ logger });
   t.after(c.close);
-  const upload = await makeVbrMp3(dir, "song.mp3");
+  const upload = await makeVbrMp3(path.join(dir, "song.mp3"));
   const mp3Job = await c.submit(upload, { format: "mp3" });
   const videoJob = await c.submit(videoWithSound);
   await waitFor(() => c.mails.length === 2, "the mp3 messages");

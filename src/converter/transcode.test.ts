@@ -13,7 +13,7 @@ import {
   makeVbrMp3,
   makeVideo,
   probe,
-} from "./test-media.ts";
+} from "../../test/support/media.ts";
 import { ConversionError, transcode } from "./transcode.ts";
 
 const ffmpegPath = "ffmpeg";
@@ -28,7 +28,7 @@ after(async () => {
 });
 
 test("a video with sound becomes an MP3 of the same length, reporting progress up to 1", async () => {
-  const input = await makeVideo(dir, "good.mp4", { seconds: 2 });
+  const input = await makeVideo(path.join(dir, "good.mp4"), { seconds: 2 });
   const output = path.join(dir, "good.mp3");
   const fractions: number[] = [];
 
@@ -95,7 +95,7 @@ async function assertCopied(input: string, format: string, { video = false } = {
 }
 
 test("an MP3 upload (VBR, LAME) is copied, not re-encoded: same frames, exact duration, tags kept", async () => {
-  const input = await makeVbrMp3(dir, "upload.mp3");
+  const input = await makeVbrMp3(path.join(dir, "upload.mp3"));
   await assertCopied(input, "mp3");
   const { stdout } = await run("ffprobe", [
     "-v",
@@ -110,14 +110,14 @@ test("an MP3 upload (VBR, LAME) is copied, not re-encoded: same frames, exact du
 });
 
 test("the MP3 audio track of an MKV and of an AVI is copied", async () => {
-  const mkv = await makeVideo(dir, "mp3-audio.mkv", { audioCodec: "libmp3lame" });
-  const avi = await makeVideo(dir, "mp3-audio.avi", { audioCodec: "libmp3lame" });
+  const mkv = await makeVideo(path.join(dir, "mp3-audio.mkv"), { audioCodec: "libmp3lame" });
+  const avi = await makeVideo(path.join(dir, "mp3-audio.avi"), { audioCodec: "libmp3lame" });
   await assertCopied(mkv, "matroska", { video: true });
   await assertCopied(avi, "avi", { video: true });
 });
 
 test("MPEG layer II audio (an .mp2 read by the mp3 demuxer) is encoded, not copied", async () => {
-  const input = await makeMp2(dir, "layer2.mp2");
+  const input = await makeMp2(path.join(dir, "layer2.mp2"));
   const output = path.join(dir, "layer2.mp3");
   const result = await transcode({ ffmpegPath, input, output, format: "mp3", timeoutSeconds: 30 });
   assert.equal(result.audio, "encode");
@@ -126,7 +126,7 @@ test("MPEG layer II audio (an .mp2 read by the mp3 demuxer) is encoded, not copi
 });
 
 test("an MP3 with garbage among its frames is encoded after all, so the garbage is not copied", async () => {
-  const clean = await readFile(await makeVbrMp3(dir, "clean.mp3"));
+  const clean = await readFile(await makeVbrMp3(path.join(dir, "clean.mp3")));
   const cut = Math.floor(clean.length / 2);
   const noise = Buffer.alloc(20_000);
   for (let i = 0; i < noise.length; i++) noise[i] = (i * 7919 + 13) % 251;
@@ -152,7 +152,7 @@ test("an MP3 with garbage among its frames is encoded after all, so the garbage 
 
 test("a stream that only looks like MP3 in ffmpeg's listing is refused by the muxer and encoded", async () => {
   // A language tag that makes ffmpeg print "Stream #0:0(x): Audio: mp3, 1 Hz" for an AAC stream.
-  const input = await makeVideo(dir, "fake-mp3.mkv", {
+  const input = await makeVideo(path.join(dir, "fake-mp3.mkv"), {
     extra: ["-metadata:s:a:0", "language=x): Audio: mp3, 1 Hz\n"],
   });
   const output = path.join(dir, "fake-mp3.mp3");
@@ -165,7 +165,7 @@ test("a stream that only looks like MP3 in ffmpeg's listing is refused by the mu
 });
 
 test("garbage named .mp3 fails as undecodable: no stream to copy, and encoding says why", async () => {
-  const input = await makeGarbage(dir, "garbage.mp3");
+  const input = await makeGarbage(path.join(dir, "garbage.mp3"));
   await assert.rejects(
     transcode({
       ffmpegPath,
@@ -179,7 +179,7 @@ test("garbage named .mp3 fails as undecodable: no stream to copy, and encoding s
 });
 
 test("a video without sound fails with a readable reason", async () => {
-  const input = await makeVideo(dir, "silent.mp4", { seconds: 1, audio: false });
+  const input = await makeVideo(path.join(dir, "silent.mp4"), { seconds: 1, audio: false });
   await assert.rejects(
     transcode({ ffmpegPath, input, output: path.join(dir, "silent.mp3"), format: "mov", timeoutSeconds: 30 }),
     (error) =>
@@ -190,7 +190,7 @@ test("a video without sound fails with a readable reason", async () => {
 });
 
 test("garbage named .mp4 fails as undecodable", async () => {
-  const input = await makeGarbage(dir, "garbage.mp4");
+  const input = await makeGarbage(path.join(dir, "garbage.mp4"));
   await assert.rejects(
     transcode({
       ffmpegPath,
@@ -207,7 +207,7 @@ test("garbage named .mp4 fails as undecodable", async () => {
 });
 
 test("a real file forced into the wrong demuxer fails as undecodable", async () => {
-  const input = await makeVideo(dir, "wrong-format.mp4", { seconds: 1 });
+  const input = await makeVideo(path.join(dir, "wrong-format.mp4"), { seconds: 1 });
   await assert.rejects(
     transcode({
       ffmpegPath,
@@ -221,7 +221,7 @@ test("a real file forced into the wrong demuxer fails as undecodable", async () 
 });
 
 test("a conversion over the time limit is killed and fails with the limit in the reason", async () => {
-  const input = await makeLongAudio(dir, "long.wav", 120);
+  const input = await makeLongAudio(path.join(dir, "long.wav"), 120);
   const started = Date.now();
   await assert.rejects(
     transcode({ ffmpegPath, input, output: path.join(dir, "long.mp3"), format: "wav", timeoutSeconds: 0.05 }),
@@ -234,7 +234,7 @@ test("a conversion over the time limit is killed and fails with the limit in the
 });
 
 test("the time limit covers the probe and the copy as well", async () => {
-  const input = await makeVbrMp3(dir, "limited.mp3");
+  const input = await makeVbrMp3(path.join(dir, "limited.mp3"));
   await assert.rejects(
     transcode({
       ffmpegPath,
@@ -248,7 +248,7 @@ test("the time limit covers the probe and the copy as well", async () => {
 });
 
 test("a missing ffmpeg is an ordinary (retryable) error", async () => {
-  const input = await makeVideo(dir, "any.mp4", { seconds: 1 });
+  const input = await makeVideo(path.join(dir, "any.mp4"), { seconds: 1 });
   await assert.rejects(
     transcode({
       ffmpegPath: path.join(dir, "no-such-ffmpeg"),
@@ -279,7 +279,7 @@ test("a missing input is an ordinary (retryable) error, not the user's fault", a
 });
 
 test("aborting kills ffmpeg with an ordinary error", async () => {
-  const input = await makeLongAudio(dir, "abort.wav", 60);
+  const input = await makeLongAudio(path.join(dir, "abort.wav"), 60);
   const controller = new AbortController();
   const running = transcode({
     ffmpegPath,

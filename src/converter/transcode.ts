@@ -1,5 +1,6 @@
 import { rm, stat, writeFile } from "node:fs/promises";
 import type { ConversionOptions } from "../contracts/options.ts";
+import { errorMessage } from "../platform/error-message.ts";
 import { ConversionError } from "./conversion-error.ts";
 import { EncoderListing } from "./encoder-listing.ts";
 import {
@@ -317,7 +318,7 @@ async function encode(
   } catch (error) {
     if (options.signal?.aborted) throw new Error("conversion aborted", { cause: options.signal.reason });
     if (performance.now() >= deadline) throw ConversionError.timeout(options.timeoutSeconds);
-    segmentingAbandoned = error instanceof Error ? error.message : String(error);
+    segmentingAbandoned = errorMessage(error);
   }
   const single = await runConversion(options, "encode", plan, context);
   if (single instanceof Error) throw single;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { basic, bearer, startAuthService } from "../auth/test-helpers.ts";
+import { basic, bearer, startAuthService } from "../../test/support/auth-service.ts";
 import { HttpError } from "../platform/http.ts";
 import { createLogger } from "../platform/logger.ts";
 import { injectServiceFetch, type ServiceFetch } from "../platform/service-fetch.ts";

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { pino } from "pino";
-import type { Mp3Message } from "../contracts/messages.ts";
+import { failedMessage, jobId, mp3Id, readyMessage } from "../../test/support/mp3-messages.ts";
 import type { Broker, DeadLetter } from "../platform/broker/broker.ts";
 import { createMemoryBroker } from "../platform/broker/memory-broker.ts";
 import { loadConfig } from "../platform/config.ts";
@@ -16,27 +16,8 @@ import type { NotificationDatabase } from "./sent-mails.ts";
 import { createNotifier, type Notifier } from "./service.ts";
 
 const logger = pino({ level: "silent" });
-const jobId = "3f0c4c1e-8d2a-4a57-9a41-2b7d0d1c9e11";
-const mp3Id = "0b9f1c1e-1111-4a57-9a41-2b7d0d1c9e11";
-
-const done: Mp3Message = {
-  version: 1,
-  outcome: "done",
-  jobId,
-  mp3Id,
-  fileName: "holiday.mp4",
-  email: "ada@example.com",
-  durationSeconds: 61,
-};
-
-const failed: Mp3Message = {
-  version: 1,
-  outcome: "failed",
-  jobId,
-  fileName: "holiday.mp4",
-  email: "ada@example.com",
-  error: "The file has no audio track.",
-};
+const done = readyMessage();
+const failed = failedMessage();
 
 async function eventually<T>(
   probe: () => Promise<T | undefined> | T | undefined,

@@ -1,49 +1,20 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  type FailedMessage,
-  formatDuration,
-  type ReadyMessage,
-  renderFailedMail,
-  renderMail,
-  renderReadyMail,
-} from "./templates.ts";
+import { failedMessage, jobId, mp3Id, readyMessage } from "../../test/support/mp3-messages.ts";
+import { formatDuration, renderFailedMail, renderMail, renderReadyMail } from "./templates.ts";
 
-const jobId = "3f0c4c1e-8d2a-4a57-9a41-2b7d0d1c9e11";
-const mp3Id = "0b9f1c1e-1111-4a57-9a41-2b7d0d1c9e11";
 const evil = "<script>alert(1)</script>\r\nBcc: x@y";
-
-const ready = (overrides: Partial<ReadyMessage> = {}): ReadyMessage => ({
-  version: 1,
-  outcome: "done",
-  jobId,
-  mp3Id,
-  fileName: "holiday.mp4",
-  email: "ada@example.com",
-  durationSeconds: 205.4,
-  ...overrides,
-});
-
-const failed = (overrides: Partial<FailedMessage> = {}): FailedMessage => ({
-  version: 1,
-  outcome: "failed",
-  jobId,
-  fileName: "holiday.mp4",
-  email: "ada@example.com",
-  error: "The file has no audio track.",
-  ...overrides,
-});
 
 describe("ready mail", () => {
   it("addresses the owner with a stable id and names the file", () => {
-    const mail = renderReadyMail(ready(), "https://mp3.example");
+    const mail = renderReadyMail(readyMessage(), "https://mp3.example");
     assert.equal(mail.id, `${jobId}-ready`);
     assert.equal(mail.to, "ada@example.com");
     assert.equal(mail.subject, "Your MP3 is ready: holiday.mp4");
   });
 
   it("gives the web link, the fid, the duration and the curl command in both parts", () => {
-    const mail = renderReadyMail(ready(), "https://mp3.example/");
+    const mail = renderReadyMail(readyMessage(), "https://mp3.example/");
     const link = `https://mp3.example/?fid=${mp3Id}`;
     const curl = `curl -OJ -H "Authorization: Bearer $TOKEN" "https://mp3.example/download?fid=${mp3Id}"`;
 
@@ -65,14 +36,14 @@ describe("ready mail", () => {
   });
 
   it("leaves the length out when the duration is unknown", () => {
-    const mail = renderReadyMail(ready({ durationSeconds: null }), "http://localhost:8080");
+    const mail = renderReadyMail(readyMessage({ durationSeconds: null }), "http://localhost:8080");
     assert.doesNotMatch(mail.text, /Length/);
     assert.doesNotMatch(mail.html, /Length/);
     assert.ok(mail.text.includes(`http://localhost:8080/?fid=${mp3Id}`));
   });
 
   it("neutralises an evil file name", () => {
-    const mail = renderReadyMail(ready({ fileName: evil }), "https://mp3.example");
+    const mail = renderReadyMail(readyMessage({ fileName: evil }), "https://mp3.example");
     assert.doesNotMatch(mail.subject, /[\r\n]/);
     assert.equal(mail.subject, "Your MP3 is ready: <script>alert(1)</script> Bcc: x@y");
     assert.doesNotMatch(mail.html, /<script>/);
@@ -83,7 +54,7 @@ describe("ready mail", () => {
 
   it("shortens a very long file name in the subject only", () => {
     const long = `${"é".repeat(200)}.mp4`;
-    const mail = renderReadyMail(ready({ fileName: long }), "https://mp3.example");
+    const mail = renderReadyMail(readyMessage({ fileName: long }), "https://mp3.example");
     assert.equal(Array.from(mail.subject.replace("Your MP3 is ready: ", "")).length, 80);
     assert.ok(mail.subject.endsWith("…"));
     assert.ok(mail.text.includes(long));
@@ -92,7 +63,7 @@ describe("ready mail", () => {
 
 describe("failed mail", () => {
   it("names the file, gives the reason and suggests another file", () => {
-    const mail = renderFailedMail(failed(), "https://mp3.example");
+    const mail = renderFailedMail(failedMessage(), "https://mp3.example");
     assert.equal(mail.id, `${jobId}-failed`);
     assert.equal(mail.to, "ada@example.com");
     assert.equal(mail.subject, "Your conversion failed: holiday.mp4");
@@ -106,7 +77,7 @@ describe("failed mail", () => {
 
   it("escapes the file name and the reason", () => {
     const mail = renderFailedMail(
-      failed({ fileName: evil, error: `ffmpeg: ${evil}` }),
+      failedMessage({ fileName: evil, error: `ffmpeg: ${evil}` }),
       "https://mp3.example",
     );
     assert.doesNotMatch(mail.subject, /[\r\n]/);
@@ -118,8 +89,8 @@ describe("failed mail", () => {
 
 describe("renderMail", () => {
   it("picks the template by outcome", () => {
-    assert.equal(renderMail(ready(), "https://mp3.example").id, `${jobId}-ready`);
-    assert.equal(renderMail(failed(), "https://mp3.example").id, `${jobId}-failed`);
+    assert.equal(renderMail(readyMessage(), "https://mp3.example").id, `${jobId}-ready`);
+    assert.equal(renderMail(failedMessage(), "https://mp3.example").id, `${jobId}-failed`);
   });
 });
 

@@ -26,9 +26,7 @@ export function renderReadyMail(message: ReadyMessage, publicUrl: string): Mail 
   const curl = `curl -OJ -H "Authorization: Bearer $TOKEN" "${base}/download?fid=${fid}"`;
   const duration = message.durationSeconds === null ? undefined : formatDuration(message.durationSeconds);
 
-  const text = [
-    "Hello,",
-    "",
+  const text = textPart([
     `your MP3 of "${fileName}" is ready.`,
     "",
     `Download it here (sign in if asked): ${webLink}`,
@@ -40,11 +38,7 @@ export function renderReadyMail(message: ReadyMessage, publicUrl: string): Mail 
     "Or from a terminal, with your login token in $TOKEN:",
     "",
     `  ${curl}`,
-    "",
-    "-- ",
-    "vid2mp3",
-    "",
-  ].join("\n");
+  ]);
 
   const html = page(`
 <p>Hello,</p>
@@ -74,19 +68,13 @@ export function renderFailedMail(message: FailedMessage, publicUrl: string): Mai
   const reason = oneLine(message.error);
   const uploadLink = `${base}/`;
 
-  const text = [
-    "Hello,",
-    "",
+  const text = textPart([
     `we could not convert "${fileName}" to MP3.`,
     "",
     `Reason: ${reason}`,
     "",
     `You can try another file, for example a video with a sound track, at ${uploadLink}`,
-    "",
-    "-- ",
-    "vid2mp3",
-    "",
-  ].join("\n");
+  ]);
 
   const html = page(`
 <p>Hello,</p>
@@ -102,6 +90,11 @@ export function renderFailedMail(message: FailedMessage, publicUrl: string): Mai
     text,
     html,
   };
+}
+
+/** The plain-text part: the greeting, the lines of the body, the signature. */
+function textPart(body: string[]): string {
+  return ["Hello,", "", ...body, "", "-- ", "vid2mp3", ""].join("\n");
 }
 
 /** Control characters (CR, LF, tabs, NUL, and Unicode line separators) become single spaces. */

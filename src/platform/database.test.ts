@@ -6,10 +6,10 @@ import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, test } from "node:test";
 import { sql } from "kysely";
+import { databaseContract } from "../../test/support/contracts/database.ts";
 import { createTestDatabase, testDatabaseBackends, testDatabaseUrl } from "../../test/support/mariadb.ts";
 import { startTcpProxy } from "../../test/support/tcp-proxy.ts";
 import { dropMysqlDatabase, isDatabaseUnavailable, openDatabase, parseMysqlUrl } from "./database.ts";
-import { databaseContract } from "./database-contract.ts";
 
 for (const backend of testDatabaseBackends) databaseContract(backend.name, () => backend.open());
 

@@ -8,6 +8,7 @@ import Fastify, {
 } from "fastify";
 import type { z } from "zod";
 import { isDatabaseUnavailable } from "./database.ts";
+import { errorMessage } from "./error-message.ts";
 import {
   clientErrorHandler,
   type HttpTimeouts,
@@ -336,7 +337,7 @@ export function registerHealthRoutes(app: FastifyInstance, checks: ReadinessChec
             );
             return { name, ok: true };
           } catch (error) {
-            return { name, ok: false, error: (error as Error).message };
+            return { name, ok: false, error: errorMessage(error) };
           }
         }),
       );

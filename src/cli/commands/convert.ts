@@ -7,11 +7,11 @@ import {
   CliError,
   clientCommand,
   loggedIn,
-  messageOf,
   result,
   type ServerOption,
   tell,
   UsageError,
+  userMessage,
 } from "../command-kit.ts";
 import {
   addConversionFlags,
@@ -86,7 +86,7 @@ async function convert(files: string[], options: ConvertOptions): Promise<void> 
     // A token the server refuses will be refused for the next file too.
     if (error instanceof ApiError && error.isAuthProblem) throw error;
     failed.push(file);
-    tell(`vid2mp3: ${file}: ${messageOf(error)}`);
+    tell(`vid2mp3: ${file}: ${userMessage(error)}`);
   };
 
   const uploads: Upload[] = [];

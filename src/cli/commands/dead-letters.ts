@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { errorMessage } from "../../platform/error-message.ts";
 
 /** `vid2mp3 dead-letters list|show|replay|purge`: administrators, against RabbitMQ (see ../dead-letters.ts). */
 export function registerDeadLetterCommands(program: Command): void {
@@ -51,7 +52,7 @@ function deadLetterAction<Args extends unknown[]>(
     try {
       await pick(cli)(...args);
     } catch (error) {
-      process.stderr.write(`vid2mp3: ${(error as Error).message}\n`);
+      process.stderr.write(`vid2mp3: ${errorMessage(error)}\n`);
       process.exit(error instanceof ConfigError ? 2 : 1);
     }
   };

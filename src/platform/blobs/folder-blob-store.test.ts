@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { blobStoreContract } from "./blob-store-contract.ts";
+import { blobStoreContract } from "../../../test/support/contracts/blob-store.ts";
 import { createFolderBlobStore } from "./folder-blob-store.ts";
 
 blobStoreContract("folder blob store", async () => {

@@ -6,6 +6,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { CreateMultipartUploadCommand, UploadPartCommand } from "@aws-sdk/client-s3";
 import { pino } from "pino";
+import { blobStoreContract } from "../../../test/support/contracts/blob-store.ts";
 import {
   adminClient,
   deleteBucket,
@@ -16,7 +17,6 @@ import {
 } from "../../../test/support/s3-server.ts";
 import { startTcpProxy } from "../../../test/support/tcp-proxy.ts";
 import { UnavailableError } from "../unavailable.ts";
-import { blobStoreContract } from "./blob-store-contract.ts";
 import { createS3BlobStore, type S3BlobStore, type S3BlobStoreOptions } from "./s3-blob-store.ts";
 
 const MiB = 1024 * 1024;

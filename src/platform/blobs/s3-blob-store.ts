@@ -16,6 +16,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { errorMessage } from "../error-message.ts";
 import type { Logger } from "../logger.ts";
 import { UnavailableError } from "../unavailable.ts";
 import { assertValidKey, BlobNotFoundError, type BlobStore } from "./blob-store.ts";
@@ -185,7 +186,7 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
       } catch (error) {
         if (errorName(error) === "NoSuchUpload") return;
         logger?.debug(
-          { err: describe(error), key, uploadId },
+          { err: errorMessage(error), key, uploadId },
           "abort of a failed multipart upload failed again",
         );
       }
@@ -195,7 +196,7 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
 
   /** The S3 error as it is, or as an UnavailableError when the store could not be reached or answered 5xx. */
   function storageError(what: string, error: unknown): Error {
-    const message = `${what}: ${describe(error)}`;
+    const message = `${what}: ${errorMessage(error)}`;
     if (isUnreachable(error)) return new UnavailableError("storage", message, { cause: error });
     return new Error(message, { cause: error });
   }
@@ -266,7 +267,7 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
       try {
         await client.send(new HeadBucketCommand({ Bucket: bucket }));
       } catch (error) {
-        const reason = isNotFound(error) ? "the bucket does not exist" : describe(error);
+        const reason = isNotFound(error) ? "the bucket does not exist" : errorMessage(error);
         throw new Error(`${where} is not usable: ${reason}`, { cause: error });
       }
     },
@@ -316,7 +317,7 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
         return;
       } catch (error) {
         if (!isNotFound(error))
-          throw new Error(`${where} is not usable: ${describe(error)}`, { cause: error });
+          throw new Error(`${where} is not usable: ${errorMessage(error)}`, { cause: error });
       }
       try {
         await client.send(new CreateBucketCommand({ Bucket: bucket }));
@@ -324,7 +325,7 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
       } catch (error) {
         // Another replica starting at the same moment created it first.
         if (errorName(error) !== "BucketAlreadyOwnedByYou") {
-          throw new Error(`could not create ${where}: ${describe(error)}`, { cause: error });
+          throw new Error(`could not create ${where}: ${errorMessage(error)}`, { cause: error });
         }
       }
     },
@@ -406,16 +407,4 @@ function isNotFound(error: unknown): boolean {
   return (
     (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode === 404
   );
-}
-
-/**
- * One line for logs and readiness output. Node's failed connection attempts can be an
- * AggregateError with an empty message, so the code of the first inner error is used then.
- */
-function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  if (error.message) return error.message;
-  const inner = error instanceof AggregateError ? error.errors[0] : undefined;
-  const code = (inner as NodeJS.ErrnoException | undefined)?.code ?? (error as NodeJS.ErrnoException).code;
-  return code ?? error.name;
 }

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { isDatabaseUnavailable } from "../database.ts";
+import { errorMessage } from "../error-message.ts";
 import type { Logger } from "../logger.ts";
 import { unavailableCause } from "../unavailable.ts";
 import { type ConsumeOptions, type DeadLetter, type Handler, PermanentError, retryDelay } from "./broker.ts";
@@ -120,7 +121,7 @@ export async function decide<T>(
   try {
     body = settings.parse(raw);
   } catch (error) {
-    return { kind: "dead", reason: reasonOf(error), body: raw };
+    return { kind: "dead", reason: errorMessage(error), body: raw };
   }
   await gate.passed(signal);
   for (let outage = 0; ; outage++) {
@@ -140,7 +141,7 @@ export async function decide<T>(
         const { initial, max } = settings.outageDelayMs;
         const delayMs = Math.min(max, initial * 2 ** Math.min(outage, 30));
         logger.warn(
-          { queue, attempt, backend, delayMs, err: reasonOf(error) },
+          { queue, attempt, backend, delayMs, err: errorMessage(error) },
           "backend unavailable; the message waits for it without using up an attempt",
         );
         await sleep(delayMs, undefined, { signal }).catch(() => {});
@@ -148,7 +149,7 @@ export async function decide<T>(
       }
       gate.open();
       if (error instanceof PermanentError || attempt >= settings.maxAttempts) {
-        return { kind: "dead", reason: reasonOf(error), body: raw };
+        return { kind: "dead", reason: errorMessage(error), body: raw };
       }
       const delayMs = retryDelay(settings.retryDelayMs, attempt, settings.maxRetryDelayMs);
       logger.warn({ queue, attempt, delayMs, err: error }, "message handler failed; retrying");
@@ -164,8 +165,4 @@ export function deadLetter(
   outcome: { reason: string; body: unknown },
 ): DeadLetter {
   return { queue, reason: outcome.reason, attempts, body: outcome.body, deadAt: new Date().toISOString() };
-}
-
-export function reasonOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
-import { brokerContract } from "./broker-contract.ts";
+import { brokerContract } from "../../../test/support/contracts/broker.ts";
 import { createMemoryBroker } from "./memory-broker.ts";
 
 const silent = pino({ level: "silent" });

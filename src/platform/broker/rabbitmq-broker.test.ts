@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, it as nodeIt } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "amqplib";
 import { pino } from "pino";
+import { brokerContract } from "../../../test/support/contracts/broker.ts";
 import {
   closeConnections,
   countConnections,
@@ -13,7 +14,6 @@ import {
   type TestVhost,
 } from "../../../test/support/rabbitmq.ts";
 import type { Broker, DeadLetter } from "./broker.ts";
-import { brokerContract } from "./broker-contract.ts";
 import { BrokerUnavailableError, createRabbitMqBroker, retryQueue } from "./rabbitmq-broker.ts";
 
 const silent = pino({ level: "silent" });

@@ -5,8 +5,8 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { simpleParser } from "mailparser";
 import { pino } from "pino";
+import { mailerContract } from "../../../test/support/contracts/mailer.ts";
 import type { Mail } from "./mailer.ts";
-import { mailerContract } from "./mailer-contract.ts";
 import { createOutboxMailer, readOutboxMail } from "./outbox-mailer.ts";
 
 const from = "vid2mp3 <no-reply@vid2mp3.example>";

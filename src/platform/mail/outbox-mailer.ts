@@ -4,6 +4,7 @@ import { access, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { createTransport } from "nodemailer";
+import { errorMessage } from "../error-message.ts";
 import type { Logger } from "../logger.ts";
 import type { Mailer } from "./mailer.ts";
 import { assertSafeMailId, buildMessage } from "./message.ts";
@@ -27,7 +28,7 @@ export function createOutboxMailer(options: { dir: string; from: string; logger:
       try {
         await writeAtomically(file, info.message);
       } catch (error) {
-        throw new Error(`could not write mail ${mail.id} to the outbox ${dir}: ${(error as Error).message}`, {
+        throw new Error(`could not write mail ${mail.id} to the outbox ${dir}: ${errorMessage(error)}`, {
           cause: error,
         });
       }

@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
+import { mailerContract } from "../../../test/support/contracts/mailer.ts";
 import { type RunningSmtpServer, startSmtpServer } from "../../../test/support/smtp-server.ts";
 import { UnavailableError } from "../unavailable.ts";
 import type { Mail } from "./mailer.ts";
-import { mailerContract } from "./mailer-contract.ts";
 import { createSmtpMailer } from "./smtp-mailer.ts";
 
 const from = "vid2mp3 <no-reply@vid2mp3.example>";

@@ -1,4 +1,5 @@
 import { createTransport } from "nodemailer";
+import { errorMessage } from "../error-message.ts";
 import type { Logger } from "../logger.ts";
 import { UnavailableError } from "../unavailable.ts";
 import type { Mailer } from "./mailer.ts";
@@ -43,7 +44,7 @@ export function createSmtpMailer(options: { url: string; from: string; logger: L
           "mail sent",
         );
       } catch (error) {
-        const message = `could not send mail ${mail.id} to ${mail.to} through ${server}: ${reason(error)}`;
+        const message = `could not send mail ${mail.id} to ${mail.to} through ${server}: ${errorMessage(error)}`;
         if (isUnreachable(error)) throw new UnavailableError("mail", message, { cause: error });
         throw new Error(message, { cause: error });
       }
@@ -53,7 +54,7 @@ export function createSmtpMailer(options: { url: string; from: string; logger: L
       try {
         await transporter.verify();
       } catch (error) {
-        throw new Error(`SMTP server ${server} is not usable: ${reason(error)}`, { cause: error });
+        throw new Error(`SMTP server ${server} is not usable: ${errorMessage(error)}`, { cause: error });
       }
     },
 
@@ -83,11 +84,4 @@ function describeServer(url: string): string {
   const parsed = new URL(url);
   const port = parsed.port || (parsed.protocol === "smtps:" ? "465" : "587");
   return `${parsed.protocol}//${parsed.hostname}:${port}`;
-}
-
-/** nodemailer's message, which for a server's refusal already quotes the reply (`550 …`). */
-function reason(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const code = (error as NodeJS.ErrnoException).code;
-  return error.message || code || error.name;
 }

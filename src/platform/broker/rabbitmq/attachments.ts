@@ -1,7 +1,7 @@
 import type { Channel } from "amqplib";
+import { errorMessage } from "../../error-message.ts";
 import type { Logger } from "../../logger.ts";
 import type { Consumer } from "../broker.ts";
-import { reasonOf } from "../delivery.ts";
 import type { Connection, SetupStep } from "./connection.ts";
 import type { Session } from "./session.ts";
 import { forgetTopology } from "./topology.ts";
@@ -87,7 +87,7 @@ export function createAttachments<A extends Attachment>(
       attach(s, a).then(
         () => logger.info({ target: a.description }, "RabbitMQ channel reopened"),
         (error: unknown) => {
-          logger.warn({ err: reasonOf(error), target: a.description }, "could not reopen a channel");
+          logger.warn({ err: errorMessage(error), target: a.description }, "could not reopen a channel");
           reattachLater(s, a, failures + 1);
         },
       );

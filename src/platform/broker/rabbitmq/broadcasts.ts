@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
+import { errorMessage } from "../../error-message.ts";
 import type { Logger } from "../../logger.ts";
 import type { Consumer } from "../broker.ts";
-import { reasonOf } from "../delivery.ts";
 import { type Attachment, type Attachments, createAttachments } from "./attachments.ts";
 import type { Connection } from "./connection.ts";
 import { type Publisher, topicMessage } from "./publisher.ts";
@@ -28,7 +28,7 @@ export function createBroadcasts(connection: Connection, publisher: Publisher, l
     try {
       body = JSON.parse(content.toString("utf8"));
     } catch (error) {
-      logger.warn({ topic, err: reasonOf(error) }, "ignored a broadcast that is not JSON");
+      logger.warn({ topic, err: errorMessage(error) }, "ignored a broadcast that is not JSON");
       return;
     }
     try {

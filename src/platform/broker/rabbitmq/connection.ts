@@ -1,7 +1,7 @@
 import { type ChannelModel, connect, type RecoveringChannelModel } from "amqplib";
+import { errorMessage } from "../../error-message.ts";
 import type { Logger } from "../../logger.ts";
 import { BrokerUnavailableError } from "../broker.ts";
-import { reasonOf } from "../delivery.ts";
 import { isOpen, newSession, type Session } from "./session.ts";
 
 /**
@@ -95,7 +95,7 @@ export function createConnection(options: ConnectionOptions): Connection {
         // (say, a queue declared elsewhere with other arguments) is logged and retried for that
         // one step, so it does not keep the others down.
         if (!s.open) throw error;
-        logger.error({ err: reasonOf(error), broker: where }, `RabbitMQ setup failed: ${step.what}`);
+        logger.error({ err: errorMessage(error), broker: where }, `RabbitMQ setup failed: ${step.what}`);
         step.retryLater?.();
       }
     }
@@ -279,7 +279,7 @@ export function createConnection(options: ConnectionOptions): Connection {
       waiters.clear();
       session = undefined;
       await recovering?.close().catch((error: unknown) => {
-        logger.debug({ err: reasonOf(error) }, "closing the RabbitMQ connection failed");
+        logger.debug({ err: errorMessage(error) }, "closing the RabbitMQ connection failed");
       });
       logger.info({ broker: where }, "RabbitMQ connection closed");
     },

@@ -1,16 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Channel, ConsumeMessage } from "amqplib";
+import { errorMessage } from "../../error-message.ts";
 import type { Logger } from "../../logger.ts";
 import { type Consumer, deadLetterQueue, type Handler, retryDelay } from "../broker.ts";
-import {
-  type ConsumeSettings,
-  createOutageGate,
-  deadLetter,
-  decide,
-  type Outcome,
-  reasonOf,
-} from "../delivery.ts";
+import { type ConsumeSettings, createOutageGate, deadLetter, decide, type Outcome } from "../delivery.ts";
 import { type Attachment, type Attachments, createAttachments } from "./attachments.ts";
 import type { Connection } from "./connection.ts";
 import { createLimiter, type Limiter } from "./limiter.ts";
@@ -197,7 +191,7 @@ export function createQueueConsumers(
     try {
       raw = JSON.parse(text);
     } catch (error) {
-      return { kind: "dead", reason: `message body is not JSON: ${reasonOf(error)}`, body: text };
+      return { kind: "dead", reason: `message body is not JSON: ${errorMessage(error)}`, body: text };
     }
     return c.run(raw, attempt, AbortSignal.any([lostSignal(channel), c.closing.signal]));
   }
@@ -256,7 +250,7 @@ export function createQueueConsumers(
       }
       // Not acknowledged and put back: it comes again with the same attempt number.
       logger.error(
-        { err: reasonOf(error), queue: c.queue, outcome: outcome.kind },
+        { err: errorMessage(error), queue: c.queue, outcome: outcome.kind },
         "could not publish a message's retry or dead letter; putting it back",
       );
       await sleep(1000);

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Options } from "amqplib";
+import { errorMessage } from "../../error-message.ts";
 import type { Logger } from "../../logger.ts";
-import { reasonOf } from "../delivery.ts";
 import type { Connection } from "./connection.ts";
 import type { Session } from "./session.ts";
 import { ATTEMPT_HEADER, declareTopic, forgetQueue } from "./topology.ts";
@@ -88,7 +88,7 @@ export function createPublisher(connection: Connection, logger: Logger): Publish
             throw error;
           }
           if (attempt >= 5 || Date.now() >= deadline) throw error;
-          logger.debug({ err: reasonOf(error), attempt }, "publish failed; trying again");
+          logger.debug({ err: errorMessage(error), attempt }, "publish failed; trying again");
           await sleep(Math.min(50 * 2 ** attempt, Math.max(0, deadline - Date.now())));
         }
       }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, type TestContext, test } from "node:test";
 import { type Kysely, type Migration, sql } from "kysely";
-import { isDatabaseUnavailable, isUniqueViolation, migrateToLatest } from "./database.ts";
+import { isDatabaseUnavailable, isUniqueViolation, migrateToLatest } from "../../../src/platform/database.ts";
 
 export interface OpenedDatabase {
   // biome-ignore lint/suspicious/noExplicitAny: the contract builds its own tables

@@ -3,6 +3,7 @@ import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
+import { errorMessage } from "../platform/error-message.ts";
 
 /**
  * Finds the ffmpeg binary the converter runs, in the order of the design: `FFMPEG_PATH`, then
@@ -34,7 +35,7 @@ export async function locateFfmpeg(
       return { path: configuredPath, source: "FFMPEG_PATH", version: await ffmpegVersion(configuredPath) };
     } catch (error) {
       // An explicit setting that does not work is a mistake to report, not a reason to pick another binary.
-      throw new Error(`FFMPEG_PATH=${configuredPath} is not a working ffmpeg: ${messageOf(error)}`);
+      throw new Error(`FFMPEG_PATH=${configuredPath} is not a working ffmpeg: ${errorMessage(error)}`);
     }
   }
 
@@ -44,7 +45,7 @@ export async function locateFfmpeg(
     try {
       return { path: onPath, source: "PATH", version: await ffmpegVersion(onPath) };
     } catch (error) {
-      tried.push(`${onPath} (on PATH): ${messageOf(error)}`);
+      tried.push(`${onPath} (on PATH): ${errorMessage(error)}`);
     }
   } else {
     tried.push("no ffmpeg on PATH");
@@ -59,10 +60,10 @@ export async function locateFfmpeg(
         version: await ffmpegVersion(packaged),
       };
     } catch (error) {
-      tried.push(`${packaged} (npm package): ${messageOf(error)}`);
+      tried.push(`${packaged} (npm package): ${errorMessage(error)}`);
     }
   } catch (error) {
-    tried.push(`npm package @ffmpeg-installer/ffmpeg: ${messageOf(error)}`);
+    tried.push(`npm package @ffmpeg-installer/ffmpeg: ${errorMessage(error)}`);
   }
 
   throw new Error(
@@ -107,8 +108,4 @@ function packagedFfmpegPath(): string {
   const installer = require("@ffmpeg-installer/ffmpeg") as { path?: unknown };
   if (typeof installer.path !== "string") throw new Error("the package did not report a binary path");
   return installer.path;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

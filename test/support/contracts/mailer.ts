@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import type { AddressObject, ParsedMail } from "mailparser";
-import type { Mail, Mailer } from "./mailer.ts";
+import type { Mail, Mailer } from "../../../src/platform/mail/mailer.ts";
 
 export interface MailerFixture {
   mailer: Mailer;

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { afterEach, beforeEach, describe, it as nodeIt } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { UnavailableError } from "../unavailable.ts";
 import {
   type Broker,
   type DeadLetter,
@@ -10,7 +9,8 @@ import {
   deadLetterQueue,
   type Handler,
   PermanentError,
-} from "./broker.ts";
+} from "../../../src/platform/broker/broker.ts";
+import { UnavailableError } from "../../../src/platform/unavailable.ts";
 
 /**
  * The behaviour every `Broker` must show, as node:test suites. Each adapter's test file calls this

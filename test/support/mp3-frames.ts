@@ -1,4 +1,11 @@
-import { type BlockType, type Frame, frameLength, parseFrameHeader, parseSideInfo } from "./mp3-frames.ts";
+import {
+  type BlockType,
+  bitrates,
+  type Frame,
+  frameLength,
+  parseFrameHeader,
+  parseSideInfo,
+} from "../../src/converter/mp3-frames.ts";
 
 /**
  * Test-only: MPEG-1 layer III frames built bit by bit, with the side-information fields the
@@ -21,24 +28,6 @@ export interface FrameSpec {
   fill?: number;
 }
 
-const BITRATE_INDEX_V1: Record<number, number> = {
-  32: 1,
-  40: 2,
-  48: 3,
-  56: 4,
-  64: 5,
-  80: 6,
-  96: 7,
-  112: 8,
-  128: 9,
-  160: 10,
-  192: 11,
-  224: 12,
-  256: 13,
-  320: 14,
-};
-const BITRATE_INDEX_V2: Record<number, number> = { 8: 1, 16: 2, 24: 3, 32: 4, 64: 8, 128: 12, 160: 14 };
-
 export function buildFrame(spec: FrameSpec = {}): Frame {
   const {
     bitrateKbps = 128,
@@ -57,8 +46,9 @@ export function buildFrame(spec: FrameSpec = {}): Frame {
   const length = frameLength(version, bitrateKbps, sampleRate, padding);
   const bytes = new Uint8Array(length).fill(fill);
   const rateIndex = { 44100: 0, 48000: 1, 32000: 2, 22050: 0, 24000: 1, 16000: 2 }[sampleRate] ?? 0;
-  const bitrateIndex = (mpeg1 ? BITRATE_INDEX_V1 : BITRATE_INDEX_V2)[bitrateKbps];
-  if (bitrateIndex === undefined) throw new Error(`no bit rate index for ${bitrateKbps}`);
+  // The header's index counts from 1 (0 is "free format"), one more than the list's.
+  const bitrateIndex = bitrates(version).indexOf(bitrateKbps) + 1;
+  if (bitrateIndex === 0) throw new Error(`no bit rate index for ${bitrateKbps}`);
   bytes[0] = 0xff;
   bytes[1] = 0xe0 | ((mpeg1 ? 3 : 2) << 3) | (1 << 1) | (crc ? 0 : 1);
   bytes[2] = (bitrateIndex << 4) | (rateIndex << 2) | (padding << 1);

@@ -3,11 +3,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { TestContext } from "node:test";
 import type { Kysely } from "kysely";
-import { loadConfig } from "../platform/config.ts";
-import { openDatabase } from "../platform/database.ts";
-import { createLogger } from "../platform/logger.ts";
-import type { AuthDatabase } from "./migrations.ts";
-import { type AuthService, type AuthServiceDeps, createAuthService } from "./service.ts";
+import type { AuthDatabase } from "../../src/auth/migrations.ts";
+import { type AuthService, type AuthServiceDeps, createAuthService } from "../../src/auth/service.ts";
+import { loadConfig } from "../../src/platform/config.ts";
+import { openDatabase } from "../../src/platform/database.ts";
+import { createLogger } from "../../src/platform/logger.ts";
 
 /** A fresh data dir for one test, removed when the test ends. */
 export async function tempDataDir(t: TestContext): Promise<string> {

@@ -6,7 +6,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
-import { BlobNotFoundError, type BlobStore } from "./blob-store.ts";
+import { BlobNotFoundError, type BlobStore } from "../../../src/platform/blobs/blob-store.ts";
 
 /**
  * The behaviour every `BlobStore` must show, as node:test suites. Each adapter's test file calls

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { test } from "node:test";
-import { locateFfmpeg } from "./ffmpeg.ts";
+import { locateFfmpeg } from "./ffmpeg-locator.ts";
 
 test("FFMPEG_PATH wins and reports the version line", async () => {
   const found = await locateFfmpeg("/usr/bin/ffmpeg");
