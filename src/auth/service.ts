@@ -15,6 +15,12 @@ import { registerAuthRoutes } from "./routes.ts";
 import { createTokenService, type TokenServiceOptions } from "./tokens.ts";
 import { createUsersRepository } from "./users.ts";
 
+/** Auth reads only these settings of the configuration (`dataDir` and `jwt` for its token service). */
+export type AuthConfig = Pick<
+  Config,
+  "admin" | "dataDir" | "jwt" | "metricsToken" | "migrateOnStart" | "registrationOpen" | "trustProxy"
+>;
+
 export type { AuthDatabase } from "./migrations.ts";
 export { TOKEN_AUDIENCE, TOKEN_ISSUER } from "./tokens.ts";
 
@@ -45,7 +51,7 @@ export interface AuthService {
  * `app.listen` (or `app.inject`) when the promise resolves: schema migrated, signing key loaded,
  * first administrator created.
  */
-export async function createAuthService(config: Config, deps: AuthServiceDeps): Promise<AuthService> {
+export async function createAuthService(config: AuthConfig, deps: AuthServiceDeps): Promise<AuthService> {
   const { logger, db } = deps;
   await prepareSchema(db, authMigrations, {
     table: AUTH_MIGRATION_TABLE,

@@ -6,7 +6,7 @@ import https from "node:https";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { IssuedToken as Login, User } from "../contracts/auth-api.ts";
-import type { Job, JobPage } from "../contracts/jobs.ts";
+import { isFinalStatus, type Job, type JobPage } from "../contracts/jobs.ts";
 import { errorMessage } from "../platform/error-message.ts";
 
 export type { Job, JobPage, Login, User };
@@ -42,7 +42,7 @@ export class ConnectionError extends Error {
   override name = "ConnectionError";
 }
 
-export const isEnded = (job: Job): boolean => job.status === "done" || job.status === "failed";
+export const isEnded = (job: Job): boolean => isFinalStatus(job.status);
 
 /**
  * The gateway's public HTTP API, as the `vid2mp3` command uses it. Every non-2xx answer becomes

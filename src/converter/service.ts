@@ -24,6 +24,19 @@ import { type AudioPath, transcode } from "./transcode.ts";
  * acknowledged (the handler resolves) only after the outcome is stored and published.
  */
 
+/** The converter reads only these settings of the configuration: what it is given, and all it can depend on. */
+export type ConverterConfig = Pick<
+  Config,
+  | "converterConcurrency"
+  | "converterDrainSeconds"
+  | "converterSegments"
+  | "dataDir"
+  | "ffmpeg"
+  | "limits"
+  | "queues"
+  | "retry"
+>;
+
 export interface ConverterDeps {
   logger: Logger;
   broker: Broker;
@@ -67,7 +80,7 @@ const HOLD_MARGIN_SECONDS = 600;
 export const INTERNAL_ERROR_MESSAGE =
   "The conversion failed because of an internal error; please upload the file again.";
 
-export function createConverter(config: Config, deps: ConverterDeps): Converter {
+export function createConverter(config: ConverterConfig, deps: ConverterDeps): Converter {
   const { broker, blobs, ffmpegPath } = deps;
   const logger = deps.logger.child({ component: "converter" });
   // Under the data dir, not the OS temp dir: it is the volume sized for videos.

@@ -33,6 +33,23 @@ import { registerUploadRoute } from "./routes/upload.ts";
 import { registerWebRoutes } from "./routes/web.ts";
 import { createUploadSweep } from "./upload-sweep.ts";
 
+/** The gateway reads only these settings of the configuration: what it is given, and all it can depend on. */
+export type GatewayConfig = Pick<
+  Config,
+  | "incompleteUploadMaxAgeMs"
+  | "jobSweep"
+  | "jwt"
+  | "limits"
+  | "maxUploadBytes"
+  | "metricsToken"
+  | "migrateOnStart"
+  | "queues"
+  | "registrationOpen"
+  | "retentionHours"
+  | "retry"
+  | "trustProxy"
+>;
+
 export interface GatewayDeps {
   logger: Logger;
   db: Kysely<GatewayDatabase>;
@@ -53,7 +70,10 @@ export interface GatewayService {
   close(): Promise<void>;
 }
 
-export async function createGatewayService(config: Config, deps: GatewayDeps): Promise<GatewayService> {
+export async function createGatewayService(
+  config: GatewayConfig,
+  deps: GatewayDeps,
+): Promise<GatewayService> {
   const { logger, broker, blobs, authFetch } = deps;
   await prepareSchema(deps.db, gatewayMigrations, {
     table: GATEWAY_MIGRATION_TABLE,

@@ -24,6 +24,9 @@ export interface Notifier {
 /** Mails handled at once: sending is I/O-bound, a few in flight keep a slow SMTP server from piling up work. */
 const concurrency = 4;
 
+/** The notification reads only these settings of the configuration: all it can depend on. */
+export type NotifierConfig = Pick<Config, "port" | "publicUrl" | "queues" | "retry">;
+
 /**
  * The notification service: consumes the converter's `MP3_QUEUE` and mails the owner how the
  * conversion ended, once: a mail's id is fixed by its job (`<jobId>-ready` / `<jobId>-failed`) and
@@ -32,7 +35,7 @@ const concurrency = 4;
  * attempts; other failures are tried `MAIL_MAX_ATTEMPTS` times, over hours with the defaults).
  */
 export function createNotifier(
-  config: Config,
+  config: NotifierConfig,
   deps: {
     logger: Logger;
     broker: Broker;
