@@ -196,11 +196,11 @@ test("options: the chosen stream and range, quality, mono, tags; our own cover a
 });
 
 test("segmented encoding: only plans it reproduces exactly are segmented; the rest go to the single run", () => {
-  const cover = "/work/out.mp3.cover.jpg";
   for (const plan of [
     { audioStream: 0 },
     { audioStream: 1, quality: "128k" as const, mono: true, tags: { title: "T" } },
     { audioStream: 0, chapters: false },
+    { audioStream: 0, coverFile: "/work/out.mp3.cover.jpg" },
   ]) {
     assert.equal(segmentablePlan(plan), true, JSON.stringify(plan));
   }
@@ -210,13 +210,12 @@ test("segmented encoding: only plans it reproduces exactly are segmented; the re
     { audioStream: 0, end: 10 },
     { audioStream: 0, chaptersFile: "/work/out.mp3.chapters.txt" },
     { audioStream: 0, loudness: measured },
-    { audioStream: 0, coverFile: cover },
   ]) {
     assert.equal(segmentablePlan(plan), false, JSON.stringify(plan));
   }
 });
 
-test("segmented encoding: the decoder takes the plan's stream, channels and MAX_AUDIO_SECONDS; the header run is the single run's command", () => {
+test("segmented encoding: the decoder takes the plan's stream, channels and MAX_AUDIO_SECONDS; the header run is the single run's command without the cover", () => {
   const plan = {
     audioStream: 1,
     quality: "320k" as const,
@@ -235,8 +234,10 @@ test("segmented encoding: the decoder takes the plan's stream, channels and MAX_
   assert.equal(decode.filter((a) => a === "-i").length, 1, "no cover input in the decoder");
   assert.ok(!decode.includes("libmp3lame"));
 
-  const single = buildFfmpegArgs(conversion);
+  // The single run's command without the cover (added to the tag afterwards, see `withFrontCover`).
+  const single = buildFfmpegArgs({ ...conversion, plan: { ...plan, coverFile: undefined } });
   const header = buildHeaderArgs({ ...conversion, output: "/work/header.mp3" });
+  assert.ok(!header.includes("jpeg_pipe"), "no cover input in the header run");
   // The same command but for progress reporting, the output file and the one-frame stop.
   const framesAt = header.indexOf("-frames:a");
   const same = (args: string[], output: string) =>

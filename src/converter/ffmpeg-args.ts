@@ -1,6 +1,7 @@
 import path from "node:path";
 import type { Quality } from "../contracts/options.ts";
 import { ConversionError } from "./conversion-error.ts";
+import { COVER_COMMENT, COVER_TITLE } from "./id3-picture.ts";
 
 /**
  * The ffmpeg command line for one conversion. ffmpeg runs on untrusted uploads, so every option
@@ -154,9 +155,9 @@ function mp3OutputArgs(options: FfmpegArgsInput, extra: string[] = []): string[]
           "-disposition:v:0",
           "attached_pic",
           "-metadata:s:v:0",
-          "title=Album cover",
+          `title=${COVER_TITLE}`,
           "-metadata:s:v:0",
-          "comment=Cover (front)",
+          `comment=${COVER_COMMENT}`,
         ]
       : ["-vn"]),
     "-sn",
@@ -326,19 +327,17 @@ function mp3EncoderArgs({ plan }: FfmpegArgsInput): string[] {
 
 /**
  * Whether a segmented encode reproduces this plan exactly. Quality, stream, mono, tags and the
- * source's chapters are the single run's own arguments in every process. Not so a trim (its chapter
- * list and the cut chapters come with it), the second loudnorm pass (its measurement and progress
- * span belong to the single run's design) or a cover picture (the one-frame header run can end
- * before the picture from the second input reaches the muxer, which then writes the tag without
- * it): those go to the single run.
+ * source's chapters are the single run's own arguments in every process, and the cover picture is
+ * put into the tag as the mp3 muxer would (`buildHeaderArgs`). Not so a trim (its chapter list and
+ * the cut chapters come with it) or the second loudnorm pass (its measurement and progress span
+ * belong to the single run's design): those go to the single run.
  */
 export function segmentablePlan(plan: OutputPlan): boolean {
   return (
     plan.start === undefined &&
     plan.end === undefined &&
     plan.chaptersFile === undefined &&
-    plan.loudness === undefined &&
-    plan.coverFile === undefined
+    plan.loudness === undefined
   );
 }
 
@@ -372,18 +371,20 @@ export function buildDecodeArgs(options: FfmpegArgsInput & { pcmFile: string; pc
 
 /**
  * The single run's own command line, stopped after one audio frame: the start of its output is
- * the ID3v2 tag (tags, chapters; never a cover, see `segmentablePlan`) and the Xing/LAME frame a
- * segmented encode's file begins with. (`-frames:a`, not `-t`: a time limit would drop the
- * chapters after it.)
+ * the ID3v2 tag (tags, chapters) and the Xing/LAME frame a segmented encode's file begins with.
+ * (`-frames:a`, not `-t`: a time limit would drop the chapters after it.) Without the cover: a run
+ * this short can end before the picture from its second input reaches the muxer, which then
+ * writes the tag without it; the picture is added to the tag afterwards (`withFrontCover`).
  */
 export function buildHeaderArgs(options: FfmpegArgsInput): string[] {
-  const { input, format, threads = 1, plan = { audioStream: 0 } } = options;
+  const { input, format, threads = 1 } = options;
+  const plan: OutputPlan = { ...(options.plan ?? { audioStream: 0 }), coverFile: undefined };
   return [
     ...globalOptions(),
     "-nostats",
     ...inputOptions(input, format, threads, plan.start),
     ...ownInputs(plan),
-    ...mp3OutputArgs({ ...options, audio: "encode" }, ["-frames:a", "1"]),
+    ...mp3OutputArgs({ ...options, plan, audio: "encode" }, ["-frames:a", "1"]),
   ];
 }
 

@@ -90,15 +90,13 @@ async function assertSeamless(
   name: string,
   source: string,
   quality: Quality,
-  workers = 4,
+  { workers = 4, coverFile }: { workers?: number; coverFile?: string } = {},
 ): Promise<SegmentedEncodeResult> {
   const single = path.join(dir, `${name}.single.mp3`);
   const segmented = path.join(dir, `${name}.segmented.mp3`);
+  const plan = { audioStream: 0, quality, coverFile };
   // The reference: the converter's single-run command line, as it is.
-  await run(
-    ffmpegPath,
-    buildFfmpegArgs({ input: source, output: single, format: "wav", plan: { audioStream: 0, quality } }),
-  );
+  await run(ffmpegPath, buildFfmpegArgs({ input: source, output: single, format: "wav", plan }));
   const reference = await probe(single);
   const { stdout } = await run("ffprobe", [
     ...["-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate,channels"],
@@ -107,7 +105,7 @@ async function assertSeamless(
   const [sampleRate, channels] = stdout.trim().split(",").map(Number) as [number, 1 | 2];
   const result = await encodeInSegments({
     ffmpegPath,
-    conversion: { input: source, output: segmented, format: "wav", plan: { audioStream: 0, quality } },
+    conversion: { input: source, output: segmented, format: "wav", plan },
     pcm: { sampleRate, channels },
     estimatedSeconds: reference.durationSeconds,
     workers,
@@ -119,6 +117,7 @@ async function assertSeamless(
   await assertDecodesCleanly(segmented);
 
   const [ours, theirs] = [await head(segmented), await head(single)];
+  // Byte for byte, the cover picture (APIC) included.
   assert.deepEqual(ours.tag, theirs.tag, "the same ID3v2 tag");
   assert.equal(readXingFrames(ours.xing), readXingFrames(theirs.xing), "the same frame count");
   assert.deepEqual(readDelayPadding(ours.xing), readDelayPadding(theirs.xing), "the same delay and padding");
@@ -164,8 +163,16 @@ describe("segmented encoding joins into one seamless MP3", () => {
     await assertSeamless("sweep-v2", await makeSweep(dir, "sweep.wav", { seconds: 24 }), "v2");
   });
 
-  test("white noise, VBR V2", async () => {
-    await assertSeamless("noise-v2", await makeNoise(dir, "noise.wav", { seconds: 24 }), "v2");
+  test("white noise, VBR V2, with a cover picture: the tag is the single run's, picture included", async () => {
+    const coverFile = path.join(dir, "cover.jpg");
+    await run("ffmpeg", [
+      ...["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240"],
+      ...["-frames:v", "1", "-c:v", "mjpeg", "-f", "mjpeg", coverFile],
+    ]);
+    const source = await makeNoise(dir, "noise.wav", { seconds: 24 });
+    await assertSeamless("noise-v2", source, "v2", { coverFile });
+    const details = await mp3Details(path.join(dir, "noise-v2.segmented.mp3"));
+    assert.deepEqual(details.picture, { codec: "mjpeg", comment: "Cover (front)" });
   });
 
   test("white noise, CBR 128k: the bit reservoir is carried across joins", async () => {
@@ -262,7 +269,7 @@ describe("transcode segments a long input", () => {
     assert.equal((await decodeSamples(options.output, 1)).length, 130 * 44100);
   });
 
-  test("a video's track choice and chapters are honoured on the segmented path; with a cover it is one run", async () => {
+  test("a video's track choice, chapters and cover are honoured on the segmented path", async () => {
     const video = path.join(dir, "long-video.mkv");
     const chapters = path.join(dir, "long-video.ffmetadata");
     const chapter = (title: string, start: number, end: number) =>
@@ -296,9 +303,32 @@ describe("transcode segments a long input", () => {
       options: { track: 1 },
     });
     const withCover = await transcode(covered);
-    assert.equal(withCover.segments, undefined);
+    assert.equal(withCover.segments, 2);
+    assert.equal(withCover.segmentingAbandoned, undefined);
     assert.equal(withCover.cover, true);
-    assert.equal((await mp3Details(covered.output)).picture?.codec, "mjpeg");
+    const coverDetails = await mp3Details(covered.output);
+    assert.deepEqual(coverDetails.picture, { codec: "mjpeg", comment: "Cover (front)" });
+    assert.deepEqual(
+      coverDetails.chapters.map((c) => c.title),
+      ["One", "Two"],
+    );
+    await assertDecodesCleanly(covered.output);
+    // Gapless: behind the longer tag, the Xing/LAME frame still makes decoders trim the encoder's
+    // delay and padding exactly as in the single run's file.
+    const single = converting("video-cover-single.mp3", {
+      input: video,
+      format: "matroska",
+      options: { track: 1 },
+      segmenting: { workers: 1, minSeconds: 120 },
+    });
+    assert.equal((await transcode(single)).segments, undefined);
+    const [ours, theirs] = [await head(covered.output), await head(single.output)];
+    assert.deepEqual(ours.tag, theirs.tag, "the same ID3v2 tag, picture included");
+    assert.deepEqual(readDelayPadding(ours.xing), readDelayPadding(theirs.xing));
+    assert.equal(
+      (await decodeSamples(covered.output, 1)).length,
+      (await decodeSamples(single.output, 1)).length,
+    );
   });
 
   test("a trim or loudness normalisation goes to the single run", async () => {

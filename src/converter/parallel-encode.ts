@@ -7,6 +7,7 @@ import {
   type FfmpegArgsInput,
   type PcmFormat,
 } from "./ffmpeg-args.ts";
+import { withFrontCover } from "./id3-picture.ts";
 import { id3v2Length, parseFrameHeader, splitFrames } from "./mp3-frames.ts";
 import { type JoinReport, Mp3Joiner } from "./mp3-join.ts";
 import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
@@ -19,8 +20,8 @@ import { fillXingFrame, readDelayPadding, xingLayout } from "./xing.ts";
  *
  * 1. One ffmpeg decodes the audio (through the same filters as a single run) into a raw float
  *    PCM file, at the sample rate and channel count the single run's encoder chose. Beside it, the
- *    single run's own command stopped after one frame: its ID3v2 tag (tags, chapters) and
- *    its Xing/LAME frame head the joined file.
+ *    single run's own command stopped after one frame: its ID3v2 tag (tags, chapters; the cover
+ *    picture is added to it here) and its Xing/LAME frame head the joined file.
  * 2. As soon as the PCM of a segment is on disk, an ffmpeg encodes it (`subfile` reads exactly
  *    its byte range) with the single run's encoder settings, up to `workers` at a time. Segments
  *    start on frame boundaries of the whole and overlap (see segment-plan.ts and mp3-join.ts).
@@ -209,10 +210,15 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
       );
     }
     const delay = readDelayPadding(xingTemplate)?.delay ?? 0;
+    const coverFile = conversion.plan?.coverFile;
+    const tag =
+      coverFile === undefined
+        ? header.subarray(0, tagLength)
+        : withFrontCover(header.subarray(0, tagLength), await readFile(coverFile));
 
     const out = await open(conversion.output, "w");
     try {
-      await out.write(header.subarray(0, tagLength));
+      await out.write(tag);
       await out.write(xingTemplate);
       const joiner = new Mp3Joiner(async (bytes) => {
         await out.write(bytes);
@@ -242,7 +248,7 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
         padding: frames * spf - delay - samples,
         musicCrc: joined.crc,
       });
-      await out.write(xing, 0, xing.length, tagLength);
+      await out.write(xing, 0, xing.length, tag.length);
       return { durationSeconds: samples / pcm.sampleRate, segments: segments.length, joins: joined.joins };
     } finally {
       await out.close();
