@@ -7,7 +7,6 @@ import {
   buildHeaderArgs,
   buildProbeArgs,
   buildSegmentEncodeArgs,
-  segmentablePlan,
 } from "./ffmpeg-args.ts";
 
 const args = buildFfmpegArgs({ input: "/work/in.mp4", output: "/work/out.mp3", format: "mov" });
@@ -193,26 +192,6 @@ test("options: the chosen stream and range, quality, mono, tags; our own cover a
     plan: { audioStream: 0, chapters: false },
   });
   assert.equal(dropped[dropped.indexOf("-map_chapters") + 1], "-1");
-});
-
-test("segmented encoding: only plans it reproduces exactly are segmented; the rest go to the single run", () => {
-  for (const plan of [
-    { audioStream: 0 },
-    { audioStream: 1, quality: "128k" as const, mono: true, tags: { title: "T" } },
-    { audioStream: 0, chapters: false },
-    { audioStream: 0, coverFile: "/work/out.mp3.cover.jpg" },
-  ]) {
-    assert.equal(segmentablePlan(plan), true, JSON.stringify(plan));
-  }
-  const measured = { inputI: -20, inputTp: -3, inputLra: 5, inputThresh: -30, targetOffset: 0 };
-  for (const plan of [
-    { audioStream: 0, start: 10 },
-    { audioStream: 0, end: 10 },
-    { audioStream: 0, chaptersFile: "/work/out.mp3.chapters.txt" },
-    { audioStream: 0, loudness: measured },
-  ]) {
-    assert.equal(segmentablePlan(plan), false, JSON.stringify(plan));
-  }
 });
 
 test("segmented encoding: the decoder takes the plan's stream, channels and MAX_AUDIO_SECONDS; the header run is the single run's command without the cover", () => {

@@ -325,22 +325,6 @@ function mp3EncoderArgs({ plan }: FfmpegArgsInput): string[] {
   return ["-c:a", "libmp3lame", ...qualityArgs(plan?.quality)];
 }
 
-/**
- * Whether a segmented encode reproduces this plan exactly. Quality, stream, mono, tags and the
- * source's chapters are the single run's own arguments in every process, and the cover picture is
- * put into the tag as the mp3 muxer would (`buildHeaderArgs`). Not so a trim (its chapter list and
- * the cut chapters come with it) or the second loudnorm pass (its measurement and progress span
- * belong to the single run's design): those go to the single run.
- */
-export function segmentablePlan(plan: OutputPlan): boolean {
-  return (
-    plan.start === undefined &&
-    plan.end === undefined &&
-    plan.chaptersFile === undefined &&
-    plan.loudness === undefined
-  );
-}
-
 /** The raw PCM that segmented encoding writes and reads: 32-bit float, what LAME takes itself. */
 export interface PcmFormat {
   sampleRate: number;

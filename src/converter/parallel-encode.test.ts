@@ -204,6 +204,25 @@ describe("transcode segments a long input", () => {
   before(async () => {
     long = await makeSweep(dir, "long.wav", { seconds: 130, channels: 1 });
   });
+  /** A 130 s video of the long sweep and an 880 Hz tone (two audio tracks), with two chapters. */
+  let video: Promise<string> | undefined;
+  const chapteredVideo = (): Promise<string> => {
+    video ??= (async () => {
+      const file = path.join(dir, "long-video.mkv");
+      const chapters = path.join(dir, "long-video.ffmetadata");
+      const chapter = (title: string, start: number, end: number) =>
+        `[CHAPTER]\nTIMEBASE=1/1000\nSTART=${start * 1000}\nEND=${end * 1000}\ntitle=${title}\n`;
+      await writeFile(chapters, `;FFMETADATA1\n${chapter("One", 0, 60)}${chapter("Two", 60, 130)}`);
+      await run("ffmpeg", [
+        ...["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=2:duration=130"],
+        ...["-i", long, "-f", "lavfi", "-i", "sine=frequency=880:duration=130", "-i", chapters],
+        ...["-map", "0:v", "-map", "1:a", "-map", "2:a", "-map_chapters", "3"],
+        ...["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", file],
+      ]);
+      return file;
+    })();
+    return video;
+  };
   /** Options for converting the 130 s input to `name`, segmenting as configured above. */
   const converting = (name: string, extra: Partial<Parameters<typeof transcode>[0]> = {}) => ({
     ffmpegPath,
@@ -254,6 +273,9 @@ describe("transcode segments a long input", () => {
       segmenting: { workers: 1, minSeconds: 0 },
     });
     assert.equal(one.segments, undefined);
+    // What counts is the output's length: a long input trimmed to a minute is one run.
+    const trimmed = await transcode({ ...converting("trimmed-short.mp3"), options: { end: 60 } });
+    assert.equal(trimmed.segments, undefined);
   });
 
   test("the user's quality and tags are honoured on the segmented path", async () => {
@@ -270,17 +292,7 @@ describe("transcode segments a long input", () => {
   });
 
   test("a video's track choice, chapters and cover are honoured on the segmented path", async () => {
-    const video = path.join(dir, "long-video.mkv");
-    const chapters = path.join(dir, "long-video.ffmetadata");
-    const chapter = (title: string, start: number, end: number) =>
-      `[CHAPTER]\nTIMEBASE=1/1000\nSTART=${start * 1000}\nEND=${end * 1000}\ntitle=${title}\n`;
-    await writeFile(chapters, `;FFMETADATA1\n${chapter("One", 0, 60)}${chapter("Two", 60, 130)}`);
-    await run("ffmpeg", [
-      ...["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=2:duration=130"],
-      ...["-i", long, "-f", "lavfi", "-i", "sine=frequency=880:duration=130", "-i", chapters],
-      ...["-map", "0:v", "-map", "1:a", "-map", "2:a", "-map_chapters", "3"],
-      ...["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", video],
-    ]);
+    const video = await chapteredVideo();
     const options = converting("video.mp3", {
       input: video,
       format: "matroska",
@@ -331,13 +343,52 @@ describe("transcode segments a long input", () => {
     );
   });
 
-  test("a trim or loudness normalisation goes to the single run", async () => {
-    const trimmed = await transcode(converting("trimmed.mp3", { options: { start: 5 } }));
-    assert.equal(trimmed.segments, undefined);
-    assert.equal(trimmed.segmentingAbandoned, undefined);
-    const normalized = await transcode(converting("normalized.mp3", { options: { normalize: true } }));
-    assert.equal(normalized.segments, undefined);
-    assert.equal(normalized.normalized, true);
+  test("a trim (its chapters cut and shifted) and loudness normalisation give the single run's tag and samples", async () => {
+    const video = await chapteredVideo();
+    const progress: number[] = [];
+    for (const [name, chosen] of [
+      ["trim", { start: 5, end: 128 }],
+      ["normalize", { normalize: true }],
+      ["trim-normalize", { start: 8, normalize: true, track: 1, cover: "none" }],
+    ] as const) {
+      const both = { input: video, format: "matroska", options: chosen };
+      const segmented = converting(`${name}.mp3`, {
+        ...both,
+        onProgress: (fraction) => progress.push(fraction),
+      });
+      const single = converting(`${name}-single.mp3`, {
+        ...both,
+        segmenting: { workers: 1, minSeconds: 120 },
+      });
+      const result = await transcode(segmented);
+      assert.equal(result.segments, 2, name);
+      assert.equal(result.segmentingAbandoned, undefined, name);
+      assert.equal(result.normalized, "normalize" in chosen, name);
+      assert.equal(progress.at(-1), 1);
+      assert.ok(
+        progress.every((f, i) => i === 0 || f > (progress[i - 1] as number)),
+        "progress only grows",
+      );
+      progress.length = 0;
+      assert.equal((await transcode(single)).segments, undefined);
+
+      await assertDecodesCleanly(segmented.output);
+      const [ours, theirs] = [await head(segmented.output), await head(single.output)];
+      assert.deepEqual(ours.tag, theirs.tag, `${name}: the same ID3v2 tag (chapters, cover)`);
+      assert.deepEqual(readDelayPadding(ours.xing), readDelayPadding(theirs.xing));
+      const [joined, one] = [await decodeSamples(segmented.output, 1), await decodeSamples(single.output, 1)];
+      assert.equal(joined.length, one.length, `${name}: the same length to the sample`);
+      // VBR V2 (the default) decodes to the very same samples (see the seamless tests above).
+      assert.equal(maxDifference(joined, one, 0, one.length), 0, name);
+    }
+    const chapters = (await mp3Details(path.join(dir, "trim.mp3"))).chapters;
+    assert.deepEqual(
+      chapters.map((c) => [c.title, c.start, c.end]),
+      [
+        ["One", 0, 55],
+        ["Two", 55, 123],
+      ],
+    );
   });
 
   test("MAX_AUDIO_SECONDS holds in the segmented decoding: it writes at most one second past the limit", async () => {

@@ -10,7 +10,6 @@ import {
   buildProbeArgs,
   type OutputPlan,
   type PcmFormat,
-  segmentablePlan,
 } from "./ffmpeg-args.ts";
 import { readLoudness } from "./loudness.ts";
 import { ffmetadataChapters, planOutput } from "./output-plan.ts";
@@ -293,8 +292,9 @@ async function encode(
   plan: OutputPlan,
   context: RunContext,
 ): Promise<Pick<TranscodeResult, "durationSeconds" | "segments" | "segmentingAbandoned">> {
-  // Options a segmented encode cannot reproduce exactly go to the single run (see `segmentablePlan`).
-  const segmenting = segmentablePlan(plan) ? options.segmenting : undefined;
+  // Every option is reproduced exactly by a segmented encode (its processes take their arguments
+  // from the single run's), so any plan may be segmented.
+  const segmenting = options.segmenting;
   const first = await runConversion(options, "encode", plan, context, segmenting);
   if (first instanceof Error) throw first;
   if (!("segment" in first)) return first;
@@ -383,7 +383,9 @@ async function runConversion(
       if (encoder?.line(line) && segmentInstead === undefined && segmenting) {
         const format = encoder.format();
         const duration = diagnosis.inputDurationSeconds;
-        if (format && duration !== undefined && shouldSegment(duration, segmenting)) {
+        // What decides is the length of the output (a trim may keep a short part of a long input).
+        const output = duration === undefined ? undefined : (context.expected(duration) ?? duration);
+        if (format && duration !== undefined && shouldSegment(output, segmenting)) {
           segmentInstead = { segment: format, inputDurationSeconds: duration };
         }
       }
