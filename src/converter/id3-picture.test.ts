@@ -1,7 +1,62 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { test } from "node:test";
-import { withFrontCover } from "./id3-picture.ts";
+import { promisify } from "node:util";
+import { buildFfmpegArgs } from "./ffmpeg-args.ts";
+import { addFrontCoverToFile, COVER_COMMENT, COVER_TITLE, withFrontCover } from "./id3-picture.ts";
 import { id3v2Length } from "./mp3-frames.ts";
+
+const run = promisify(execFile);
+
+test("the file gets the very bytes ffmpeg's mp3 muxer writes for an attached front cover, tags and chapters kept", async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-cover-"));
+  try {
+    const [source, cover, chapters] = ["a.wav", "cover.jpg", "chapters.txt"].map((f) =>
+      path.join(dir, f),
+    ) as [string, string, string];
+    await run("ffmpeg", ["-nostdin", "-v", "error", "-f", "lavfi", "-i", "sine=duration=3", source]);
+    await run("ffmpeg", [
+      ...["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240", "-frames:v", "1"],
+      ...["-c:v", "mjpeg", "-f", "mjpeg", cover],
+    ]);
+    await writeFile(chapters, ";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=3000\ntitle=Only\n");
+    const plan = { audioStream: 0, tags: { title: "Sine", artist: "Tester" }, chaptersFile: chapters };
+    const ours = path.join(dir, "ours.mp3");
+    await run("ffmpeg", buildFfmpegArgs({ input: source, output: ours, format: "wav", plan }));
+    const without = await readFile(ours);
+    await addFrontCoverToFile(ours, await readFile(cover));
+
+    // ffmpeg with the picture as an attached input, as the converter once ran it.
+    const args = buildFfmpegArgs({
+      input: source,
+      output: path.join(dir, "theirs.mp3"),
+      format: "wav",
+      plan,
+    });
+    const [output, muxer] = [args.indexOf("-map"), args.lastIndexOf("-f")];
+    const theirs = path.join(dir, "theirs.mp3");
+    await run("ffmpeg", [
+      ...args.slice(0, output),
+      ...["-f", "jpeg_pipe", "-i", cover],
+      ...args.slice(output, muxer).filter((arg) => arg !== "-vn"),
+      ...["-map", "2:v:0", "-c:v", "copy", "-disposition:v:0", "attached_pic"],
+      ...["-metadata:s:v:0", `title=${COVER_TITLE}`, "-metadata:s:v:0", `comment=${COVER_COMMENT}`],
+      ...args.slice(muxer),
+    ]);
+    const [a, b] = [await readFile(ours), await readFile(theirs)];
+    assert.deepEqual(a.subarray(0, id3v2Length(a)), b.subarray(0, id3v2Length(b)), "the same tag");
+    assert.deepEqual(
+      a.subarray(id3v2Length(a)),
+      without.subarray(id3v2Length(without)),
+      "the audio as it was",
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
 
 /** An ID3v2 tag of `version` with one TIT2 frame and `padding` zero bytes. */
 function tag(version: 3 | 4, padding: number): Buffer {

@@ -1,8 +1,14 @@
+import { createReadStream, createWriteStream } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
+import { pipeline } from "node:stream/promises";
+import { id3v2Length } from "./mp3-frames.ts";
+
 /**
  * Adds the front cover to an ID3v2 tag that ffmpeg wrote, as ffmpeg's own mp3 muxer would have
- * written it with the picture as an attached input. Segmented encoding needs it: its tag comes
- * from a run stopped after one audio frame, which can end before a picture from a second input
- * reaches the muxer; so that run gets no picture and the picture is put into its tag here.
+ * written it with the picture as an attached input. The picture is made while the audio converts
+ * (a video's frame takes a separate ffmpeg run, a large share of a short clip's time), so it
+ * cannot be one of the conversion's inputs: it goes into the finished file's tag (the segmented
+ * encode's joining writes its tag itself, and puts it there as it does so).
  *
  * ffmpeg writes the text frames, then the chapters (CHAP, CTOC), then each picture (APIC), then
  * padding (zeros); the picture frame is inserted where the padding starts, with the bytes ffmpeg
@@ -76,4 +82,31 @@ function writeSyncsafe(bytes: Buffer, offset: number, value: number): void {
   bytes[offset + 1] = (value >> 14) & 0x7f;
   bytes[offset + 2] = (value >> 7) & 0x7f;
   bytes[offset + 3] = value & 0x7f;
+}
+
+/**
+ * Puts the front cover into the ID3v2 tag at the start of the MP3 `file`: the file is written
+ * again behind the longer tag (a scratch file, renamed over it; the MP3 is stored with fsync
+ * later, so there is none here).
+ */
+export async function addFrontCoverToFile(file: string, jpeg: Uint8Array): Promise<void> {
+  const handle = await open(file, "r");
+  let tag: Buffer;
+  try {
+    const head = Buffer.alloc(10);
+    await handle.read(head, 0, 10, 0);
+    tag = Buffer.alloc(id3v2Length(head));
+    await handle.read(tag, 0, tag.length, 0);
+  } finally {
+    await handle.close();
+  }
+  const covered = `${file}.covered`;
+  try {
+    const out = createWriteStream(covered);
+    out.write(withFrontCover(tag, jpeg));
+    await pipeline(createReadStream(file, { start: tag.length }), out);
+    await rename(covered, file);
+  } finally {
+    await rm(covered, { force: true });
+  }
 }

@@ -1,4 +1,4 @@
-import { rm, stat, writeFile } from "node:fs/promises";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import type { ConversionOptions } from "../contracts/options.ts";
 import { ConversionError } from "./conversion-error.ts";
 import { EncoderListing } from "./encoder-listing.ts";
@@ -11,6 +11,7 @@ import {
   type OutputPlan,
   type PcmFormat,
 } from "./ffmpeg-args.ts";
+import { addFrontCoverToFile } from "./id3-picture.ts";
 import { readLoudness } from "./loudness.ts";
 import { ffmetadataChapters, planOutput } from "./output-plan.ts";
 import { encodeInSegments } from "./parallel-encode.ts";
@@ -116,16 +117,30 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
 
   const coverFile = `${options.output}.cover.jpg`;
   const chaptersFile = `${options.output}.chapters.txt`;
+  // The cover is made while the audio converts (on a core of its own when one is free) and put
+  // into the finished file's tag (id3-picture.ts); stopped when the conversion ends without it.
+  const coverStop = new AbortController();
+  const source = chosen.cover === "none" ? null : listing.pictureSource();
+  const cover: Promise<Uint8Array | undefined> = source
+    ? extractCover(
+        { ...options, signal: signal ? AbortSignal.any([signal, coverStop.signal]) : coverStop.signal },
+        { source, plan, expected, coverFile, deadline },
+      ).then((written) => (written ? readFile(coverFile) : undefined))
+    : Promise.resolve(undefined);
+  // Seen where it is awaited; a conversion that fails first never awaits it.
+  cover.catch(() => {});
+  /** The result with the cover in its tag (a segmented encode's joining has put it there already). */
+  const withCover = async <T extends { durationSeconds: number | null; segments?: number | undefined }>(
+    result: T,
+  ): Promise<T & { cover: boolean }> => {
+    const jpeg = await cover;
+    if (jpeg && result.segments === undefined) await addFrontCoverToFile(options.output, jpeg);
+    return { ...result, cover: jpeg !== undefined };
+  };
   try {
     if (chapters) {
       await writeFile(chaptersFile, ffmetadataChapters(chapters));
       plan.chaptersFile = chaptersFile;
-    }
-    if (chosen.cover !== "none") {
-      const source = listing.pictureSource();
-      if (source && (await extractCover(options, { source, plan, expected, coverFile, deadline }))) {
-        plan.coverFile = coverFile;
-      }
     }
     // Normalising takes a pass to measure first: it gets the first half of the progress bar.
     let span: ProgressSpan = FULL_SPAN;
@@ -139,28 +154,27 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
     let copyAbandoned: string | undefined;
     if (sourceCodec === "mp3" && framesCanBeCopied(chosen)) {
       const copied = await runConversion(options, "copy", plan, conversion);
-      if (!(copied instanceof Error))
-        return { ...withinLimit(copied, maxSeconds), audio: "copy", sourceCodec, ...applied(plan) };
+      if (!(copied instanceof Error)) {
+        const result = withinLimit(copied, maxSeconds);
+        return { ...(await withCover(result)), audio: "copy", sourceCodec, normalized: false };
+      }
       copyAbandoned = copied.message;
     }
-    const encoded = await encode(options, plan, conversion);
+    const encoded = await encode(options, plan, conversion, cover);
     withinLimit(encoded, maxSeconds);
     return {
-      ...encoded,
+      ...(await withCover(encoded)),
       audio: "encode",
       sourceCodec,
-      ...applied(plan),
+      normalized: plan.loudness !== undefined,
       ...(copyAbandoned === undefined ? {} : { copyAbandoned }),
     };
   } finally {
+    coverStop.abort();
+    await cover.catch(() => {});
     await Promise.all([rm(coverFile, { force: true }), rm(chaptersFile, { force: true })]);
   }
 }
-
-const applied = (plan: OutputPlan) => ({
-  cover: plan.coverFile !== undefined,
-  normalized: plan.loudness !== undefined,
-});
 
 /** Copying MP3 frames keeps them as they are: only tags, cover and chapters may change. */
 function framesCanBeCopied(options: ConversionOptions): boolean {
@@ -291,6 +305,7 @@ async function encode(
   options: TranscodeOptions,
   plan: OutputPlan,
   context: RunContext,
+  cover: Promise<Uint8Array | undefined>,
 ): Promise<Pick<TranscodeResult, "durationSeconds" | "segments" | "segmentingAbandoned">> {
   // Every option is reproduced exactly by a segmented encode (its processes take their arguments
   // from the single run's), so any plan may be segmented.
@@ -308,6 +323,7 @@ async function encode(
       pcm: first.segment,
       estimatedSeconds: expectedSeconds ?? first.inputDurationSeconds,
       workers: segmenting?.workers ?? 1,
+      cover,
       deadline,
       signal: options.signal,
       onProgress: (fraction) => emitProgress(span.from + fraction * (span.to - span.from), expectedSeconds),
