@@ -72,8 +72,9 @@ export interface TranscodeResult {
 const STDERR_TAIL_LINES = 30;
 
 /**
- * Converts the first audio stream of `input` to an MP3. First a probe run reads the stream headers
- * (see `buildProbeArgs`); when the first audio stream already is MP3 its frames are copied
+ * Converts the first audio stream of `input` to an MP3. First the stream headers are read: by a
+ * probe run (see `buildProbeArgs`), or by the conversion run itself where the options allow a
+ * guess (see below); when the first audio stream already is MP3 its frames are copied
  * (`-c:a copy`: lossless, and an order of magnitude faster), otherwise encoded with LAME. Copying
  * is only an optimisation: if the copy fails, or the MP3 frames turn out damaged (the mp3 muxer
  * warns of invalid packets), the conversion is done again by encoding, which decodes what it can
