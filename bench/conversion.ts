@@ -208,7 +208,7 @@ export async function conversionBench({ quick, runs }: ConversionOptions): Promi
     say(`  (warning: the benchmark's raw baseline used ${ffmpeg.path})`);
   }
   say(
-    `MP3 sizes (same settings, so they should match): ${results
+    `MP3 sizes (the same audio settings; vid2mp3's file also carries the video's frame as its cover picture, tens of KB): ${results
       .map((r) => `raw ${r.rawMp3Bytes} B vs vid2mp3 ${r.vid2mp3[0]?.mp3Bytes ?? "?"} B`)
       .join("; ")}`,
   );

@@ -106,7 +106,7 @@ describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", {
     for (let i = 0; ; i++) {
       const job = (await (await client.job(token, jobId)).json()) as { status: string; progress: number };
       if (job.status === "converting" && job.progress > 0) break;
-      // Bounded but generous: the cover is made first, also at playback speed here.
+      // Bounded but generous: a busy machine, and playback speed here.
       assert.ok(i < 600, "the conversion started");
       await sleep(100);
     }

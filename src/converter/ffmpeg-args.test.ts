@@ -7,7 +7,6 @@ import {
   buildHeaderArgs,
   buildProbeArgs,
   buildSegmentEncodeArgs,
-  segmentablePlan,
 } from "./ffmpeg-args.ts";
 
 const args = buildFfmpegArgs({ input: "/work/in.mp4", output: "/work/out.mp3", format: "mov" });
@@ -137,7 +136,7 @@ test("the probe refuses the same demuxers", () => {
   }
 });
 
-test("options: the chosen stream and range, quality, mono, tags; our own cover and chapters as local-only inputs", () => {
+test("options: the chosen stream and range, quality, mono, tags; our own chapters as a local-only input; no video out", () => {
   const a = buildFfmpegArgs({
     input: "/work/in.mkv",
     output: "/work/out.mp3",
@@ -149,35 +148,35 @@ test("options: the chosen stream and range, quality, mono, tags; our own cover a
       end: 150.5,
       mono: true,
       tags: { title: "-i file:/etc/passwd", artist: undefined },
-      coverFile: "/work/out.mp3.cover.jpg",
       chaptersFile: "/work/out.mp3.chapters.txt",
     },
   });
   const inputs = a.flatMap((arg, i) => (arg === "-i" ? [i] : []));
   assert.deepEqual(
     inputs.map((i) => a[i + 1]),
-    ["file:/work/in.mkv", "file:/work/out.mp3.cover.jpg", "file:/work/out.mp3.chapters.txt"],
+    ["file:/work/in.mkv", "file:/work/out.mp3.chapters.txt"],
   );
-  // Every input is limited to local files and has its demuxer forced (never image2).
-  for (const [n, format] of ["matroska", "jpeg_pipe", "ffmetadata"].entries()) {
+  // Every input is limited to local files and has its demuxer forced.
+  for (const [n, format] of ["matroska", "ffmetadata"].entries()) {
     const options = a.slice(n === 0 ? 0 : (inputs[n - 1] ?? 0) + 2, inputs[n]);
     assert.equal(options[options.indexOf("-protocol_whitelist") + 1], "file", format);
     assert.equal(options[options.lastIndexOf("-f") + 1], format);
   }
   const first = a.slice(0, inputs[0]);
   assert.equal(first[first.indexOf("-ss") + 1], "60.000", "the start seeks the input");
-  const output = a.slice((inputs[2] ?? 0) + 2);
+  const output = a.slice((inputs[1] ?? 0) + 2);
   const after = (flag: string) => output[output.indexOf(flag) + 1];
   assert.equal(after("-map"), "0:a:2");
   assert.equal(after("-t"), "90.500", "the length, as an output option so chapters are cut too");
   assert.equal(after("-b:a"), "320k");
   assert.ok(!output.includes("-q:a"));
   assert.equal(after("-ac"), "1");
-  assert.equal(after("-map_chapters"), "2");
+  assert.equal(after("-map_chapters"), "1");
   assert.ok(output.includes("title=-i file:/etc/passwd"), "a tag is one argument, never options");
   assert.ok(!output.some((arg) => arg.startsWith("artist=")));
-  assert.equal(after("-disposition:v:0"), "attached_pic");
-  assert.ok(!output.includes("-vn"));
+  // The cover is put into the finished file's tag (id3-picture.ts), never an ffmpeg input.
+  assert.ok(output.includes("-vn"));
+  assert.ok(!output.includes("-disposition:v:0"));
 
   const vbr = buildFfmpegArgs({
     input: "a",
@@ -195,34 +194,12 @@ test("options: the chosen stream and range, quality, mono, tags; our own cover a
   assert.equal(dropped[dropped.indexOf("-map_chapters") + 1], "-1");
 });
 
-test("segmented encoding: only plans it reproduces exactly are segmented; the rest go to the single run", () => {
-  const cover = "/work/out.mp3.cover.jpg";
-  for (const plan of [
-    { audioStream: 0 },
-    { audioStream: 1, quality: "128k" as const, mono: true, tags: { title: "T" } },
-    { audioStream: 0, chapters: false },
-  ]) {
-    assert.equal(segmentablePlan(plan), true, JSON.stringify(plan));
-  }
-  const measured = { inputI: -20, inputTp: -3, inputLra: 5, inputThresh: -30, targetOffset: 0 };
-  for (const plan of [
-    { audioStream: 0, start: 10 },
-    { audioStream: 0, end: 10 },
-    { audioStream: 0, chaptersFile: "/work/out.mp3.chapters.txt" },
-    { audioStream: 0, loudness: measured },
-    { audioStream: 0, coverFile: cover },
-  ]) {
-    assert.equal(segmentablePlan(plan), false, JSON.stringify(plan));
-  }
-});
-
 test("segmented encoding: the decoder takes the plan's stream, channels and MAX_AUDIO_SECONDS; the header run is the single run's command", () => {
   const plan = {
     audioStream: 1,
     quality: "320k" as const,
     mono: true,
     tags: { title: "T" },
-    coverFile: "/work/out.mp3.cover.jpg",
   };
   const conversion = { input: "/work/in.mp4", output: "/work/out.mp3", format: "mov", maxSeconds: 60, plan };
   const decode = buildDecodeArgs({
@@ -232,7 +209,7 @@ test("segmented encoding: the decoder takes the plan's stream, channels and MAX_
   });
   assert.equal(decode[decode.indexOf("-map") + 1], "0:a:1");
   assert.equal(decode[decode.indexOf("-t") + 1], "61.000");
-  assert.equal(decode.filter((a) => a === "-i").length, 1, "no cover input in the decoder");
+  assert.equal(decode.filter((a) => a === "-i").length, 1, "no other input in the decoder");
   assert.ok(!decode.includes("libmp3lame"));
 
   const single = buildFfmpegArgs(conversion);

@@ -57,8 +57,6 @@ export interface OutputPlan {
   sampleRate?: number | undefined;
   /** ID3 tags to set; the source's own are kept for the rest. */
   tags?: { title?: string | undefined; artist?: string | undefined; album?: string | undefined };
-  /** A JPEG to attach as the front cover (ID3 APIC). */
-  coverFile?: string | undefined;
   /** false: drop the source's chapters (kept by default as ID3 CHAP frames). */
   chapters?: boolean | undefined;
   /**
@@ -118,18 +116,14 @@ export function buildFfmpegArgs(options: FfmpegArgsInput): string[] {
   ];
 }
 
-/** The inputs we add ourselves after the source: the cover picture, then the chapter list. */
+/**
+ * The input we add ourselves after the source: the chapter list (see `OutputPlan.chaptersFile`).
+ * (The cover picture is no input: it is put into the finished file's tag, see id3-picture.ts.)
+ */
 function ownInputs(plan: OutputPlan): string[] {
-  return [
-    // Our own JPEG, written by `buildCoverArgs`; read with the one-image demuxer, never image2.
-    ...(plan.coverFile
-      ? ["-protocol_whitelist", "file", "-f", "jpeg_pipe", "-i", fileUrl(plan.coverFile)]
-      : []),
-    // Our own chapter list (see `OutputPlan.chaptersFile`).
-    ...(plan.chaptersFile
-      ? ["-protocol_whitelist", "file", "-f", "ffmetadata", "-i", fileUrl(plan.chaptersFile)]
-      : []),
-  ];
+  return plan.chaptersFile
+    ? ["-protocol_whitelist", "file", "-f", "ffmetadata", "-i", fileUrl(plan.chaptersFile)]
+    : [];
 }
 
 /**
@@ -138,27 +132,11 @@ function ownInputs(plan: OutputPlan): string[] {
  */
 function mp3OutputArgs(options: FfmpegArgsInput, extra: string[] = []): string[] {
   const { output, threads = 1, audio = "encode", maxSeconds = 0, plan = { audioStream: 0 } } = options;
-  const cover = plan.coverFile;
-  const chaptersInput = cover ? 2 : 1;
   return [
     // Output: exactly the chosen audio stream; a file without one fails with a clear message
-    // instead of ffmpeg guessing. No video, subtitle or data streams, but for our cover.
+    // instead of ffmpeg guessing. No video, subtitle or data streams.
     ...selectAudio(plan, maxSeconds),
-    ...(cover
-      ? [
-          "-map",
-          "1:v:0",
-          "-c:v",
-          "copy",
-          // The mp3 muxer writes an attached picture as ID3 APIC; "Cover (front)" sets its picture type.
-          "-disposition:v:0",
-          "attached_pic",
-          "-metadata:s:v:0",
-          "title=Album cover",
-          "-metadata:s:v:0",
-          "comment=Cover (front)",
-        ]
-      : ["-vn"]),
+    "-vn",
     "-sn",
     "-dn",
     // Keep the file's own tags (title, artist, …), but not the container's technical ones.
@@ -170,7 +148,7 @@ function mp3OutputArgs(options: FfmpegArgsInput, extra: string[] = []): string[]
     ),
     // Chapters become ID3 CHAP frames.
     "-map_chapters",
-    plan.chapters === false ? "-1" : plan.chaptersFile ? String(chaptersInput) : "0",
+    plan.chapters === false ? "-1" : plan.chaptersFile ? "1" : "0",
     // ID3v2.3 is what most players and operating systems read reliably.
     "-id3v2_version",
     "3",
@@ -324,24 +302,6 @@ function mp3EncoderArgs({ plan }: FfmpegArgsInput): string[] {
   return ["-c:a", "libmp3lame", ...qualityArgs(plan?.quality)];
 }
 
-/**
- * Whether a segmented encode reproduces this plan exactly. Quality, stream, mono, tags and the
- * source's chapters are the single run's own arguments in every process. Not so a trim (its chapter
- * list and the cut chapters come with it), the second loudnorm pass (its measurement and progress
- * span belong to the single run's design) or a cover picture (the one-frame header run can end
- * before the picture from the second input reaches the muxer, which then writes the tag without
- * it): those go to the single run.
- */
-export function segmentablePlan(plan: OutputPlan): boolean {
-  return (
-    plan.start === undefined &&
-    plan.end === undefined &&
-    plan.chaptersFile === undefined &&
-    plan.loudness === undefined &&
-    plan.coverFile === undefined
-  );
-}
-
 /** The raw PCM that segmented encoding writes and reads: 32-bit float, what LAME takes itself. */
 export interface PcmFormat {
   sampleRate: number;
@@ -372,9 +332,8 @@ export function buildDecodeArgs(options: FfmpegArgsInput & { pcmFile: string; pc
 
 /**
  * The single run's own command line, stopped after one audio frame: the start of its output is
- * the ID3v2 tag (tags, chapters; never a cover, see `segmentablePlan`) and the Xing/LAME frame a
- * segmented encode's file begins with. (`-frames:a`, not `-t`: a time limit would drop the
- * chapters after it.)
+ * the ID3v2 tag (tags, chapters) and the Xing/LAME frame a segmented encode's file begins with.
+ * (`-frames:a`, not `-t`: a time limit would drop the chapters after it.)
  */
 export function buildHeaderArgs(options: FfmpegArgsInput): string[] {
   const { input, format, threads = 1, plan = { audioStream: 0 } } = options;

@@ -8,6 +8,7 @@ import { promisify } from "node:util";
 import { decodeSamples, makeNoise, makeSweep, mp3Details, probe } from "../../test/support/media.ts";
 import type { Quality } from "../contracts/options.ts";
 import { buildFfmpegArgs } from "./ffmpeg-args.ts";
+import { withFrontCover } from "./id3-picture.ts";
 import { frameSamples, id3v2Length, parseFrameHeader } from "./mp3-frames.ts";
 import { encodeInSegments, type SegmentedEncodeResult } from "./parallel-encode.ts";
 import { transcode } from "./transcode.ts";
@@ -89,15 +90,13 @@ async function assertSeamless(
   name: string,
   source: string,
   quality: Quality,
-  workers = 4,
+  { workers = 4, cover }: { workers?: number; cover?: Buffer } = {},
 ): Promise<SegmentedEncodeResult> {
   const single = path.join(dir, `${name}.single.mp3`);
   const segmented = path.join(dir, `${name}.segmented.mp3`);
+  const plan = { audioStream: 0, quality };
   // The reference: the converter's single-run command line, as it is.
-  await run(
-    ffmpegPath,
-    buildFfmpegArgs({ input: source, output: single, format: "wav", plan: { audioStream: 0, quality } }),
-  );
+  await run(ffmpegPath, buildFfmpegArgs({ input: source, output: single, format: "wav", plan }));
   const reference = await probe(single);
   const { stdout } = await run("ffprobe", [
     ...["-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate,channels"],
@@ -106,10 +105,11 @@ async function assertSeamless(
   const [sampleRate, channels] = stdout.trim().split(",").map(Number) as [number, 1 | 2];
   const result = await encodeInSegments({
     ffmpegPath,
-    conversion: { input: source, output: segmented, format: "wav", plan: { audioStream: 0, quality } },
+    conversion: { input: source, output: segmented, format: "wav", plan },
     pcm: { sampleRate, channels },
     estimatedSeconds: reference.durationSeconds,
     workers,
+    cover: Promise.resolve(cover),
     deadline: performance.now() + 120_000,
     minSegmentSeconds: 4,
   });
@@ -118,7 +118,8 @@ async function assertSeamless(
   await assertDecodesCleanly(segmented);
 
   const [ours, theirs] = [await head(segmented), await head(single)];
-  assert.deepEqual(ours.tag, theirs.tag, "the same ID3v2 tag");
+  // Byte for byte, with the cover picture (APIC) where a single run's file gets it (see id3-picture.test.ts).
+  assert.deepEqual(ours.tag, cover ? withFrontCover(theirs.tag, cover) : theirs.tag, "the same ID3v2 tag");
   assert.equal(readXingFrames(ours.xing), readXingFrames(theirs.xing), "the same frame count");
   assert.deepEqual(readDelayPadding(ours.xing), readDelayPadding(theirs.xing), "the same delay and padding");
   const frameSeconds = frameSamples(sampleRate) / sampleRate;
@@ -163,8 +164,16 @@ describe("segmented encoding joins into one seamless MP3", () => {
     await assertSeamless("sweep-v2", await makeSweep(path.join(dir, "sweep.wav"), { seconds: 24 }), "v2");
   });
 
-  test("white noise, VBR V2", async () => {
-    await assertSeamless("noise-v2", await makeNoise(path.join(dir, "noise.wav"), { seconds: 24 }), "v2");
+  test("white noise, VBR V2, with a cover picture: the tag is the single run's, picture included", async () => {
+    const coverFile = path.join(dir, "cover.jpg");
+    await run("ffmpeg", [
+      ...["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240"],
+      ...["-frames:v", "1", "-c:v", "mjpeg", "-f", "mjpeg", coverFile],
+    ]);
+    const source = await makeNoise(path.join(dir, "noise.wav"), { seconds: 24 });
+    await assertSeamless("noise-v2", source, "v2", { cover: await readFile(coverFile) });
+    const details = await mp3Details(path.join(dir, "noise-v2.segmented.mp3"));
+    assert.deepEqual(details.picture, { codec: "mjpeg", comment: "Cover (front)" });
   });
 
   test("white noise, CBR 128k: the bit reservoir is carried across joins", async () => {
@@ -200,6 +209,25 @@ describe("transcode segments a long input", () => {
   before(async () => {
     long = await makeSweep(path.join(dir, "long.wav"), { seconds: 130, channels: 1 });
   });
+  /** A 130 s video of the long sweep and an 880 Hz tone (two audio tracks), with two chapters. */
+  let video: Promise<string> | undefined;
+  const chapteredVideo = (): Promise<string> => {
+    video ??= (async () => {
+      const file = path.join(dir, "long-video.mkv");
+      const chapters = path.join(dir, "long-video.ffmetadata");
+      const chapter = (title: string, start: number, end: number) =>
+        `[CHAPTER]\nTIMEBASE=1/1000\nSTART=${start * 1000}\nEND=${end * 1000}\ntitle=${title}\n`;
+      await writeFile(chapters, `;FFMETADATA1\n${chapter("One", 0, 60)}${chapter("Two", 60, 130)}`);
+      await run("ffmpeg", [
+        ...["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=2:duration=130"],
+        ...["-i", long, "-f", "lavfi", "-i", "sine=frequency=880:duration=130", "-i", chapters],
+        ...["-map", "0:v", "-map", "1:a", "-map", "2:a", "-map_chapters", "3"],
+        ...["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", file],
+      ]);
+      return file;
+    })();
+    return video;
+  };
   /** Options for converting the 130 s input to `name`, segmenting as configured above. */
   const converting = (name: string, extra: Partial<Parameters<typeof transcode>[0]> = {}) => ({
     ffmpegPath,
@@ -250,6 +278,9 @@ describe("transcode segments a long input", () => {
       segmenting: { workers: 1, minSeconds: 0 },
     });
     assert.equal(one.segments, undefined);
+    // What counts is the output's length: a long input trimmed to a minute is one run.
+    const trimmed = await transcode({ ...converting("trimmed-short.mp3"), options: { end: 60 } });
+    assert.equal(trimmed.segments, undefined);
   });
 
   test("the user's quality and tags are honoured on the segmented path", async () => {
@@ -265,18 +296,8 @@ describe("transcode segments a long input", () => {
     assert.equal((await decodeSamples(options.output, 1)).length, 130 * 44100);
   });
 
-  test("a video's track choice and chapters are honoured on the segmented path; with a cover it is one run", async () => {
-    const video = path.join(dir, "long-video.mkv");
-    const chapters = path.join(dir, "long-video.ffmetadata");
-    const chapter = (title: string, start: number, end: number) =>
-      `[CHAPTER]\nTIMEBASE=1/1000\nSTART=${start * 1000}\nEND=${end * 1000}\ntitle=${title}\n`;
-    await writeFile(chapters, `;FFMETADATA1\n${chapter("One", 0, 60)}${chapter("Two", 60, 130)}`);
-    await run("ffmpeg", [
-      ...["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=2:duration=130"],
-      ...["-i", long, "-f", "lavfi", "-i", "sine=frequency=880:duration=130", "-i", chapters],
-      ...["-map", "0:v", "-map", "1:a", "-map", "2:a", "-map_chapters", "3"],
-      ...["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", video],
-    ]);
+  test("a video's track choice, chapters and cover are honoured on the segmented path", async () => {
+    const video = await chapteredVideo();
     const options = converting("video.mp3", {
       input: video,
       format: "matroska",
@@ -299,18 +320,80 @@ describe("transcode segments a long input", () => {
       options: { track: 1 },
     });
     const withCover = await transcode(covered);
-    assert.equal(withCover.segments, undefined);
+    assert.equal(withCover.segments, 2);
+    assert.equal(withCover.segmentingAbandoned, undefined);
     assert.equal(withCover.cover, true);
-    assert.equal((await mp3Details(covered.output)).picture?.codec, "mjpeg");
+    const coverDetails = await mp3Details(covered.output);
+    assert.deepEqual(coverDetails.picture, { codec: "mjpeg", comment: "Cover (front)" });
+    assert.deepEqual(
+      coverDetails.chapters.map((c) => c.title),
+      ["One", "Two"],
+    );
+    await assertDecodesCleanly(covered.output);
+    // Gapless: behind the longer tag, the Xing/LAME frame still makes decoders trim the encoder's
+    // delay and padding exactly as in the single run's file.
+    const single = converting("video-cover-single.mp3", {
+      input: video,
+      format: "matroska",
+      options: { track: 1 },
+      segmenting: { workers: 1, minSeconds: 120 },
+    });
+    assert.equal((await transcode(single)).segments, undefined);
+    const [ours, theirs] = [await head(covered.output), await head(single.output)];
+    assert.deepEqual(ours.tag, theirs.tag, "the same ID3v2 tag, picture included");
+    assert.deepEqual(readDelayPadding(ours.xing), readDelayPadding(theirs.xing));
+    assert.equal(
+      (await decodeSamples(covered.output, 1)).length,
+      (await decodeSamples(single.output, 1)).length,
+    );
   });
 
-  test("a trim or loudness normalisation goes to the single run", async () => {
-    const trimmed = await transcode(converting("trimmed.mp3", { options: { start: 5 } }));
-    assert.equal(trimmed.segments, undefined);
-    assert.equal(trimmed.segmentingAbandoned, undefined);
-    const normalized = await transcode(converting("normalized.mp3", { options: { normalize: true } }));
-    assert.equal(normalized.segments, undefined);
-    assert.equal(normalized.normalized, true);
+  test("a trim (its chapters cut and shifted) and loudness normalisation give the single run's tag and samples", async () => {
+    const video = await chapteredVideo();
+    const progress: number[] = [];
+    for (const [name, chosen] of [
+      ["trim", { start: 5, end: 128 }],
+      ["normalize", { normalize: true }],
+      ["trim-normalize", { start: 8, normalize: true, track: 1, cover: "none" }],
+    ] as const) {
+      const both = { input: video, format: "matroska", options: chosen };
+      const segmented = converting(`${name}.mp3`, {
+        ...both,
+        onProgress: (fraction) => progress.push(fraction),
+      });
+      const single = converting(`${name}-single.mp3`, {
+        ...both,
+        segmenting: { workers: 1, minSeconds: 120 },
+      });
+      const result = await transcode(segmented);
+      assert.equal(result.segments, 2, name);
+      assert.equal(result.segmentingAbandoned, undefined, name);
+      assert.equal(result.normalized, "normalize" in chosen, name);
+      assert.equal(progress.at(-1), 1);
+      assert.ok(
+        progress.every((f, i) => i === 0 || f > (progress[i - 1] as number)),
+        "progress only grows",
+      );
+      progress.length = 0;
+      assert.equal((await transcode(single)).segments, undefined);
+
+      await assertDecodesCleanly(segmented.output);
+      const [ours, theirs] = [await head(segmented.output), await head(single.output)];
+      assert.deepEqual(ours.tag, theirs.tag, `${name}: the same ID3v2 tag (chapters, cover)`);
+      assert.deepEqual(readDelayPadding(ours.xing), readDelayPadding(theirs.xing));
+      const [joined, one] = [await decodeSamples(segmented.output, 1), await decodeSamples(single.output, 1)];
+      assert.equal(joined.length, one.length, `${name}: the same length to the sample`);
+      // VBR V2 (the default) decodes to the very same samples (see the seamless tests above).
+      assert.equal(maxDifference(joined, one, 0, one.length), 0, name);
+    }
+    const chapters = (await mp3Details(path.join(dir, "trim.mp3"))).chapters;
+    assert.deepEqual(
+      chapters.map((c) => [c.title, c.start, c.end]),
+      [
+        ["One", 0, 55],
+        ["Two", 55, 123],
+      ],
+    );
   });
 
   test("MAX_AUDIO_SECONDS holds in the segmented decoding: it writes at most one second past the limit", async () => {

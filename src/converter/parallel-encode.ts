@@ -7,6 +7,7 @@ import {
   type FfmpegArgsInput,
   type PcmFormat,
 } from "./ffmpeg-args.ts";
+import { withFrontCover } from "./id3-picture.ts";
 import { frameSamples, id3v2Length, parseFrameHeader, splitFrames } from "./mp3-frames.ts";
 import { type JoinReport, Mp3Joiner } from "./mp3-join.ts";
 import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
@@ -19,8 +20,8 @@ import { fillXingFrame, readDelayPadding, xingLayout } from "./xing.ts";
  *
  * 1. One ffmpeg decodes the audio (through the same filters as a single run) into a raw float
  *    PCM file, at the sample rate and channel count the single run's encoder chose. Beside it, the
- *    single run's own command stopped after one frame: its ID3v2 tag (tags, chapters) and
- *    its Xing/LAME frame head the joined file.
+ *    single run's own command stopped after one frame: its ID3v2 tag (tags, chapters; the cover
+ *    picture is added to it here, see id3-picture.ts) and its Xing/LAME frame head the joined file.
  * 2. As soon as the PCM of a segment is on disk, an ffmpeg encodes it (`subfile` reads exactly
  *    its byte range) with the single run's encoder settings, up to `workers` at a time. Segments
  *    start on frame boundaries of the whole and overlap (see segment-plan.ts and mp3-join.ts).
@@ -46,6 +47,8 @@ export interface SegmentedEncodeOptions {
   signal?: AbortSignal | undefined;
   /** Fraction of the audio encoded so far (0..1). */
   onProgress?: (fraction: number) => void;
+  /** The front cover (a JPEG) for the tag, once made; undefined: none. */
+  cover?: Promise<Uint8Array | undefined> | undefined;
   /** Shortest segment in seconds; the default suits production (see segment-plan.ts). */
   minSegmentSeconds?: number;
 }
@@ -209,10 +212,16 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
       );
     }
     const delay = readDelayPadding(xingTemplate)?.delay ?? 0;
+    // The cover is made while the audio converts; the tag is written once it is there.
+    const jpeg = await options.cover;
+    const tag =
+      jpeg === undefined
+        ? header.subarray(0, tagLength)
+        : withFrontCover(header.subarray(0, tagLength), jpeg);
 
     const out = await open(conversion.output, "w");
     try {
-      await out.write(header.subarray(0, tagLength));
+      await out.write(tag);
       await out.write(xingTemplate);
       const joiner = new Mp3Joiner(async (bytes) => {
         await out.write(bytes);
@@ -242,7 +251,7 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
         padding: frames * spf - delay - samples,
         musicCrc: joined.crc,
       });
-      await out.write(xing, 0, xing.length, tagLength);
+      await out.write(xing, 0, xing.length, tag.length);
       return { durationSeconds: samples / pcm.sampleRate, segments: segments.length, joins: joined.joins };
     } finally {
       await out.close();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
@@ -295,3 +295,59 @@ test("aborting kills ffmpeg with an ordinary error", async () => {
     (error) => !(error instanceof ConversionError) && /aborted/.test(String(error)),
   );
 });
+
+test("the conversion starts without a probe run when the listing gives the guessed command; else it starts again from the listing", async () => {
+  // An ffmpeg that logs what each run writes (the MP3, the cover's JPEG, or nothing: a probe).
+  const log = path.join(dir, "runs.log");
+  const wrapper = path.join(dir, "ffmpeg-logging.sh");
+  await writeFile(wrapper, `#!/bin/sh\nfor last; do :; done\necho "$last" >> '${log}'\nexec ffmpeg "$@"\n`);
+  await chmod(wrapper, 0o755);
+  const runs = async (input: string, options = {}) => {
+    await writeFile(log, "");
+    const output = path.join(dir, "guess.mp3");
+    const result = await transcode({
+      ffmpegPath: wrapper,
+      input,
+      output,
+      format: "mov",
+      timeoutSeconds: 30,
+      fileName: "holiday.mp4",
+      options,
+    });
+    const written = (await readFile(log, "utf8")).trim().split("\n");
+    return { result, output, written: written.map((w) => path.extname(w)) };
+  };
+
+  const video = await makeVideo(path.join(dir, "guess.mp4"), { seconds: 2 });
+  const plain = await runs(video);
+  assert.deepEqual(plain.written.sort(), [".jpg", ".mp3"], "the conversion and the cover, no probe");
+  assert.equal(plain.result.cover, true);
+  assert.equal((await mp3Tags(plain.output)).title, "holiday", "the file name as the title");
+
+  // Its own title: the guessed command (the file name as the title) is stopped after the listing.
+  const titled = path.join(dir, "titled.mp4");
+  await run("ffmpeg", ["-v", "error", "-y", "-i", video, "-c", "copy", "-metadata", "title=Own", titled]);
+  const own = await runs(titled, { cover: "none" });
+  assert.deepEqual(own.written, [".mp3", ".mp3"], "stopped, then the conversion with the right plan");
+  assert.equal((await mp3Tags(own.output)).title, "Own");
+  assert.ok(Math.abs((await probe(own.output)).durationSeconds - 2) < 0.1);
+
+  // A trim needs the listing first: a probe run, then the conversion.
+  const trimmed = await runs(video, { start: 1, cover: "none" });
+  assert.equal(trimmed.written.length, 2);
+  assert.equal(trimmed.written[1], ".mp3");
+  assert.notEqual(trimmed.written[0], ".mp3", "a probe writes nothing");
+});
+
+async function mp3Tags(file: string): Promise<Record<string, string>> {
+  const { stdout } = await run("ffprobe", [
+    "-v",
+    "error",
+    "-show_entries",
+    "format_tags",
+    "-of",
+    "json",
+    file,
+  ]);
+  return (JSON.parse(stdout) as { format: { tags?: Record<string, string> } }).format.tags ?? {};
+}

@@ -1,4 +1,4 @@
-import { rm, stat, writeFile } from "node:fs/promises";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import type { ConversionOptions } from "../contracts/options.ts";
 import { errorMessage } from "../platform/error-message.ts";
 import { ConversionError } from "./conversion-error.ts";
@@ -11,8 +11,8 @@ import {
   buildProbeArgs,
   type OutputPlan,
   type PcmFormat,
-  segmentablePlan,
 } from "./ffmpeg-args.ts";
+import { addFrontCoverToFile } from "./id3-picture.ts";
 import { readLoudness } from "./loudness.ts";
 import { ffmetadataChapters, planOutput } from "./output-plan.ts";
 import { encodeInSegments } from "./parallel-encode.ts";
@@ -73,8 +73,9 @@ export interface TranscodeResult {
 const STDERR_TAIL_LINES = 30;
 
 /**
- * Converts the first audio stream of `input` to an MP3. First a probe run reads the stream headers
- * (see `buildProbeArgs`); when the first audio stream already is MP3 its frames are copied
+ * Converts the first audio stream of `input` to an MP3. First the stream headers are read: by a
+ * probe run (see `buildProbeArgs`), or by the conversion run itself where the options allow a
+ * guess (see below); when the first audio stream already is MP3 its frames are copied
  * (`-c:a copy`: lossless, and an order of magnitude faster), otherwise encoded with LAME. Copying
  * is only an optimisation: if the copy fails, or the MP3 frames turn out damaged (the mp3 muxer
  * warns of invalid packets), the conversion is done again by encoding, which decodes what it can
@@ -87,47 +88,111 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
   signal?.throwIfAborted();
   const deadline = performance.now() + timeoutSeconds * 1000;
   const emitProgress = monotonic(options.onProgress);
+  const chosen = options.options ?? {};
+  const maxSeconds = options.maxSeconds ?? 0;
 
   const listing = new StreamListing();
-  let declaredSeconds: number | undefined;
-  const probed = await runFfmpeg({
-    ffmpegPath,
-    args: probeArgs,
-    deadline,
-    signal,
-    onStderrLine: (line) => {
-      listing.line(line);
-      declaredSeconds ??= parseDuration(line);
-      return undefined;
-    },
-  });
-  // Its exit code is 1 by design (no output file); only a kill matters.
-  throwIfKilled(probed, options);
-  const chosen = options.options ?? {};
-  // Throws the user's kind of error for a track the file does not have or a start past its end.
-  const { plan, sourceCodec, outputSeconds, chapters } = planOutput(listing, chosen, options.fileName);
+  let resolved: ReturnType<typeof planOutput> | undefined;
   const expected = (inputSeconds: number | undefined) =>
-    outputSeconds(inputSeconds ?? listing.durationSeconds);
-  // Where the container tells the length, audio over the limit fails before any decoding. The
-  // limit is enforced on what is written too (below), since a container may lie.
-  const maxSeconds = options.maxSeconds ?? 0;
-  const declaredOutput = declaredSeconds === undefined ? undefined : expected(declaredSeconds);
-  if (maxSeconds > 0 && declaredOutput !== undefined && declaredOutput > maxSeconds) {
-    throw ConversionError.tooLong(maxSeconds);
-  }
+    resolved?.outputSeconds(inputSeconds ?? listing.durationSeconds);
+  /** The options resolved against the listing, once it is read. */
+  const resolve = (): ReturnType<typeof planOutput> => {
+    // Throws the user's kind of error for a track the file does not have or a start past its end.
+    resolved = planOutput(listing, chosen, options.fileName);
+    // Where the container tells the length, audio over the limit fails before any decoding. The
+    // limit is enforced on what is written too (below), since a container may lie.
+    const declaredOutput =
+      listing.durationSeconds === undefined ? undefined : expected(listing.durationSeconds);
+    if (maxSeconds > 0 && declaredOutput !== undefined && declaredOutput > maxSeconds) {
+      throw ConversionError.tooLong(maxSeconds);
+    }
+    return resolved;
+  };
 
   const coverFile = `${options.output}.cover.jpg`;
   const chaptersFile = `${options.output}.chapters.txt`;
+  // The cover is made while the audio converts (on a core of its own when one is free) and put
+  // into the finished file's tag (id3-picture.ts); stopped when the conversion ends without it.
+  const coverStop = new AbortController();
+  let cover: Promise<Uint8Array | undefined> | undefined;
+  const startCover = (plan: OutputPlan): Promise<Uint8Array | undefined> => {
+    const source = chosen.cover === "none" ? null : listing.pictureSource();
+    cover ??= source
+      ? extractCover(
+          { ...options, signal: signal ? AbortSignal.any([signal, coverStop.signal]) : coverStop.signal },
+          { source, plan, expected, coverFile, deadline },
+        ).then((written) => (written ? readFile(coverFile) : undefined))
+      : Promise.resolve(undefined);
+    // Seen where it is awaited; a conversion that fails first never awaits it.
+    cover.catch(() => {});
+    return cover;
+  };
+
   try {
+    // The input's listing, which decides the plan, is what a probe run prints; the conversion run
+    // prints the same one before it starts encoding. So where the options do not depend on what
+    // the file holds (`guessedPlan`), the conversion starts at once with the plan of a file that
+    // lists nothing special, and goes on when the listing gives the very same command line (no
+    // title of its own, not MP3 to copy, …); otherwise it is stopped right after the listing (what
+    // a probe run costs) and the conversion starts again with the right plan.
+    const guess = guessedPlan(chosen, options.fileName);
+    let early: Awaited<ReturnType<typeof runConversion>> | undefined;
+    if (guess) {
+      let agreed = false;
+      let failure: unknown;
+      const outcome = await runConversion(
+        options,
+        "encode",
+        guess,
+        { deadline, emitProgress, expected, span: FULL_SPAN },
+        options.segmenting,
+        {
+          line: (line) => listing.line(line),
+          listed: () => {
+            try {
+              const { plan, sourceCodec } = resolve();
+              agreed =
+                !(sourceCodec === "mp3" && framesCanBeCopied(chosen)) && sameCommand(options, plan, guess);
+              if (agreed) startCover(plan);
+            } catch (error) {
+              failure = error;
+            }
+            return agreed;
+          },
+        },
+      );
+      if (failure !== undefined) throw failure;
+      if (agreed) early = outcome;
+    } else {
+      const probed = await runFfmpeg({
+        ffmpegPath,
+        args: probeArgs,
+        deadline,
+        signal,
+        onStderrLine: (line) => {
+          listing.line(line);
+          return undefined;
+        },
+      });
+      // Its exit code is 1 by design (no output file); only a kill matters.
+      throwIfKilled(probed, options);
+    }
+    // After a probe, or a guessed run that ended before its listing was whole (a file ffmpeg
+    // cannot open, no audio): the conversion's own run then explains the failure.
+    const { plan, sourceCodec, chapters } = resolved ?? resolve();
+    const picture = startCover(plan);
+    /** The result with the cover in its tag (a segmented encode's joining has put it there already). */
+    const withCover = async <T extends { durationSeconds: number | null; segments?: number | undefined }>(
+      result: T,
+    ): Promise<T & { cover: boolean }> => {
+      const jpeg = await picture;
+      if (jpeg && result.segments === undefined) await addFrontCoverToFile(options.output, jpeg);
+      return { ...result, cover: jpeg !== undefined };
+    };
+
     if (chapters) {
       await writeFile(chaptersFile, ffmetadataChapters(chapters));
       plan.chaptersFile = chaptersFile;
-    }
-    if (chosen.cover !== "none") {
-      const source = listing.pictureSource();
-      if (source && (await extractCover(options, { source, plan, expected, coverFile, deadline }))) {
-        plan.coverFile = coverFile;
-      }
     }
     // Normalising takes a pass to measure first: it gets the first half of the progress bar.
     let span: ProgressSpan = FULL_SPAN;
@@ -141,28 +206,48 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
     let copyAbandoned: string | undefined;
     if (sourceCodec === "mp3" && framesCanBeCopied(chosen)) {
       const copied = await runConversion(options, "copy", plan, conversion);
-      if (!(copied instanceof Error))
-        return { ...withinLimit(copied, maxSeconds), audio: "copy", sourceCodec, ...applied(plan) };
+      if (!(copied instanceof Error)) {
+        const result = withinLimit(copied, maxSeconds);
+        return { ...(await withCover(result)), audio: "copy", sourceCodec, normalized: false };
+      }
       copyAbandoned = copied.message;
     }
-    const encoded = await encode(options, plan, conversion);
+    const encoded = await encode(options, plan, conversion, picture, early);
     withinLimit(encoded, maxSeconds);
     return {
-      ...encoded,
+      ...(await withCover(encoded)),
       audio: "encode",
       sourceCodec,
-      ...applied(plan),
+      normalized: plan.loudness !== undefined,
       ...(copyAbandoned === undefined ? {} : { copyAbandoned }),
     };
   } finally {
+    coverStop.abort();
+    await cover?.catch(() => {});
     await Promise.all([rm(coverFile, { force: true }), rm(chaptersFile, { force: true })]);
   }
 }
 
-const applied = (plan: OutputPlan) => ({
-  cover: plan.coverFile !== undefined,
-  normalized: plan.loudness !== undefined,
-});
+/**
+ * The plan of a file whose listing says nothing special (no title of its own, nothing known of its
+ * streams), when the options allow one without the listing: not with a trim (its chapters and the
+ * start's check come from the listing), a track named by its language, or normalising (its
+ * measurement pass comes first).
+ */
+function guessedPlan(options: ConversionOptions, fileName: string | undefined): OutputPlan | undefined {
+  if (options.normalize || options.start !== undefined || options.end !== undefined) return undefined;
+  try {
+    return planOutput(new StreamListing(), options, fileName).plan;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether two plans make the same encoding command line, i.e. the same file. */
+function sameCommand(options: TranscodeOptions, plan: OutputPlan, other: OutputPlan): boolean {
+  const args = (p: OutputPlan) => buildFfmpegArgs({ ...options, audio: "encode", plan: p });
+  return JSON.stringify(args(plan)) === JSON.stringify(args(other));
+}
 
 /** Copying MP3 frames keeps them as they are: only tags, cover and chapters may change. */
 function framesCanBeCopied(options: ConversionOptions): boolean {
@@ -293,11 +378,16 @@ async function encode(
   options: TranscodeOptions,
   plan: OutputPlan,
   context: RunContext,
+  cover: Promise<Uint8Array | undefined>,
+  /** The first run, when it was started before the plan was known (see `transcode`). */
+  early?: Awaited<ReturnType<typeof runConversion>>,
 ): Promise<Pick<TranscodeResult, "durationSeconds" | "segments" | "segmentingAbandoned">> {
-  // Options a segmented encode cannot reproduce exactly go to the single run (see `segmentablePlan`).
-  const segmenting = segmentablePlan(plan) ? options.segmenting : undefined;
-  const first = await runConversion(options, "encode", plan, context, segmenting);
+  // Every option is reproduced exactly by a segmented encode (its processes take their arguments
+  // from the single run's), so any plan may be segmented.
+  const segmenting = options.segmenting;
+  const first = early ?? (await runConversion(options, "encode", plan, context, segmenting));
   if (first instanceof Error) throw first;
+  if (first === REFUSED) throw new Error("a refused guess was taken for the conversion");
   if (!("segment" in first)) return first;
   const { deadline, emitProgress, span } = context;
   const expectedSeconds = context.expected(first.inputDurationSeconds) ?? null;
@@ -309,6 +399,7 @@ async function encode(
       pcm: first.segment,
       estimatedSeconds: expectedSeconds ?? first.inputDurationSeconds,
       workers: segmenting?.workers ?? 1,
+      cover,
       deadline,
       signal: options.signal,
       onProgress: (fraction) => emitProgress(span.from + fraction * (span.to - span.from), expectedSeconds),
@@ -324,6 +415,14 @@ async function encode(
   if (single instanceof Error) throw single;
   return { ...single, segmentingAbandoned };
 }
+
+/** A run started before its plan was known: it is told the input listing's lines, then asked whether to go on. */
+interface GuessedRun {
+  line(line: string): void;
+  /** Called once the listing is whole; false stops the run (it then resolves with `REFUSED`). */
+  listed(): boolean;
+}
+const REFUSED = Symbol("the guessed plan was wrong");
 
 /** A run stopped because its input is long enough to be encoded in segments, in this format. */
 interface SegmentInstead {
@@ -357,14 +456,19 @@ function runConversion(
   plan: OutputPlan,
   context: RunContext,
   segmenting: SegmentingSettings | undefined,
-): Promise<{ durationSeconds: number | null } | SegmentInstead | Error>;
+  guessed?: GuessedRun,
+): Promise<{ durationSeconds: number | null } | SegmentInstead | Error | typeof REFUSED>;
 async function runConversion(
   options: TranscodeOptions,
   audio: AudioPath,
   plan: OutputPlan,
   context: RunContext,
   segmenting?: SegmentingSettings,
-): Promise<{ durationSeconds: number | null } | SegmentInstead | Error> {
+  guessed?: GuessedRun,
+): Promise<{ durationSeconds: number | null } | SegmentInstead | Error | typeof REFUSED> {
+  // A guessed run hands its input listing over, up to where ffmpeg begins to set up the output.
+  let listed = guessed === undefined;
+  let refused = false;
   const diagnosis = new StderrDiagnosis(plan.audioStream);
   const progress = new ProgressReader(() => context.expected(diagnosis.inputDurationSeconds), context);
   let copyProblem: string | undefined;
@@ -379,12 +483,23 @@ async function runConversion(
     onStdoutLine: (line) => progress.line(line),
     onStderrLine: (line) => {
       diagnosis.line(line);
+      if (!listed && guessed) {
+        if (/^(Stream mapping:|Output #0)/.test(line)) {
+          listed = true;
+          refused = !guessed.listed();
+          if (refused) return true;
+        } else {
+          guessed.line(line);
+        }
+      }
       // Stop a copy at the first sign of trouble: encoding will do it properly.
       if (audio === "copy") copyProblem ??= COPY_PROBLEMS.find(([pattern]) => pattern.test(line))?.[1];
       if (encoder?.line(line) && segmentInstead === undefined && segmenting) {
         const format = encoder.format();
         const duration = diagnosis.inputDurationSeconds;
-        if (format && duration !== undefined && shouldSegment(duration, segmenting)) {
+        // What decides is the length of the output (a trim may keep a short part of a long input).
+        const output = duration === undefined ? undefined : (context.expected(duration) ?? duration);
+        if (format && duration !== undefined && shouldSegment(output, segmenting)) {
           segmentInstead = { segment: format, inputDurationSeconds: duration };
         }
       }
@@ -393,6 +508,7 @@ async function runConversion(
   });
   if (copyProblem !== undefined) return new Error(copyProblem);
   throwIfKilled(exit, options);
+  if (refused) return REFUSED;
   if (segmentInstead !== undefined) return segmentInstead;
   const failure = diagnosis.classify(exit.code, exit.killSignal);
   if (failure) return failure;
