@@ -329,17 +329,6 @@ describe("gateway with auth, broker and blob store in one process", () => {
     for (const [contentType, payload] of [
       ["application/json", JSON.stringify({ file: "clip.mp4" })],
       ["text/plain", "just text"],
-    ]) {
-      const response = await system.gateway.app.inject({
-        method: "POST",
-        url: "/upload",
-        headers: { ...bearer(token), "content-type": contentType },
-        payload,
-      });
-      assert.equal(response.statusCode, 400, `${contentType}: ${response.body}`);
-      assert.equal((response.json() as { error: { code: string } }).error.code, "bad_request");
-    }
-    for (const [contentType, payload] of [
       ["multipart/form-data", "no boundary"],
       ["multipart/form-data; boundary=xyz", '--xyz\r\nContent-Disposition: form-data; name="file"'],
     ]) {
@@ -350,6 +339,10 @@ describe("gateway with auth, broker and blob store in one process", () => {
         payload,
       });
       assert.equal(response.statusCode, 400, `${contentType}: ${response.body}`);
+      // Not multipart at all: the route's own answer (a broken multipart body is the parser's).
+      if (!contentType.startsWith("multipart/")) {
+        assert.equal((response.json() as { error: { code: string } }).error.code, "bad_request");
+      }
     }
     // A raw video body (curl --data-binary) is refused by Fastify's content-type parsing before
     // the route runs (415 today; docs/architecture.md says 400): at least nothing is kept.
