@@ -262,8 +262,20 @@ export function gateway(baseUrl: string) {
     },
 
     /** Streams a file as multipart/form-data to `/upload` (see `uploadMultipart`). */
-    async upload(token: string, file: string, onProgress?: (sent: number, total: number) => void) {
-      const { status, body, ms } = await uploadMultipart(url("/upload"), file, bearer(token), onProgress);
+    /** `fields`: conversion options sent before the file (`{ cover: "none" }`). */
+    async upload(
+      token: string,
+      file: string,
+      onProgress?: (sent: number, total: number) => void,
+      fields: Record<string, string> = {},
+    ) {
+      const { status, body, ms } = await uploadMultipart(
+        url("/upload"),
+        file,
+        bearer(token),
+        onProgress,
+        fields,
+      );
       if (status !== 202) throw new Error(`upload answered ${status}: ${body}`);
       return { jobId: (JSON.parse(body) as { jobId: string }).jobId, ms };
     },
@@ -310,11 +322,18 @@ export async function uploadMultipart(
   file: string,
   headers: Record<string, string> = {},
   onProgress?: (sent: number, total: number) => void,
+  fields: Record<string, string> = {},
 ): Promise<{ status: number; body: string; ms: number }> {
   const size = (await stat(file)).size;
   const boundary = `----vid2mp3bench${Date.now().toString(16)}`;
   const head = Buffer.from(
-    `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${path.basename(file)}"\r\n` +
+    Object.entries(fields)
+      .map(
+        ([name, value]) =>
+          `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`,
+      )
+      .join("") +
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${path.basename(file)}"\r\n` +
       "Content-Type: application/octet-stream\r\n\r\n",
   );
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);

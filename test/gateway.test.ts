@@ -340,7 +340,7 @@ describe("gateway with auth, broker and blob store in one process", () => {
       });
       assert.equal(response.statusCode, 400, `${contentType}: ${response.body}`);
       // Not multipart at all: the route's own answer (a broken multipart body is the parser's).
-      if (!contentType.startsWith("multipart/")) {
+      if (!contentType?.startsWith("multipart/")) {
         assert.equal((response.json() as { error: { code: string } }).error.code, "bad_request");
       }
     }
