@@ -136,7 +136,7 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
     // title of its own, not MP3 to copy, …); otherwise it is stopped right after the listing (what
     // a probe run costs) and the conversion starts again with the right plan.
     const guess = guessedPlan(chosen, options.fileName);
-    let early: Awaited<ReturnType<typeof runConversion>> | undefined;
+    let early: FirstRun | undefined;
     if (guess) {
       let agreed = false;
       let failure: unknown;
@@ -162,7 +162,7 @@ export async function transcode(options: TranscodeOptions): Promise<TranscodeRes
         },
       );
       if (failure !== undefined) throw failure;
-      if (agreed) early = outcome;
+      if (agreed && outcome !== REFUSED) early = outcome;
     } else {
       const probed = await runFfmpeg({
         ffmpegPath,
@@ -380,14 +380,13 @@ async function encode(
   context: RunContext,
   cover: Promise<Uint8Array | undefined>,
   /** The first run, when it was started before the plan was known (see `transcode`). */
-  early?: Awaited<ReturnType<typeof runConversion>>,
+  early?: FirstRun,
 ): Promise<Pick<TranscodeResult, "durationSeconds" | "segments" | "segmentingAbandoned">> {
   // Every option is reproduced exactly by a segmented encode (its processes take their arguments
   // from the single run's), so any plan may be segmented.
   const segmenting = options.segmenting;
   const first = early ?? (await runConversion(options, "encode", plan, context, segmenting));
   if (first instanceof Error) throw first;
-  if (first === REFUSED) throw new Error("a refused guess was taken for the conversion");
   if (!("segment" in first)) return first;
   const { deadline, emitProgress, span } = context;
   const expectedSeconds = context.expected(first.inputDurationSeconds) ?? null;
@@ -424,6 +423,9 @@ interface GuessedRun {
 }
 const REFUSED = Symbol("the guessed plan was wrong");
 
+/** How an encoding run that may hand over to segments ended (one refused as a guess aside). */
+type FirstRun = { durationSeconds: number | null } | SegmentInstead | Error;
+
 /** A run stopped because its input is long enough to be encoded in segments, in this format. */
 interface SegmentInstead {
   segment: PcmFormat;
@@ -456,8 +458,15 @@ function runConversion(
   plan: OutputPlan,
   context: RunContext,
   segmenting: SegmentingSettings | undefined,
-  guessed?: GuessedRun,
-): Promise<{ durationSeconds: number | null } | SegmentInstead | Error | typeof REFUSED>;
+): Promise<FirstRun>;
+function runConversion(
+  options: TranscodeOptions,
+  audio: AudioPath,
+  plan: OutputPlan,
+  context: RunContext,
+  segmenting: SegmentingSettings | undefined,
+  guessed: GuessedRun,
+): Promise<FirstRun | typeof REFUSED>;
 async function runConversion(
   options: TranscodeOptions,
   audio: AudioPath,
@@ -465,7 +474,7 @@ async function runConversion(
   context: RunContext,
   segmenting?: SegmentingSettings,
   guessed?: GuessedRun,
-): Promise<{ durationSeconds: number | null } | SegmentInstead | Error | typeof REFUSED> {
+): Promise<FirstRun | typeof REFUSED> {
   // A guessed run hands its input listing over, up to where ffmpeg begins to set up the output.
   let listed = guessed === undefined;
   let refused = false;

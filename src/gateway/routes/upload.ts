@@ -16,6 +16,7 @@ import {
 } from "../../contracts/options.ts";
 import type { BlobStore } from "../../platform/blobs/blob-store.ts";
 import { isDatabaseUnavailable } from "../../platform/database.ts";
+import { errorMessage } from "../../platform/error-message.ts";
 import { HttpError } from "../../platform/http.ts";
 import { bearer, documentedOnly } from "../../platform/openapi.ts";
 import type { Caller } from "../authentication.ts";
@@ -273,7 +274,7 @@ function toUploadError(error: unknown, tooLarge: () => HttpError): unknown {
   }
   return gatewayError(
     "bad_request",
-    `The request is not valid multipart/form-data (${(error as Error).message}).`,
+    `The request is not valid multipart/form-data (${errorMessage(error)}).`,
   );
 }
 
