@@ -95,7 +95,7 @@ export async function conversionBench({ quick, runs }: ConversionOptions): Promi
     const t1 = now();
     const events = await client.events(token);
     try {
-      const { jobId } = await client.upload(token, file, undefined, fields);
+      const { jobId } = await client.upload(token, file, { fields });
       const t2 = now();
       const job = await events.next(jobId);
       const t3 = now();

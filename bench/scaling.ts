@@ -266,7 +266,7 @@ async function manyFiles(dir: string, ffmpeg: string, base: string, quick: boole
     const events = await client.events(token);
     try {
       const jobIds: string[] = [];
-      for (const file of files) jobIds.push((await client.upload(token, file, undefined, fields)).jobId);
+      for (const file of files) jobIds.push((await client.upload(token, file, { fields })).jobId);
       for (const jobId of jobIds) {
         const job = await events.next(jobId);
         if (job.status !== "done" || !job.mp3Id) throw new Error(`job ${jobId} ${job.status}: ${job.error}`);

@@ -262,20 +262,8 @@ export function gateway(baseUrl: string) {
     },
 
     /** Streams a file as multipart/form-data to `/upload` (see `uploadMultipart`). */
-    /** `fields`: conversion options sent before the file (`{ cover: "none" }`). */
-    async upload(
-      token: string,
-      file: string,
-      onProgress?: (sent: number, total: number) => void,
-      fields: Record<string, string> = {},
-    ) {
-      const { status, body, ms } = await uploadMultipart(
-        url("/upload"),
-        file,
-        bearer(token),
-        onProgress,
-        fields,
-      );
+    async upload(token: string, file: string, how: UploadOptions = {}) {
+      const { status, body, ms } = await uploadMultipart(url("/upload"), file, bearer(token), how);
       if (status !== 202) throw new Error(`upload answered ${status}: ${body}`);
       return { jobId: (JSON.parse(body) as { jobId: string }).jobId, ms };
     },
@@ -312,6 +300,12 @@ export interface Job {
   error: string | null;
 }
 
+export interface UploadOptions {
+  onProgress?: (sent: number, total: number) => void;
+  /** Conversion options, sent as fields before the file (`{ cover: "none" }`). */
+  fields?: Record<string, string>;
+}
+
 /**
  * POSTs `file` as the one part of a multipart/form-data body, streamed from disk with a known
  * Content-Length (as curl -F does), with node:http so the same client serves vid2mp3 and the
@@ -321,8 +315,7 @@ export async function uploadMultipart(
   target: URL,
   file: string,
   headers: Record<string, string> = {},
-  onProgress?: (sent: number, total: number) => void,
-  fields: Record<string, string> = {},
+  { onProgress, fields = {} }: UploadOptions = {},
 ): Promise<{ status: number; body: string; ms: number }> {
   const size = (await stat(file)).size;
   const boundary = `----vid2mp3bench${Date.now().toString(16)}`;

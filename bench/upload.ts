@@ -85,7 +85,12 @@ export async function uploadBench({ quick, runs }: UploadOptions): Promise<void>
     const bare = await startBareServer(mode);
     const idle = await procMemory(bare.pid, "VmRSS");
     const result = await measure(bare, `bare node:http server (${mode})`, async (file, onProgress) => {
-      const { status, body, ms } = await uploadMultipart(new URL("/upload", bare.url), file, {}, onProgress);
+      const { status, body, ms } = await uploadMultipart(
+        new URL("/upload", bare.url),
+        file,
+        {},
+        { onProgress },
+      );
       if (status !== 202) throw new Error(`bare server answered ${status}: ${body}`);
       return ms;
     });
@@ -104,7 +109,7 @@ export async function uploadBench({ quick, runs }: UploadOptions): Promise<void>
     system,
     "vid2mp3 POST /upload",
     async (file, onProgress) => {
-      const { jobId, ms } = await client.upload(token, file, onProgress);
+      const { jobId, ms } = await client.upload(token, file, { onProgress });
       lastJob = jobId;
       return ms;
     },
