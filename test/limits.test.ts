@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -76,9 +76,19 @@ describe("per-user limits and the file's own faults (real server, real ffmpeg)",
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-limits-"));
+    // The real ffmpeg reading its input at playback speed: a conversion lasts as long as its audio,
+    // so jobs stay queued or converting while the limit on active jobs is tested (at full speed a
+    // minute of silence converts in a fraction of a second, before the next upload arrives).
+    const realtimeFfmpeg = path.join(dir, "realtime-ffmpeg");
+    await writeFile(
+      realtimeFfmpeg,
+      '#!/bin/sh\ncase "$1" in -version) ;; *) set -- -re "$@" ;; esac\nexec ffmpeg "$@"\n',
+    );
+    await chmod(realtimeFfmpeg, 0o755);
     server = await startServer(
       {
         DATA_DIR: path.join(dir, "data"),
+        FFMPEG_PATH: realtimeFfmpeg,
         ADMIN_EMAIL: ADMIN.email,
         ADMIN_PASSWORD: ADMIN.password,
         MAX_AUDIO_SECONDS: String(MAX_AUDIO_SECONDS),
@@ -160,35 +170,39 @@ describe("per-user limits and the file's own faults (real server, real ffmpeg)",
   test("a third active job is 429 too_many_active_jobs; another user is served; deleting a queued job frees a place", async () => {
     const token = await newUser();
     const other = await newUser();
-    // Slow enough to keep the one converter busy while the next uploads arrive.
+    // 50 s at playback speed: the one converter is busy with the first while the next uploads arrive.
     const busy = await silentFlac(path.join(dir, "busy.flac"), 50);
     const first = await client.upload(token, busy);
     const second = await client.upload(token, busy);
     assert.equal(first.status, 202);
     assert.equal(second.status, 202);
-    const statuses = await Promise.all(
+    const active = await Promise.all(
       [first, second].map(async (r) => {
         const { jobId } = (await r.json()) as { jobId: string };
         return { jobId, status: ((await (await client.job(token, jobId)).json()) as Job).status };
       }),
     );
-    if (statuses.every((s) => s.status === "queued" || s.status === "converting")) {
-      const third = await client.upload(token, busy);
-      assert.equal(third.status, 429);
-      const refusal = await error(third);
-      assert.equal(refusal.code, "too_many_active_jobs");
-      assert.match(refusal.message, /limit is 2/);
-      const othersUpload = await client.upload(other, busy);
-      assert.equal(othersUpload.status, 202, "another user is not affected");
-      const deleted = await fetch(new URL(`/jobs/${statuses[1]?.jobId}`, server.url), {
-        method: "DELETE",
-        headers: { authorization: `Bearer ${token}` },
-      });
-      assert.equal(deleted.status, 204);
-      assert.equal((await client.upload(token, busy)).status, 202, "a place was freed");
-    }
+    for (const { status } of active) assert.match(status, /^(queued|converting)$/);
+
+    const third = await client.upload(token, busy);
+    assert.equal(third.status, 429);
+    const refusal = await error(third);
+    assert.equal(refusal.code, "too_many_active_jobs");
+    assert.match(refusal.message, /You already have 2 uploads waiting or converting \(the limit is 2\)/);
+    const listed = (await (await client.jobs(token)).json()) as { jobs: Job[] };
+    assert.equal(listed.jobs.length, 2, "the refused upload made no job");
+
+    const othersUpload = await client.upload(other, busy);
+    assert.equal(othersUpload.status, 202, "another user is not affected");
+    const queued = active.find((job) => job.status === "queued") ?? active[1];
+    const deleted = await fetch(new URL(`/jobs/${queued?.jobId}`, server.url), {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${token}` },
+    });
+    assert.equal(deleted.status, 204);
+    assert.equal((await client.upload(token, busy)).status, 202, "a place was freed");
     const list = (await (await client.jobs(token)).json()) as { jobs: Job[] };
-    assert.ok(list.jobs.length <= 3);
+    assert.equal(list.jobs.length, 2);
   });
 
   test("an upload larger than what is left of USER_QUOTA_BYTES is quota_exceeded, saying what is used; nothing is stored", async () => {
