@@ -8,6 +8,7 @@ import { promisify } from "node:util";
 import {
   audioPacketsMd5,
   makeGarbage,
+  makeLavfiAudio,
   makeLongAudio,
   makeMp2,
   makeVbrMp3,
@@ -232,6 +233,42 @@ test("a conversion over the time limit is killed and fails with the limit in the
   );
   assert.ok(Date.now() - started < 2000, "killed promptly");
 });
+
+/**
+ * A FLAC of 90 s of silence whose header claims `claimedSamples` samples (at 8 kHz; 0 = "unknown",
+ * which ffmpeg lists as a duration of N/A): the container understates or hides the audio's length.
+ */
+async function flacWithClaimedLength(name: string, claimedSamples: number): Promise<string> {
+  const file = await makeLavfiAudio(path.join(dir, name), "anullsrc=r=8000:cl=mono", 90, "flac");
+  const bytes = await readFile(file);
+  assert.equal(bytes.subarray(0, 4).toString("latin1"), "fLaC");
+  // STREAMINFO's total sample count: the low 36 bits of the 8 bytes at offset 18.
+  const packed = bytes.readBigUInt64BE(18);
+  const lowBits = (1n << 36n) - 1n;
+  bytes.writeBigUInt64BE((packed & ~lowBits) | BigInt(claimedSamples), 18);
+  await writeFile(file, bytes);
+  return file;
+}
+
+for (const [what, claimedSamples] of [
+  ["hides its length", 0],
+  ["claims 10 s", 10 * 8000],
+] as const) {
+  test(`MAX_AUDIO_SECONDS holds during the conversion when the container ${what}: ffmpeg stops a second past it and the conversion fails naming the limit`, async () => {
+    const input = await flacWithClaimedLength(`claims-${claimedSamples}.flac`, claimedSamples);
+    const output = path.join(dir, `claims-${claimedSamples}.mp3`);
+    await assert.rejects(
+      transcode({ ffmpegPath, input, output, format: "flac", timeoutSeconds: 60, maxSeconds: 60 }),
+      (error) =>
+        error instanceof ConversionError &&
+        error.reason === "too-long" &&
+        /longer than the limit of 1 min \(MAX_AUDIO_SECONDS=60\)/.test(error.message),
+    );
+    // The output ffmpeg wrote is bounded: 61 s (and a frame or two), not the 90 s of the input.
+    const written = await probe(output);
+    assert.ok(written.durationSeconds > 60 && written.durationSeconds < 61.5, `${written.durationSeconds}`);
+  });
+}
 
 test("the time limit covers the probe and the copy as well", async () => {
   const input = await makeVbrMp3(path.join(dir, "limited.mp3"));
