@@ -164,32 +164,58 @@ for (const mode of ["EdDSA", "HS256"] as const) {
       assert.equal((await call(await client.token(user.email, "reset-password-3"), "/me")).status, 200);
     });
 
-    test("a token whose iat lies in the future is refused, though correctly signed", async () => {
-      const user = await newUser();
-      const now = Math.floor(Date.now() / 1000);
-      const key =
-        mode === "HS256"
-          ? new TextEncoder().encode("s".repeat(40))
-          : await importJWK(
-              JSON.parse(await readFile(path.join(dir, "auth", "signing-key.jwk.json"), "utf8")),
-              "EdDSA",
-            );
-      const kid =
+    /** A token for `user` signed with the server's own key, with the given iat and exp (seconds). */
+    async function signedToken(
+      user: { id: string; email: string },
+      iat: number,
+      exp: number,
+    ): Promise<string> {
+      const jwk =
         mode === "EdDSA"
-          ? JSON.parse(await readFile(path.join(dir, "auth", "signing-key.jwk.json"), "utf8")).kid
+          ? JSON.parse(await readFile(path.join(dir, "auth", "signing-key.jwk.json"), "utf8"))
           : undefined;
-      const token = await new SignJWT({ username: user.email, admin: false, gen: 0 })
-        .setProtectedHeader({ alg: mode, ...(kid ? { kid } : {}) })
+      const key = jwk ? await importJWK(jwk, "EdDSA") : new TextEncoder().encode("s".repeat(40));
+      return new SignJWT({ username: user.email, admin: false, gen: 0 })
+        .setProtectedHeader({ alg: mode, ...(jwk?.kid ? { kid: jwk.kid } : {}) })
         .setSubject(user.id)
         .setIssuer(TOKEN_ISSUER)
         .setAudience(TOKEN_AUDIENCE)
-        .setIssuedAt(now + 3600)
-        .setExpirationTime(now + 7200)
+        .setIssuedAt(iat)
+        .setExpirationTime(exp)
         .setJti(randomUUID())
         .sign(key);
+    }
+
+    test("a token whose iat lies in the future is refused, though correctly signed", async () => {
+      const user = await newUser();
+      const now = Math.floor(Date.now() / 1000);
+      const token = await signedToken(user, now + 3600, now + 7200);
       const refused = await call(token, "/jobs");
       assert.equal(refused.status, 403);
       assert.equal((await call(user.token, "/jobs")).status, 200, "the user's real token still works");
+    });
+
+    test("an event stream ends when its token expires, and the user's other requests go on", async () => {
+      const user = await newUser();
+      const now = Math.floor(Date.now() / 1000);
+      const shortLived = await signedToken(user, now, now + 3);
+      const events = await call(shortLived, "/events");
+      assert.equal(events.status, 200);
+      const reader = events.body?.getReader();
+      assert.ok(reader);
+      // Rechecked every 5 s: the stream ends within a few seconds of the expiry (bounded wait).
+      let text = "";
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+        assert.ok(Date.now() < deadline, "the stream ended in time");
+      }
+      assert.ok(Date.now() >= (now + 3) * 1000, "not before the token expired");
+      assert.match(text, /event: error\ndata: .*"code":"invalid_token"/);
+      assert.equal((await call(shortLived, "/jobs")).status, 403);
+      assert.equal((await call(user.token, "/jobs")).status, 200, "the user's other token still works");
     });
 
     test("at most 10 event streams per user: the 11th is 429, other users are unaffected, a closed one frees a place", async () => {
