@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import fc from "fast-check";
+import { defaultHost } from "../src/cli/serve.ts";
 import { gatewayClient } from "./support/client.ts";
 import { makeLavfiAudio } from "./support/media.ts";
 import { type RunningServer, startServer } from "./support/server.ts";
@@ -45,6 +46,12 @@ describe("hardening of the real server", () => {
 
   test("serve all listens on 127.0.0.1 when HOST is unset", () => {
     assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  });
+
+  test("a service served alone (a container) listens on every interface when HOST is unset", () => {
+    assert.equal(defaultHost("all"), "127.0.0.1");
+    for (const name of ["gateway", "auth", "converter", "notification"] as const)
+      assert.equal(defaultHost(name), "0.0.0.0", name);
   });
 
   test("the data dir is 0700 and every file in it 0600 (password hashes, key, uploads, MP3s)", async () => {

@@ -84,6 +84,16 @@ describe("serve all: one /metrics for every service", () => {
   });
   after(() => server?.close());
 
+  test("without METRICS_TOKEN, /metrics answers a direct request from this machine, not one through a proxy", async () => {
+    assert.equal((await fetch(`${server.url}/metrics`)).status, 200);
+    for (const header of [{ "x-forwarded-for": "203.0.113.7" }, { forwarded: "for=203.0.113.7" }]) {
+      const proxied = await fetch(`${server.url}/metrics`, { headers: header });
+      assert.equal(proxied.status, 403, JSON.stringify(header));
+      const body = (await proxied.json()) as { error: { code: string } };
+      assert.equal(body.error.code, "forbidden");
+    }
+  });
+
   const upload = async (file: string) => {
     const form = new FormData();
     form.append(
