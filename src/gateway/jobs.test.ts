@@ -87,6 +87,21 @@ for (const backend of testDatabaseBackends) {
       assert.equal(await jobs.get(randomUUID(), ALICE.ownerId), undefined);
     });
 
+    test("usage: active jobs are the queued and converting ones; bytes are their uploads plus done jobs' MP3s, per owner", async (t) => {
+      const jobs = await repository(t);
+      assert.deepEqual(await jobs.usage(ALICE.ownerId), { activeJobs: 0, bytes: 0 });
+      await jobs.create(newJob(ALICE)); // queued: its upload, 1234 bytes
+      const convertingJob = await jobs.create(newJob(ALICE));
+      await jobs.apply(converting(convertingJob.id)); // converting: its upload, 1234 bytes
+      const doneJob = await jobs.create(newJob(ALICE));
+      await jobs.apply(done(doneJob)); // done: its MP3, 4321 bytes
+      const failedJob = await jobs.create(newJob(ALICE));
+      await jobs.apply(failed(failedJob.id)); // failed: nothing kept
+      await jobs.create(newJob(BOB));
+      assert.deepEqual(await jobs.usage(ALICE.ownerId), { activeJobs: 2, bytes: 1234 + 1234 + 4321 });
+      assert.deepEqual(await jobs.usage(BOB.ownerId), { activeJobs: 1, bytes: 1234 });
+    });
+
     test("a job keeps its options; the job shows them with the defaults, and the MP3's size once done", async (t) => {
       const jobs = await repository(t);
       const options = {
