@@ -504,6 +504,26 @@ test("X-Forwarded-For is believed only from TRUST_PROXY: a client cannot pick it
   }
 });
 
+test("without TRUST_PROXY, auth believes X-Forwarded-For from loopback (where the gateway calls from): a throttled address does not lock out others", async (t) => {
+  // In-process requests come from 127.0.0.1; TRUST_PROXY is unset.
+  const { app } = await startAuthService(t, ADMIN_ENV, {
+    loginThrottle: { maxFailures: 3, windowMs: 60_000 },
+  });
+  const login = (password: string, address: string) =>
+    app.inject({
+      method: "POST",
+      url: "/login",
+      headers: { authorization: basic(ADMIN.email, password), "x-forwarded-for": address },
+    });
+  for (let i = 0; i < 3; i++) assert.equal((await login("wrong-password", "203.0.113.7")).statusCode, 401);
+  assert.equal((await login(ADMIN.password, "203.0.113.7")).statusCode, 429, "the guessing address waits");
+  assert.equal(
+    (await login(ADMIN.password, "198.51.100.9")).statusCode,
+    200,
+    "another client is not locked out",
+  );
+});
+
 test("a burst of logins is bounded: beyond the hashing queue it is 503 with Retry-After at once, and then served again", async (t) => {
   const { app } = await startAuthService(t, { ...ADMIN_ENV, TRUST_PROXY: "127.0.0.1" });
   const login = (i: number) =>
