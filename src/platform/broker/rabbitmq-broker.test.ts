@@ -190,6 +190,42 @@ describe("RabbitMQ broker", () => {
     assert.equal(calls, 1);
   });
 
+  it("aborts a running handler's signal when its connection is lost, and the message comes again", async () => {
+    const broker = await open();
+    const deliveries: { attempt: number; aborted: boolean }[] = [];
+    const firstAborted = Promise.withResolvers<void>();
+    const again = Promise.withResolvers<void>();
+    await broker.consume(
+      "convert",
+      async ({ attempt, signal }) => {
+        deliveries.push({ attempt, aborted: signal.aborted });
+        if (deliveries.length > 1) {
+          again.resolve();
+          return;
+        }
+        // A long conversion: it goes on until the broker says the message was taken back.
+        await new Promise<void>((resolve) =>
+          signal.addEventListener("abort", () => resolve(), { once: true }),
+        );
+        firstAborted.resolve();
+        signal.throwIfAborted();
+      },
+      { parse: (b) => b, concurrency: 1 },
+    );
+    await broker.publish("convert", { id: 1 });
+    await eventually(() => deliveries.length === 1, "the first delivery");
+    await closeConnections({ vhost: vhost.vhost, reason: "simulated failure" });
+    await firstAborted.promise;
+    await again.promise;
+    // Given again as it was (a drop is not the message's fault), to a handler with a live signal.
+    assert.deepEqual(deliveries, [
+      { attempt: 1, aborted: false },
+      { attempt: 1, aborted: false },
+    ]);
+    await eventually(async () => (await queue(vhost, "convert")).messages === 0, "acknowledged once");
+    assert.equal(log.count("message dead-lettered"), 0);
+  });
+
   it("publish during a lost connection waits for the reconnection, and consumers resume", async () => {
     const broker = await open();
     const received: unknown[] = [];
