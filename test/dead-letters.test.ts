@@ -21,19 +21,20 @@ describe("vid2mp3 dead-letters", { timeout: 120_000 }, () => {
       env: { PATH: process.env.PATH ?? "", AMQP_URL: vhost.url, LOG_LEVEL: "silent" },
     });
 
-  /** A message the `video` consumer refuses for good: it lands in `video.dead`. */
-  async function deadLetter(body: object): Promise<void> {
+  /** A message the `queue` consumer refuses for good: it lands in `<queue>.dead`. */
+  async function deadLetter(body: object, queue = "video"): Promise<void> {
     const consumer = await broker.consume(
-      "video",
+      queue,
       async () => {
         throw new PermanentError("this file can never be converted");
       },
       { parse: (b) => b, concurrency: 1 },
     );
-    await broker.publish("video", body);
+    const already = (await listQueues(vhost.vhost)).find((q) => q.name === `${queue}.dead`)?.messages ?? 0;
+    await broker.publish(queue, body);
     for (let i = 0; ; i++) {
-      const dead = (await listQueues(vhost.vhost)).find((q) => q.name === "video.dead");
-      if (dead && dead.messages > 0) break;
+      const dead = (await listQueues(vhost.vhost)).find((q) => q.name === `${queue}.dead`);
+      if (dead && dead.messages > already) break;
       assert.ok(i < 100, "the message was dead-lettered");
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
@@ -89,6 +90,41 @@ describe("vid2mp3 dead-letters", { timeout: 120_000 }, () => {
       return true;
     });
     assert.match((await cli("purge", "--yes")).stdout, /purged 1 dead letter$/m);
+    assert.match((await cli("list")).stdout, /No dead letters/);
+  });
+
+  it("replays --all and purges only the work queues chosen with --queue", async () => {
+    await deadLetter({ version: 1, jobId: "video-1" });
+    await deadLetter({ version: 1, jobId: "video-2" });
+    await deadLetter({ version: 1, jobId: "mail-1" }, "mp3");
+    const listed = async (...args: string[]) =>
+      (JSON.parse((await cli("list", "--json", ...args)).stdout) as { letter: { body: { jobId: string } } }[])
+        .map((e) => e.letter.body.jobId)
+        .sort();
+    assert.deepEqual(await listed(), ["mail-1", "video-1", "video-2"]);
+    assert.deepEqual(await listed("--queue", "mp3"), ["mail-1"]);
+
+    // Every dead letter of `video`, none of `mp3`.
+    const replayed: string[] = [];
+    const bothBack = Promise.withResolvers<void>();
+    const consumer = await broker.consume<{ jobId: string }>(
+      "video",
+      async ({ body }) => {
+        replayed.push(body.jobId);
+        if (replayed.length === 2) bothBack.resolve();
+      },
+      { parse: (b) => b as { jobId: string }, concurrency: 2 },
+    );
+    const { stdout } = await cli("replay", "--all", "--queue", "video");
+    assert.equal(stdout.match(/^replayed \S+ to video$/gm)?.length, 2, stdout);
+    await bothBack.promise;
+    await consumer.close();
+    assert.deepEqual(replayed.sort(), ["video-1", "video-2"]);
+    assert.deepEqual(await listed(), ["mail-1"]);
+
+    assert.match((await cli("purge", "--yes", "--queue", "video")).stdout, /purged 0 dead letters$/m);
+    assert.deepEqual(await listed(), ["mail-1"]);
+    assert.match((await cli("purge", "--yes", "--queue", "mp3")).stdout, /purged 1 dead letter$/m);
     assert.match((await cli("list")).stdout, /No dead letters/);
   });
 

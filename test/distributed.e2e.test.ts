@@ -87,6 +87,11 @@ describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", {
     const jobIds = [];
     for (let i = 0; i < 6; i++) jobIds.push(await upload(media("short.mp4")));
     for (const jobId of jobIds) assert.equal((await client.waitForJob(token, jobId)).status, "done");
+    // Each converter logs "conversion finished" just after reporting the outcome: let the last lines arrive.
+    for (let i = 0; jobIds.some((id) => system.finishedConversions(id, converters) === 0); i++) {
+      assert.ok(i < 100, "every conversion logged");
+      await sleep(100);
+    }
     for (const converter of converters) {
       const count = jobIds.reduce((n, id) => n + finishedConversions(converter, id), 0);
       assert.ok(count > 0, "each converter converted some of the jobs");
@@ -115,9 +120,15 @@ describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", {
     const survivor = await start("converter");
     const job = await client.waitForJob(token, jobId);
     assert.equal(job.status, "done", JSON.stringify(job));
+    // The converter logs "conversion finished" after it has reported the outcome, so the job may
+    // read done a moment before that line reaches us.
+    for (let i = 0; finishedConversions(survivor, jobId) === 0; i++) {
+      assert.ok(i < 100, "the survivor logged the conversion it finished");
+      await sleep(100);
+    }
+    await sleep(500);
     assert.equal(finishedConversions(doomed, jobId), 0);
     assert.equal(finishedConversions(survivor, jobId), 1);
-    await sleep(500);
     const mails = (await system.smtp.messages()).filter((m) => (m.text ?? "").includes(String(job.mp3Id)));
     assert.equal(mails.length, 1, "one mail for the job");
     await survivor.stop();

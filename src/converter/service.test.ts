@@ -4,16 +4,19 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { chmod, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { after, before, test } from "node:test";
 import { pino } from "pino";
 import { audioPacketsMd5, makeVbrMp3, makeVideo, probe } from "../../test/support/media.ts";
 import { JobEvent, Mp3Message, mp3Key, type VideoMessage, videoKey } from "../contracts/messages.ts";
+import type { BlobStore } from "../platform/blobs/blob-store.ts";
 import { createFolderBlobStore } from "../platform/blobs/folder-blob-store.ts";
 import { type DeadLetter, deadLetterQueue } from "../platform/broker/broker.ts";
 import { createMemoryBroker } from "../platform/broker/memory-broker.ts";
 import { loadConfig } from "../platform/config.ts";
 import { createLogger, type Logger } from "../platform/logger.ts";
+import { UnavailableError } from "../platform/unavailable.ts";
 import { createConverter, INTERNAL_ERROR_MESSAGE } from "./service.ts";
 
 let dir: string;
@@ -36,10 +39,13 @@ async function startConverter({
   ffmpegPath = "ffmpeg",
   logger = createLogger("silent", "converter"),
   env = {},
+  storeAs = (blobs) => blobs,
 }: {
   ffmpegPath?: string;
   logger?: Logger;
   env?: Record<string, string>;
+  /** The store as the converter sees it (the test's own uploads go to the real one). */
+  storeAs?: (blobs: BlobStore) => BlobStore;
 } = {}) {
   const dataDir = await mkdtemp(path.join(dir, "data-"));
   const config = loadConfig({
@@ -51,7 +57,7 @@ async function startConverter({
   });
   const broker = createMemoryBroker({ logger });
   const blobs = createFolderBlobStore(path.join(dataDir, "blobs"));
-  const converter = createConverter(config, { logger, broker, blobs, ffmpegPath });
+  const converter = createConverter(config, { logger, broker, blobs: storeAs(blobs), ffmpegPath });
   await converter.start();
 
   const events: JobEvent[] = [];
@@ -265,6 +271,36 @@ test("an internal failure is retried, and on the last attempt the job fails with
   assert.equal(c.mails[0]?.outcome, "failed");
   assert.deepEqual(c.dead, []);
   assert.deepEqual(await readdir(c.workDir), []);
+});
+
+test("a store that cannot be reached when the MP3 is to be stored is waited out: no attempt used up, one outcome", async (t) => {
+  let refused = 0;
+  const c = await startConverter({
+    // MAX_ATTEMPTS is 2: three refusals would dead-letter or fail the job if they counted.
+    storeAs: (blobs) => ({
+      ...blobs,
+      async put(key, body, options) {
+        if (key.startsWith("mp3s/") && refused < 3) {
+          refused++;
+          if (body instanceof Readable) body.destroy();
+          throw new UnavailableError("storage", "the store is not reachable");
+        }
+        return blobs.put(key, body, options);
+      },
+    }),
+  });
+  t.after(c.close);
+  const job = await c.submit(videoWithSound);
+  await waitFor(() => c.mails.length === 1, "the mp3 message");
+  assert.equal(refused, 3);
+  assert.equal(c.mails[0]?.outcome, "done");
+  const types = eventsOf(c.events, job.jobId).map((e) => e.type);
+  assert.deepEqual(
+    types.filter((type) => type !== "progress"),
+    ["converting", "converting", "converting", "converting", "done"],
+  );
+  assert.deepEqual(c.dead, []);
+  assert.ok(await c.blobs.stat(mp3Key(job.mp3Id)), "the MP3 is stored");
 });
 
 /** Real ffmpeg reading its input at playback speed, so a conversion is certainly still running. */

@@ -113,6 +113,48 @@ for (const backend of testDatabaseBackends) {
       assert.equal(requeued.at(-1), 2);
     });
 
+    test("a queued job behind a backlog is left to wait its turn; once nothing waits, a stale one is re-published", async (t) => {
+      const { jobs, broker, lifecycles } = await replicas(backend, t, 1);
+      const [lifecycle] = lifecycles;
+      assert.ok(lifecycle);
+      // Another job's message waits for a converter: the queue has a backlog.
+      await broker.publish("video", { jobId: "ahead-in-the-queue" });
+      const make = () =>
+        jobs.create({
+          id: randomUUID(),
+          ownerId: "u1",
+          ownerEmail: "u1@example.com",
+          fileName: "d.mp4",
+          format: "mov",
+          size: 1,
+          mp3Id: randomUUID(),
+        });
+      const waiting = await make();
+      const abandoned = await make();
+      await jobs.apply({ version: 1, jobId: abandoned.id, at: new Date().toISOString(), type: "converting" });
+
+      // Both stale by their age; only the converting one is re-published while the backlog lasts.
+      const later = new Date(Date.now() + 2 * HOUR);
+      assert.equal(await lifecycle.sweep(later), 1);
+      assert.equal(await broker.waiting("video"), 2);
+      assert.equal(
+        (await jobs.get(waiting.id, "u1"))?.updated_at,
+        waiting.updated_at,
+        "the queued job untouched",
+      );
+
+      // The backlog is worked off and the queued job's message was not among it: lost, so re-published.
+      const seen = await videoMessages(broker);
+      await settle();
+      assert.equal(await broker.waiting("video"), 0);
+      assert.equal(await lifecycle.sweep(later), 1);
+      await settle();
+      assert.deepEqual(
+        seen.map((m) => m.jobId),
+        ["ahead-in-the-queue", abandoned.id, waiting.id],
+      );
+    });
+
     test("a converting job is re-published only after the converting period, a finished one never", async (t) => {
       const { jobs, broker, lifecycles } = await replicas(backend, t, 1);
       const seen = await videoMessages(broker);

@@ -13,9 +13,10 @@ import type { GatewayMetrics } from "./metrics.ts";
  * A job's whole life, in one place: created and published at upload, moved forward by the
  * converter's events, finished (the upload removed), re-queued when its message is lost, and
  * relayed to the owner's browsers on every gateway replica. The jobs table is the source of truth:
- * a job that sits `queued` or `converting` too long without a change has its `video` message
- * published again by the sweep (harmless: the MP3's key is fixed and the converter skips an MP3
- * already stored), which also covers a crash between the row's insert and its publish.
+ * a job that sits `queued` (while no video message waits: not merely behind a backlog) or
+ * `converting` too long without a change has its `video` message published again by the sweep
+ * (harmless: the MP3's key is fixed and the converter skips an MP3 already stored), which also
+ * covers a crash between the row's insert and its publish.
  */
 
 export interface JobLifecycleOptions {
@@ -138,8 +139,14 @@ export function createJobLifecycle(options: JobLifecycleOptions): JobLifecycle {
   }
 
   async function sweep(now = new Date()): Promise<number> {
+    // A `queued` job behind a backlog is waiting its turn, not lost: its message may be among
+    // those waiting, and a second copy could be taken by another converter while the first is
+    // converted. So queued jobs are looked at only once the video queue has nothing waiting
+    // (a lost message is found then); converting jobs always.
+    const backlog = await broker.waiting(queues.video);
     const cutoff = {
-      queuedBefore: new Date(now.getTime() - options.sweep.queuedAfterMs).toISOString(),
+      queuedBefore:
+        backlog > 0 ? undefined : new Date(now.getTime() - options.sweep.queuedAfterMs).toISOString(),
       convertingBefore: new Date(now.getTime() - options.sweep.convertingAfterMs).toISOString(),
     };
     let requeued = 0;

@@ -224,20 +224,24 @@ export function createJobsRepository(db: Kysely<GatewayDatabase>, options: { ret
     },
 
     /**
-     * Unfinished jobs last changed before the given times (queued ones before `queuedBefore`,
-     * converting ones before `convertingBefore`), least recently changed first: the sweep's candidates.
+     * Unfinished jobs last changed before the given times (queued ones before `queuedBefore`, none
+     * when it is undefined; converting ones before `convertingBefore`), least recently changed
+     * first: the sweep's candidates.
      */
     async stale(
-      cutoff: { queuedBefore: string; convertingBefore: string },
+      cutoff: { queuedBefore: string | undefined; convertingBefore: string },
       limit: number,
     ): Promise<JobRow[]> {
+      const { queuedBefore, convertingBefore } = cutoff;
       return db
         .selectFrom("jobs")
         .selectAll()
         .where((eb) =>
           eb.or([
-            eb.and([eb("status", "=", "queued"), eb("updated_at", "<", cutoff.queuedBefore)]),
-            eb.and([eb("status", "=", "converting"), eb("updated_at", "<", cutoff.convertingBefore)]),
+            ...(queuedBefore === undefined
+              ? []
+              : [eb.and([eb("status", "=", "queued"), eb("updated_at", "<", queuedBefore)])]),
+            eb.and([eb("status", "=", "converting"), eb("updated_at", "<", convertingBefore)]),
           ]),
         )
         .orderBy("updated_at")

@@ -4,6 +4,7 @@ import path from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { retryDelay } from "./broker/broker.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 
 const run = promisify(execFile);
@@ -86,6 +87,46 @@ describe("loadConfig", () => {
       retry: { delayMs: 0, maxAttempts: 2 },
     });
     assert.ok(path.isAbsolute(config.dataDir));
+  });
+
+  test("retry budgets, the stale-job sweep and the incomplete-upload age: defaults and variables", () => {
+    const defaults = loadConfig({});
+    assert.deepEqual(defaults.retry, {
+      delayMs: 5000,
+      maxAttempts: 5,
+      maxDelayMs: 30 * 60_000,
+      mailMaxAttempts: 12,
+    });
+    // A converting job is stale only once ffmpeg's limit (3600 s) and 5 minutes more have passed.
+    assert.deepEqual(defaults.jobSweep, {
+      everyMs: 60_000,
+      queuedAfterMs: 600_000,
+      convertingAfterMs: 3_900_000,
+    });
+    assert.equal(defaults.incompleteUploadMaxAgeMs, 24 * 3_600_000);
+
+    const set = loadConfig({
+      RETRY_MAX_DELAY_MS: "1000",
+      MAIL_MAX_ATTEMPTS: "3",
+      JOB_SWEEP_INTERVAL_SECONDS: "1",
+      JOB_STALE_SECONDS: "7200",
+      FFMPEG_TIMEOUT_SECONDS: "60",
+      INCOMPLETE_UPLOAD_MAX_AGE_HOURS: "0.5",
+    });
+    assert.deepEqual(set.retry, { delayMs: 5000, maxAttempts: 5, maxDelayMs: 1000, mailMaxAttempts: 3 });
+    assert.deepEqual(set.jobSweep, { everyMs: 1000, queuedAfterMs: 7_200_000, convertingAfterMs: 7_200_000 });
+    assert.equal(set.incompleteUploadMaxAgeMs, 1_800_000);
+  });
+
+  test("a mail's default retry budget spans hours, not seconds", () => {
+    const { retry } = loadConfig({});
+    // The waits between its deliveries, before the dead-letter queue.
+    let waitedMs = 0;
+    for (let attempt = 1; attempt < retry.mailMaxAttempts; attempt++) {
+      waitedMs += retryDelay(retry.delayMs, attempt, retry.maxDelayMs);
+    }
+    assert.ok(waitedMs >= 90 * 60_000, `${waitedMs / 60_000} min`);
+    assert.ok(waitedMs <= 3 * 3_600_000, `${waitedMs / 60_000} min`);
   });
 
   test("TRUST_PROXY takes only addresses and CIDRs", () => {

@@ -26,6 +26,12 @@ export interface Broker {
   broadcast(topic: string, body: object): Promise<void>;
   /** Listens to a topic until the returned consumer is closed. A throwing listener is logged, never fatal. */
   subscribe(topic: string, listener: (body: unknown) => void): Promise<Consumer>;
+  /**
+   * How many messages of `queue` wait for a consumer now (not those in a consumer's hands nor
+   * those waiting for a retry); 0 for a queue never used. The gateway's sweep asks it: while the
+   * `video` queue has a backlog, a job still `queued` may simply be waiting its turn.
+   */
+  waiting(queue: string): Promise<number>;
   /** Throws when the broker cannot be reached (readiness checks). */
   check(): Promise<void>;
   close(): Promise<void>;

@@ -187,6 +187,11 @@ export function createMemoryBroker(options: { logger?: Logger } = {}): Broker {
       return subscription;
     },
 
+    async waiting(queue) {
+      assertOpen();
+      return queues.get(queue)?.ready.length ?? 0;
+    },
+
     async check() {
       assertOpen();
     },

@@ -14,6 +14,7 @@ import {
   type TestVhost,
 } from "../../../test/support/rabbitmq.ts";
 import type { Broker, DeadLetter } from "./broker.ts";
+import { supportsConsumerTimeoutArgument } from "./rabbitmq/consumer.ts";
 import { BrokerUnavailableError, createRabbitMqBroker, retryQueue } from "./rabbitmq-broker.ts";
 
 const silent = pino({ level: "silent" });
@@ -189,6 +190,42 @@ describe("RabbitMQ broker", () => {
     assert.equal(calls, 1);
   });
 
+  it("aborts a running handler's signal when its connection is lost, and the message comes again", async () => {
+    const broker = await open();
+    const deliveries: { attempt: number; aborted: boolean }[] = [];
+    const firstAborted = Promise.withResolvers<void>();
+    const again = Promise.withResolvers<void>();
+    await broker.consume(
+      "convert",
+      async ({ attempt, signal }) => {
+        deliveries.push({ attempt, aborted: signal.aborted });
+        if (deliveries.length > 1) {
+          again.resolve();
+          return;
+        }
+        // A long conversion: it goes on until the broker says the message was taken back.
+        await new Promise<void>((resolve) =>
+          signal.addEventListener("abort", () => resolve(), { once: true }),
+        );
+        firstAborted.resolve();
+        signal.throwIfAborted();
+      },
+      { parse: (b) => b, concurrency: 1 },
+    );
+    await broker.publish("convert", { id: 1 });
+    await eventually(() => deliveries.length === 1, "the first delivery");
+    await closeConnections({ vhost: vhost.vhost, reason: "simulated failure" });
+    await firstAborted.promise;
+    await again.promise;
+    // Given again as it was (a drop is not the message's fault), to a handler with a live signal.
+    assert.deepEqual(deliveries, [
+      { attempt: 1, aborted: false },
+      { attempt: 1, aborted: false },
+    ]);
+    await eventually(async () => (await queue(vhost, "convert")).messages === 0, "acknowledged once");
+    assert.equal(log.count("message dead-lettered"), 0);
+  });
+
   it("publish during a lost connection waits for the reconnection, and consumers resume", async () => {
     const broker = await open();
     const received: unknown[] = [];
@@ -321,6 +358,38 @@ describe("RabbitMQ broker", () => {
     await sleep(200);
     assert.equal(calls, 1);
     assert.equal(log.count("lost the connection to RabbitMQ; reconnecting"), 0);
+  });
+
+  it("asks for a consumer timeout of its own with holdLimitMs, and warns at start where the server cannot take it", async () => {
+    const broker = await open();
+    const received = Promise.withResolvers<unknown>();
+    await broker.consume(
+      "long-work",
+      async ({ body }) => {
+        received.resolve(body);
+      },
+      { parse: (b) => b, concurrency: 1, holdLimitMs: 4_200_000 },
+    );
+    await broker.publish("long-work", { n: 1 });
+    assert.deepEqual(await received.promise, { n: 1 }, "the server takes the consumer with its argument");
+
+    const consumers = await rabbitmqctl("list_consumers", "-p", vhost.vhost, "queue_name", "arguments");
+    const line = consumers.split("\n").find((l) => l.startsWith("long-work\t"));
+    assert.match(String(line), /x-consumer-timeout.*4200000/, consumers);
+
+    const version = (await rabbitmqctl("version")).trim();
+    const warning = (l: { msg: string }) => l.msg.includes("cannot take a consumer timeout per consumer");
+    if (supportsConsumerTimeoutArgument(version)) {
+      assert.equal(log.lines.filter(warning).length, 0);
+    } else {
+      // This server applies its global consumer_timeout (30 min by default) to every consumer:
+      // the operator is told to raise it above the conversion's limit.
+      const warnings = log.lines.filter(warning);
+      assert.equal(warnings.length, 1, JSON.stringify(warnings));
+      assert.equal(warnings[0]?.level, 40);
+      assert.equal(warnings[0]?.holdLimitMs, 4_200_000);
+      assert.match(String(warnings[0]?.msg), /consumer_timeout.*above 4200000 ms/);
+    }
   });
 
   it("holds at most `concurrency` unacknowledged messages per consumer (prefetch)", async () => {

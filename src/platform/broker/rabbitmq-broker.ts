@@ -106,6 +106,20 @@ export async function createRabbitMqBroker(options: RabbitMqBrokerOptions): Prom
       return broadcasts.subscribe(topic, listener);
     },
 
+    async waiting(queue) {
+      assertOpen();
+      knownQueues.add(queue);
+      const deadline = connection.deadline();
+      const s = await connection.sessionBefore(deadline);
+      // Asserted as it is always declared (so never refused), which answers its ready messages.
+      const { messageCount } = await connection.beforeDeadline(
+        deadline,
+        "did not count the queue's messages",
+        s.topology().then((channel) => channel.assertQueue(queue, { durable: true })),
+      );
+      return messageCount;
+    },
+
     async check() {
       assertOpen();
       await connection.check();

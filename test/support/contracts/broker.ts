@@ -76,6 +76,35 @@ export function brokerContract(
       );
     });
 
+    it("counts the messages waiting for a consumer, not those in hand", async () => {
+      const queue = uniqueQueue("waiting");
+      assert.equal(await broker.waiting(queue), 0, "a queue never used");
+      for (const n of [1, 2, 3]) await broker.publish(queue, { n });
+      assert.equal(await broker.waiting(queue), 3);
+
+      const taken = deferred();
+      const release = deferred();
+      const consumer = await broker.consume(
+        queue,
+        async () => {
+          taken.resolve();
+          await release.promise;
+        },
+        { parse: asNumbered, concurrency: 1 },
+      );
+      await taken.promise;
+      for (let i = 0; (await broker.waiting(queue)) !== 2; i++) {
+        assert.ok(i < 100, "one message in hand, two waiting");
+        await sleep(20);
+      }
+      release.resolve();
+      for (let i = 0; (await broker.waiting(queue)) !== 0; i++) {
+        assert.ok(i < 100, "all taken");
+        await sleep(20);
+      }
+      await consumer.close();
+    });
+
     it("shares the work between competing consumers, each message to one of them", async () => {
       const queue = uniqueQueue("compete");
       const handledBy = new Map<number, string[]>();
