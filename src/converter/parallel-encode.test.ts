@@ -296,7 +296,7 @@ describe("transcode segments a long input", () => {
     assert.equal((await decodeSamples(options.output, 1)).length, 130 * 44100);
   });
 
-  test("a video's track choice, chapters and cover are honoured on the segmented path", async () => {
+  test("a video's track choice, chapters (kept or dropped) and cover are honoured on the segmented path", async () => {
     const video = await chapteredVideo();
     const options = converting("video.mp3", {
       input: video,
@@ -313,6 +313,14 @@ describe("transcode segments a long input", () => {
       ["One", "Two"],
     );
     await assertDecodesCleanly(options.output);
+
+    const dropped = converting("video-no-chapters.mp3", {
+      input: video,
+      format: "matroska",
+      options: { chapters: "drop", cover: "none" },
+    });
+    assert.equal((await transcode(dropped)).segments, 2);
+    assert.deepEqual((await mp3Details(dropped.output)).chapters, [], "chapters dropped");
 
     const covered = converting("video-cover.mp3", {
       input: video,
