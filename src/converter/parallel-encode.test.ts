@@ -438,6 +438,11 @@ describe("transcode segments a long input", () => {
     assert.equal(result.normalized, true);
     assert.equal((await transcode(single)).segments, undefined);
     assert.equal((await mp3Details(segmented.output)).audio.channels, 1);
+    assert.deepEqual(
+      (await head(segmented.output)).tag,
+      (await head(single.output)).tag,
+      "the same ID3v2 tag",
+    );
     const [joined, one] = [await decodeSamples(segmented.output, 1), await decodeSamples(single.output, 1)];
     assert.equal(joined.length, one.length, "the same length to the sample");
     assert.equal(maxDifference(joined, one, 0, one.length), 0, "the very same samples");
