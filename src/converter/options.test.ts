@@ -283,6 +283,31 @@ describe("cover", () => {
   });
 });
 
+describe("cover art of an audio file", () => {
+  test("an audio file's own picture becomes the front cover, copied or encoded; cover none leaves it out", async () => {
+    const art = path.join(dir, "art.png");
+    await run("ffmpeg", [
+      ...["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=200x200:duration=1"],
+      ...["-frames:v", "1", art],
+    ]);
+    const song = path.join(dir, "song-with-art.mp3");
+    await run("ffmpeg", [
+      ...["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=4", "-i", art],
+      ...["-map", "0:a", "-map", "1:v", "-c:a", "libmp3lame", "-c:v", "mjpeg"],
+      ...["-disposition:v:0", "attached_pic", "-id3v2_version", "3", song],
+    ]);
+    for (const options of [{}, { quality: "128k" }] as const) {
+      const { output, result } = await convert(options, { input: song, format: "mp3" });
+      assert.equal(result.cover, true, JSON.stringify(options));
+      assert.deepEqual((await mp3Details(output)).picture, { codec: "mjpeg", comment: "Cover (front)" });
+      assert.ok((await pictureBrightness(output)) > 40, "the test picture, not a black one");
+    }
+    const { output, result } = await convert({ cover: "none" }, { input: song, format: "mp3" });
+    assert.equal(result.cover, false);
+    assert.equal((await mp3Details(output)).picture, undefined);
+  });
+});
+
 describe("chapters", () => {
   test("kept as ID3 chapter frames by default, dropped on request", async () => {
     const { output } = await convert({});
