@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
+import { QUALITIES } from "../src/contracts/options.ts";
 import { launchChromium, newContext, type PageProblems, signIn, watchProblems } from "./support/browser.ts";
 import { audioDuration, decodedSeconds, makeVideo, mp3Details } from "./support/media.ts";
 import { type RunningServer, startServer } from "./support/server.ts";
@@ -301,6 +302,14 @@ describe("the browser UI (headless Chromium)", () => {
     it("applies the MP3 options beside the drop zone, remembers them, and plays the MP3 in the page", async () => {
       const options = page.locator("#options-form");
       assert.match(await text(options.locator("#options-summary")), /^Defaults/);
+      // Every quality of the contract, in its order, and no other.
+      assert.deepEqual(
+        await options
+          .getByLabel("Quality")
+          .locator("option")
+          .evaluateAll((items) => items.map((item) => item.getAttribute("value"))),
+        [...QUALITIES],
+      );
       // A value the server would refuse is caught before anything is sent.
       await options.getByLabel("End").fill("1:75");
       assert.match(await text(options.getByRole("alert")), /End: use seconds/);
