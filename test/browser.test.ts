@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
+import { QUALITIES } from "../src/contracts/options.ts";
 import { launchChromium, newContext, type PageProblems, signIn, watchProblems } from "./support/browser.ts";
 import { audioDuration, decodedSeconds, makeVideo, mp3Details } from "./support/media.ts";
 import { type RunningServer, startServer } from "./support/server.ts";
@@ -145,7 +146,7 @@ describe("the browser UI (headless Chromium)", () => {
     const jobIds = new Map<string, string>();
 
     before(async () => {
-      ({ page, problems } = await openPage([401, 415]));
+      ({ page, problems } = await openPage([400, 401, 415]));
     });
 
     it("refuses a wrong password with a clear message, then signs in", async () => {
@@ -301,12 +302,36 @@ describe("the browser UI (headless Chromium)", () => {
     it("applies the MP3 options beside the drop zone, remembers them, and plays the MP3 in the page", async () => {
       const options = page.locator("#options-form");
       assert.match(await text(options.locator("#options-summary")), /^Defaults/);
+      // Every quality of the contract, in its order, and no other.
+      assert.deepEqual(
+        await options
+          .getByLabel("Quality")
+          .locator("option")
+          .evaluateAll((items) => items.map((item) => item.getAttribute("value"))),
+        [...QUALITIES],
+      );
       // A value the server would refuse is caught before anything is sent.
       await options.getByLabel("End").fill("1:75");
       assert.match(await text(options.getByRole("alert")), /End: use seconds/);
       await page.locator("#file-input").setInputFiles(media("holiday.mp4"));
       assert.equal(await page.locator("#uploads .upload").count(), 0, "nothing uploaded");
       assert.equal(await options.getByLabel("End").getAttribute("aria-invalid"), "true");
+      // A range backwards is caught too.
+      await options.getByLabel("Start").fill("2:30");
+      await options.getByLabel("End").fill("1:00");
+      assert.match(await text(options.getByRole("alert")), /End: must come after the start/);
+      // What only the server refuses (a start past its 100-hour bound) is its 400, naming the field, shown on the upload.
+      await options.getByLabel("End").fill("");
+      await options.getByLabel("Start").fill("999999");
+      assert.equal(await options.getByRole("alert").isVisible(), false);
+      const jobsBefore = await text(page.locator("#jobs-count"));
+      await page.locator("#file-input").setInputFiles(media("holiday.mp4"));
+      const refused = page.locator('#uploads .upload[data-state="error"]');
+      await refused.waitFor();
+      assert.match(await text(refused.getByRole("alert")), /The field "start" must be a time/);
+      await refused.getByRole("button", { name: "Dismiss" }).click();
+      await refused.waitFor({ state: "detached" });
+      assert.equal(await text(page.locator("#jobs-count")), jobsBefore, "no job for a refused option");
 
       await options.getByLabel("Quality").selectOption("128k");
       await options.getByLabel("Start").fill("0:01");
@@ -459,7 +484,7 @@ describe("the browser UI (headless Chromium)", () => {
       assert.equal(await page.locator("#app-view").isVisible(), false);
     });
 
-    it("had no console errors beyond the expected 401 (wrong password) and 415 (refused file)", () => {
+    it("had no console errors beyond the expected 400 (refused option), 401 (wrong password) and 415 (refused file)", () => {
       assert.deepEqual(problems.unexpected, []);
     });
 

@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { QUALITIES } from "../contracts/options.ts";
 import { ConversionError } from "./conversion-error.ts";
 import {
   buildDecodeArgs,
   buildFfmpegArgs,
   buildHeaderArgs,
+  buildLoudnessArgs,
   buildProbeArgs,
   buildSegmentEncodeArgs,
 } from "./ffmpeg-args.ts";
@@ -185,6 +187,47 @@ test("options: the chosen stream and range, quality, mono, tags; our own chapter
     plan: { audioStream: 0, quality: "v9" },
   });
   assert.equal(vbr[vbr.indexOf("-q:a") + 1], "9");
+  // Every quality: LAME's VBR level, or the constant bit rate itself.
+  for (const quality of QUALITIES) {
+    const encoded = buildFfmpegArgs({
+      input: "a",
+      output: "b",
+      format: "mov",
+      plan: { audioStream: 0, quality },
+    });
+    const [flag, value] = quality.startsWith("v") ? ["-q:a", quality.slice(1)] : ["-b:a", quality];
+    assert.equal(encoded[encoded.indexOf(flag) + 1], value, quality);
+  }
+  // Normalising a mono output: both passes downmix before loudnorm, so it measures and sets what the MP3 holds.
+  const loudness = { inputI: -30, inputTp: -10, inputLra: 5, inputThresh: -40, targetOffset: 0 };
+  const monoPlan = { audioStream: 0, mono: true, loudness };
+  const filters = (args: string[]) => args[args.indexOf("-af") + 1] ?? "";
+  const conversionFilters = filters(
+    buildFfmpegArgs({ input: "a", output: "b", format: "mov", plan: monoPlan }),
+  );
+  const measuringFilters = filters(buildLoudnessArgs({ input: "a", format: "mov", plan: monoPlan }));
+  const decoderFilters = filters(
+    buildDecodeArgs({
+      input: "a",
+      output: "b",
+      format: "mov",
+      plan: monoPlan,
+      pcmFile: "p",
+      pcm: { sampleRate: 44100, channels: 1 },
+    }),
+  );
+  assert.equal(
+    decoderFilters,
+    conversionFilters,
+    "a segmented encode's decoder filters as the single run does",
+  );
+  for (const chain of [conversionFilters, measuringFilters]) {
+    assert.match(chain, /^aformat=channel_layouts=mono,loudnorm=/, chain);
+  }
+  assert.doesNotMatch(
+    filters(buildLoudnessArgs({ input: "a", format: "mov", plan: { audioStream: 0 } })),
+    /aformat/,
+  );
   const dropped = buildFfmpegArgs({
     input: "a",
     output: "b",

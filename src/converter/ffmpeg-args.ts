@@ -189,10 +189,21 @@ function selectAudio(plan: OutputPlan, maxSeconds = 0): string[] {
   return ["-map", `0:a:${plan.audioStream}`, ...(length === undefined ? [] : ["-t", seconds(length)])];
 }
 
+/**
+ * Mono before loudnorm: `-ac 1` alone downmixes after the filters, so loudnorm would measure and
+ * set the stereo signal, and the downmix then moves both figures (channels that differ lose up to
+ * 3 LU; equal ones gain up to 3 dB of peak, past 0 dBFS for a file normalised to −1.5 dBTP). Both
+ * passes downmix first, so what is measured and set is the mono signal the MP3 holds.
+ */
+function monoBeforeLoudnorm(plan: OutputPlan): string[] {
+  return plan.mono ? ["aformat=channel_layouts=mono"] : [];
+}
+
 /** Mono, and the second loudnorm pass with the first pass's measurement (linear where it can). */
 function audioFilters(plan: OutputPlan): string[] {
   const filters: string[] = [];
   if (plan.loudness) {
+    filters.push(...monoBeforeLoudnorm(plan));
     const m = plan.loudness;
     filters.push(
       `loudnorm=${loudnormTarget()}:measured_I=${m.inputI}:measured_TP=${m.inputTp}` +
@@ -225,7 +236,7 @@ export function buildLoudnessArgs({
     "-dn",
     ...(plan.mono ? ["-ac", "1"] : []),
     "-af",
-    `loudnorm=${loudnormTarget()}:print_format=json`,
+    [...monoBeforeLoudnorm(plan), `loudnorm=${loudnormTarget()}:print_format=json`].join(","),
     "-threads",
     String(threads),
     "-f",

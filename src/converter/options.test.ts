@@ -164,6 +164,43 @@ describe("loudness and channels", () => {
     assert.equal(fractions.at(-1), 1);
   });
 
+  test("normalize with mono sets the mono signal: −16 LUFS (±1 LU) and at most −1.5 dBTP whatever the stereo was", async () => {
+    // Two unrelated channels lose 3 LU in a downmix, two equal ones gain 3 dB of peak: normalising
+    // the stereo signal and downmixing after would miss either target.
+    const unrelated = path.join(dir, "unrelated.m4a");
+    await run("ffmpeg", [
+      ...["-nostdin", "-v", "error", "-y"],
+      ...[
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=d=6:a=0.3:seed=1",
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=d=6:a=0.3:seed=2",
+      ],
+      ...["-filter_complex", "[0][1]join=inputs=2:channel_layout=stereo", "-c:a", "aac", unrelated],
+    ]);
+    // A quiet tone with short loud clicks, the same in both channels: the true-peak limit decides.
+    const clicks = path.join(dir, "clicks.wav");
+    await run("ffmpeg", [
+      ...["-nostdin", "-v", "error", "-y", "-f", "lavfi"],
+      ...["-i", "aevalsrc='0.05*sin(2*PI*440*t)+if(lt(mod(t,1),0.002),0.9,0)':d=6:s=44100"],
+      ...["-ac", "2", "-c:a", "pcm_s16le", clicks],
+    ]);
+    for (const [input, format] of [
+      [unrelated, "mov"],
+      [clicks, "wav"],
+    ] as const) {
+      const { output } = await convert({ normalize: true, mono: true }, { input, format });
+      assert.equal((await mp3Details(output)).audio.channels, 1);
+      const after = await loudness(output);
+      assert.ok(Math.abs(after.integrated - -16) <= 1, `${input}: ${after.integrated} LUFS`);
+      assert.ok(after.truePeak <= -1.5 + 0.5, `${input}: ${after.truePeak} dBTP`);
+    }
+  });
+
   test("mono gives one channel; the default keeps the source's", async () => {
     const { output } = await convert({ mono: true, track: "eng" });
     assert.equal((await mp3Details(output)).audio.channels, 1);
@@ -243,6 +280,31 @@ describe("cover", () => {
     const { output: audioOnly, result } = await convert({}, { input: mp3, format: "mp3" });
     assert.equal(result.cover, false);
     assert.equal((await mp3Details(audioOnly)).picture, undefined);
+  });
+});
+
+describe("cover art of an audio file", () => {
+  test("an audio file's own picture becomes the front cover, copied or encoded; cover none leaves it out", async () => {
+    const art = path.join(dir, "art.png");
+    await run("ffmpeg", [
+      ...["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=200x200:duration=1"],
+      ...["-frames:v", "1", art],
+    ]);
+    const song = path.join(dir, "song-with-art.mp3");
+    await run("ffmpeg", [
+      ...["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=4", "-i", art],
+      ...["-map", "0:a", "-map", "1:v", "-c:a", "libmp3lame", "-c:v", "mjpeg"],
+      ...["-disposition:v:0", "attached_pic", "-id3v2_version", "3", song],
+    ]);
+    for (const options of [{}, { quality: "128k" }] as const) {
+      const { output, result } = await convert(options, { input: song, format: "mp3" });
+      assert.equal(result.cover, true, JSON.stringify(options));
+      assert.deepEqual((await mp3Details(output)).picture, { codec: "mjpeg", comment: "Cover (front)" });
+      assert.ok((await pictureBrightness(output)) > 40, "the test picture, not a black one");
+    }
+    const { output, result } = await convert({ cover: "none" }, { input: song, format: "mp3" });
+    assert.equal(result.cover, false);
+    assert.equal((await mp3Details(output)).picture, undefined);
   });
 });
 

@@ -5,7 +5,14 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import { decodeSamples, makeNoise, makeSweep, mp3Details, probe } from "../../test/support/media.ts";
+import {
+  decodeSamples,
+  loudness,
+  makeNoise,
+  makeSweep,
+  mp3Details,
+  probe,
+} from "../../test/support/media.ts";
 import type { Quality } from "../contracts/options.ts";
 import { buildFfmpegArgs } from "./ffmpeg-args.ts";
 import { withFrontCover } from "./id3-picture.ts";
@@ -296,7 +303,7 @@ describe("transcode segments a long input", () => {
     assert.equal((await decodeSamples(options.output, 1)).length, 130 * 44100);
   });
 
-  test("a video's track choice, chapters and cover are honoured on the segmented path", async () => {
+  test("a video's track choice, chapters (kept or dropped) and cover are honoured on the segmented path", async () => {
     const video = await chapteredVideo();
     const options = converting("video.mp3", {
       input: video,
@@ -313,6 +320,14 @@ describe("transcode segments a long input", () => {
       ["One", "Two"],
     );
     await assertDecodesCleanly(options.output);
+
+    const dropped = converting("video-no-chapters.mp3", {
+      input: video,
+      format: "matroska",
+      options: { chapters: "drop", cover: "none" },
+    });
+    assert.equal((await transcode(dropped)).segments, 2);
+    assert.deepEqual((await mp3Details(dropped.output)).chapters, [], "chapters dropped");
 
     const covered = converting("video-cover.mp3", {
       input: video,
@@ -394,6 +409,46 @@ describe("transcode segments a long input", () => {
         ["Two", 55, 123],
       ],
     );
+  });
+
+  test("mono and a track named by its language on the segmented path: the chosen stereo track, downmixed before it is normalised, as a single run makes it", async () => {
+    // Track 0 is the mono sweep (fre), track 1 unrelated stereo noise (eng): the track is told by
+    // its channels, and the downmix changes the loudness (two unrelated channels lose 3 LU).
+    const noise = await makeNoise(path.join(dir, "long-noise.wav"), { seconds: 130 });
+    const input = path.join(dir, "two-languages.mkv");
+    await run("ffmpeg", [
+      ...["-nostdin", "-v", "error", "-y", "-i", long, "-i", noise, "-map", "0:a", "-map", "1:a"],
+      ...["-c:a", "flac", "-metadata:s:a:0", "language=fre", "-metadata:s:a:1", "language=eng", input],
+    ]);
+    const both = { input, format: "matroska" };
+    const english = converting("eng.mp3", { ...both, options: { track: "eng" } });
+    assert.equal((await transcode(english)).segments, 2);
+    assert.equal((await mp3Details(english.output)).audio.channels, 2, "the English track is the stereo one");
+
+    const chosen = { track: "eng", mono: true, normalize: true } as const;
+    const segmented = converting("eng-mono.mp3", { ...both, options: chosen });
+    const single = converting("eng-mono-single.mp3", {
+      ...both,
+      options: chosen,
+      segmenting: { workers: 1, minSeconds: 120 },
+    });
+    const result = await transcode(segmented);
+    assert.equal(result.segments, 2);
+    assert.equal(result.segmentingAbandoned, undefined);
+    assert.equal(result.normalized, true);
+    assert.equal((await transcode(single)).segments, undefined);
+    assert.equal((await mp3Details(segmented.output)).audio.channels, 1);
+    assert.deepEqual(
+      (await head(segmented.output)).tag,
+      (await head(single.output)).tag,
+      "the same ID3v2 tag",
+    );
+    const [joined, one] = [await decodeSamples(segmented.output, 1), await decodeSamples(single.output, 1)];
+    assert.equal(joined.length, one.length, "the same length to the sample");
+    assert.equal(maxDifference(joined, one, 0, one.length), 0, "the very same samples");
+    const measured = await loudness(segmented.output);
+    assert.ok(Math.abs(measured.integrated - -16) <= 1, `${measured.integrated} LUFS`);
+    assert.ok(measured.truePeak <= -1.5 + 0.5, `${measured.truePeak} dBTP`);
   });
 
   test("MAX_AUDIO_SECONDS holds in the segmented decoding: it writes at most one second past the limit", async () => {

@@ -76,6 +76,7 @@ for (const backend of testDatabaseBackends) {
         format: "mov",
         size: 1,
         mp3Id: randomUUID(),
+        options: { quality: "320k", start: 1, end: 2, mono: true },
       });
       const fresh = await jobs.create({
         id: randomUUID(),
@@ -100,6 +101,12 @@ for (const backend of testDatabaseBackends) {
         stale.mp3_id,
         "the same mp3Id: no second MP3",
       );
+      assert.deepEqual(
+        seen.find((m) => m.jobId === stale.id)?.options,
+        { quality: "320k", start: 1, end: 2, mono: true },
+        "the re-queued message keeps the upload's options",
+      );
+      assert.equal(seen.find((m) => m.jobId === fresh.id)?.options, undefined, "none chosen, none sent");
 
       // Claimed: not again before another period has passed.
       assert.equal(await lifecycles[0]?.sweep(later), 0);
