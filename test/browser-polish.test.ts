@@ -168,12 +168,22 @@ describe("the browser UI: accounts, bulk actions, phone, accessibility", () => {
   it("retries a failed upload, and names each upload's buttons after its file", async () => {
     const page = await signedIn(CAROL.email, CAROL.password);
     // The first attempt breaks off as a dropped connection does; the retry goes through.
+    // The first attempt is held until its Cancel button has been looked at.
     let refused = 0;
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
     await page.route("**/upload", async (route) => {
-      if (refused++ === 0) await route.abort("connectionreset");
-      else await route.continue();
+      if (refused++ === 0) {
+        await held;
+        await route.abort("connectionreset");
+      } else await route.continue();
     });
     await page.locator("#file-input").setInputFiles(media("holiday.mp4"));
+    // Under way, its Cancel is told apart from every other upload's.
+    await page.getByRole("button", { name: "Cancel the upload of holiday.mp4", exact: true }).waitFor();
+    release();
     const failed = page.locator('#uploads .upload[data-state="error"]');
     await failed.waitFor();
     assert.match(await text(failed.getByRole("alert")), /connection dropped/);
@@ -194,6 +204,19 @@ describe("the browser UI: accounts, bulk actions, phone, accessibility", () => {
     const names = await rows.locator(".job-name").allTextContents();
     assert.deepEqual(names, ["silent.mp3", "holiday.mp3", "holiday.mp3"]);
     assert.match(await text(rows.first().locator(".job-meta")), /from silent\.mp4/);
+    // A done job shows its MP3's size (as the API gives it), not the video's.
+    const api = gatewayClient(server.url);
+    const listed = (await (await api.jobs(await api.token(CAROL.email, CAROL.password))).json()) as {
+      jobs: { id: string; mp3Size: number | null }[];
+    };
+    for (const job of listed.jobs.filter((each) => each.mp3Size !== null)) {
+      const meta = await text(page.locator(`#jobs li.job[data-id="${job.id}"] .job-meta`));
+      const shown = /^([\d.]+) (bytes|KB|MB) · from holiday\.mp4/.exec(meta);
+      assert.ok(shown, meta);
+      const bytes = Number(shown[1]) * 1000 ** ["bytes", "KB", "MB"].indexOf(shown[2] ?? "");
+      const mp3Size = job.mp3Size ?? 0;
+      assert.ok(Math.abs(bytes - mp3Size) <= mp3Size * 0.05, `${meta}: the MP3 has ${mp3Size} bytes`);
+    }
 
     const bulk = page.locator("#bulk");
     assert.equal(await bulk.getByRole("button", { name: "Download as ZIP" }).isDisabled(), true);
@@ -289,10 +312,28 @@ describe("the browser UI: accounts, bulk actions, phone, accessibility", () => {
     const page = await context.newPage();
     const cdp = await context.newCDPSession(page);
     await cdp.send("Emulation.setTouchEmulationEnabled", { enabled: true, maxTouchPoints: 5 });
+    // The newest job (the long name) shown as a conversion under way, with its percentage.
+    await page.route(
+      (url) => url.pathname === "/jobs",
+      async (route) => {
+        const response = await route.fetch();
+        const body = (await response.json()) as { jobs: Record<string, unknown>[] };
+        body.jobs[0] = { ...body.jobs[0], status: "converting", progress: 0.57, mp3Id: null, mp3Size: null };
+        await route.fulfill({ response, json: body });
+      },
+    );
     await page.goto(server.url);
     assert.equal(await page.evaluate(`matchMedia("(pointer: coarse)").matches`), true, "a touch screen");
     await signIn(page, CAROL.email, CAROL.password);
     await page.locator("#jobs li.job").first().waitFor();
+    const converting = page.locator('#jobs li.job[data-status="converting"]');
+    assert.equal(await text(converting.locator(".job-percent")), "57%");
+    const card = await converting.boundingBox();
+    const percent = await converting.locator(".job-percent").boundingBox();
+    assert.ok(
+      card && percent && percent.x + percent.width <= card.x + card.width,
+      `the percentage stays inside its card (${JSON.stringify({ card, percent })})`,
+    );
     await page.locator("#file-input").setInputFiles(media("notes.mp4"));
     await page.locator('#uploads .upload[data-state="error"]').waitFor();
 
