@@ -168,12 +168,22 @@ describe("the browser UI: accounts, bulk actions, phone, accessibility", () => {
   it("retries a failed upload, and names each upload's buttons after its file", async () => {
     const page = await signedIn(CAROL.email, CAROL.password);
     // The first attempt breaks off as a dropped connection does; the retry goes through.
+    // The first attempt is held until its Cancel button has been looked at.
     let refused = 0;
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
     await page.route("**/upload", async (route) => {
-      if (refused++ === 0) await route.abort("connectionreset");
-      else await route.continue();
+      if (refused++ === 0) {
+        await held;
+        await route.abort("connectionreset");
+      } else await route.continue();
     });
     await page.locator("#file-input").setInputFiles(media("holiday.mp4"));
+    // Under way, its Cancel is told apart from every other upload's.
+    await page.getByRole("button", { name: "Cancel the upload of holiday.mp4", exact: true }).waitFor();
+    release();
     const failed = page.locator('#uploads .upload[data-state="error"]');
     await failed.waitFor();
     assert.match(await text(failed.getByRole("alert")), /connection dropped/);
@@ -194,6 +204,19 @@ describe("the browser UI: accounts, bulk actions, phone, accessibility", () => {
     const names = await rows.locator(".job-name").allTextContents();
     assert.deepEqual(names, ["silent.mp3", "holiday.mp3", "holiday.mp3"]);
     assert.match(await text(rows.first().locator(".job-meta")), /from silent\.mp4/);
+    // A done job shows its MP3's size (as the API gives it), not the video's.
+    const api = gatewayClient(server.url);
+    const listed = (await (await api.jobs(await api.token(CAROL.email, CAROL.password))).json()) as {
+      jobs: { id: string; mp3Size: number | null }[];
+    };
+    for (const job of listed.jobs.filter((each) => each.mp3Size !== null)) {
+      const meta = await text(page.locator(`#jobs li.job[data-id="${job.id}"] .job-meta`));
+      const shown = /^([\d.]+) (bytes|KB|MB) · from holiday\.mp4/.exec(meta);
+      assert.ok(shown, meta);
+      const bytes = Number(shown[1]) * 1000 ** ["bytes", "KB", "MB"].indexOf(shown[2] ?? "");
+      const mp3Size = job.mp3Size ?? 0;
+      assert.ok(Math.abs(bytes - mp3Size) <= mp3Size * 0.05, `${meta}: the MP3 has ${mp3Size} bytes`);
+    }
 
     const bulk = page.locator("#bulk");
     assert.equal(await bulk.getByRole("button", { name: "Download as ZIP" }).isDisabled(), true);
@@ -289,10 +312,28 @@ describe("the browser UI: accounts, bulk actions, phone, accessibility", () => {
     const page = await context.newPage();
     const cdp = await context.newCDPSession(page);
     await cdp.send("Emulation.setTouchEmulationEnabled", { enabled: true, maxTouchPoints: 5 });
+    // The newest job (the long name) shown as a conversion under way, with its percentage.
+    await page.route(
+      (url) => url.pathname === "/jobs",
+      async (route) => {
+        const response = await route.fetch();
+        const body = (await response.json()) as { jobs: Record<string, unknown>[] };
+        body.jobs[0] = { ...body.jobs[0], status: "converting", progress: 0.57, mp3Id: null, mp3Size: null };
+        await route.fulfill({ response, json: body });
+      },
+    );
     await page.goto(server.url);
     assert.equal(await page.evaluate(`matchMedia("(pointer: coarse)").matches`), true, "a touch screen");
     await signIn(page, CAROL.email, CAROL.password);
     await page.locator("#jobs li.job").first().waitFor();
+    const converting = page.locator('#jobs li.job[data-status="converting"]');
+    assert.equal(await text(converting.locator(".job-percent")), "57%");
+    const card = await converting.boundingBox();
+    const percent = await converting.locator(".job-percent").boundingBox();
+    assert.ok(
+      card && percent && percent.x + percent.width <= card.x + card.width,
+      `the percentage stays inside its card (${JSON.stringify({ card, percent })})`,
+    );
     await page.locator("#file-input").setInputFiles(media("notes.mp4"));
     await page.locator('#uploads .upload[data-state="error"]').waitFor();
 
@@ -310,11 +351,26 @@ describe("the browser UI: accounts, bulk actions, phone, accessibility", () => {
   });
 
   it("has no axe violation on any view, on desktop and phone, light and dark", async () => {
+    // The admin's list with a job of each kind: done, failed, and (as the list is shown) one converting.
+    const [, done] = await convert(ADMIN.email, ADMIN.password, ["silent.mp4", "holiday.mp4", "holiday.mp4"]);
+    const api = gatewayClient(server.url);
+    const { mp3Id } = (await (
+      await api.job(await api.token(ADMIN.email, ADMIN.password), String(done))
+    ).json()) as { mp3Id: string };
     const found: string[] = [];
     for (const viewport of [DESKTOP, PHONE]) {
       for (const colorScheme of ["light", "dark"] as const) {
         const { page } = await open(viewport);
         await page.emulateMedia({ colorScheme });
+        await page.route(
+          (url) => url.pathname === "/jobs",
+          async (route) => {
+            const response = await route.fetch();
+            const body = (await response.json()) as { jobs: Record<string, unknown>[] };
+            if (body.jobs[0]) body.jobs[0] = { ...body.jobs[0], status: "converting", progress: 0.42 };
+            await route.fulfill({ response, json: body });
+          },
+        );
         const check = async (view: string) => {
           assert.equal(await page.locator("h1:visible").count(), 1, `${view}: one h1`);
           if (viewport === PHONE) {
@@ -325,7 +381,8 @@ describe("the browser UI: accounts, bulk actions, phone, accessibility", () => {
             found.push(`${viewport.width}px ${colorScheme} ${view}: ${violation}`);
           }
         };
-        await page.goto(server.url);
+        // Through the mail's link, so the files view also offers that MP3.
+        await page.goto(`${server.url}/?fid=${mp3Id}`);
         await page.locator("#signin-view").waitFor();
         await signIn(page, CAROL.email, "wrong-password");
         await page.locator("#signin-error").waitFor();
@@ -337,7 +394,14 @@ describe("the browser UI: accounts, bulk actions, phone, accessibility", () => {
         await page.locator('#connection[data-state="live"]').waitFor();
         await page.locator("#file-input").setInputFiles(media("notes.mp4"));
         await page.locator('#uploads .upload[data-state="error"]').waitFor();
+        await page.locator('#jobs li.job[data-status="converting"]').waitFor();
+        await page.locator('#jobs li.job[data-status="failed"]').waitFor();
+        await page.getByRole("button", { name: "Download MP3" }).waitFor();
         await check("files");
+        await page.getByRole("button", { name: "Delete silent.mp3" }).click();
+        await page.locator("#confirm").getByRole("button", { name: "Keep it" }).waitFor();
+        await check("delete confirmation");
+        await page.locator("#confirm").getByRole("button", { name: "Keep it" }).click();
         await page.locator("#account-button").click();
         await check("account menu");
         await page.getByRole("button", { name: "Change password" }).click();
@@ -346,22 +410,44 @@ describe("the browser UI: accounts, bulk actions, phone, accessibility", () => {
         await page.getByRole("link", { name: "Users" }).click();
         await page.locator("#users tr").first().waitFor();
         await check("users");
+        await page.getByRole("button", { name: `Set a new password for ${CAROL.email}` }).click();
+        await check("set a new password");
+        await page.locator("#password-dialog").getByRole("button", { name: "Cancel" }).click();
       }
     }
     assert.deepEqual(found, []);
   });
 
-  it("shows a clear banner while the server is unreachable, and drops it once the server is back", async () => {
-    const page = await signedIn(CAROL.email, CAROL.password);
-    const banner = page.getByRole("alert").filter({ hasText: "The server cannot be reached" });
-    assert.equal(await banner.isVisible(), false);
+  it("shows a clear banner while the server is unreachable (desktop and phone, light and dark, no axe violation), and drops it once the server is back", async () => {
+    // The earlier tests' pages are closed first: each holds one of the user's 10 event streams.
+    for (const context of contexts.splice(0)) await context.close();
+    // On desktop and phone, light and dark: the banner has no axe violation and fits the screen.
+    const pages: { page: Page; label: string; phone: boolean }[] = [];
+    for (const viewport of [DESKTOP, PHONE]) {
+      for (const colorScheme of ["light", "dark"] as const) {
+        const page = await signedIn(CAROL.email, CAROL.password, viewport);
+        await page.emulateMedia({ colorScheme });
+        pages.push({ page, label: `${viewport.width}px ${colorScheme}`, phone: viewport === PHONE });
+      }
+    }
+    const banner = (page: Page) =>
+      page.getByRole("alert").filter({ hasText: "The server cannot be reached" });
+    for (const { page } of pages) assert.equal(await banner(page).isVisible(), false);
     const port = new URL(server.url).port;
     await server.stop();
-    await banner.waitFor({ timeout: 30_000 });
-    assert.deepEqual(await axeViolations(page), []);
+    const found: string[] = [];
+    for (const { page, label, phone } of pages) {
+      await banner(page).waitFor({ timeout: 30_000 });
+      for (const violation of await axeViolations(page)) found.push(`${label}: ${violation}`);
+      if (phone)
+        for (const element of await outOfScreen(page)) found.push(`${label}: out of the screen: ${element}`);
+    }
+    assert.deepEqual(found, []);
     // Back on the same address, with the same data.
     server = await startServer({ ...env(), PORT: port });
-    await banner.waitFor({ state: "hidden", timeout: 60_000 });
-    await page.locator('#connection[data-state="live"]').waitFor();
+    for (const { page } of pages) {
+      await banner(page).waitFor({ state: "hidden", timeout: 60_000 });
+      await page.locator('#connection[data-state="live"]').waitFor();
+    }
   });
 });

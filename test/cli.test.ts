@@ -504,6 +504,77 @@ describe("Ctrl-C during vid2mp3 convert", () => {
   });
 });
 
+describe("vid2mp3 jobs past the API's 100 a page", () => {
+  let dir: string;
+  let auth: RunningServer | undefined;
+  let gateway: RunningServer | undefined;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-cli-pages-"));
+    await makeVideo(path.join(dir, "clip.mp4"), { seconds: 1 });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await auth?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("reads --limit beyond 100 page by page, from --offset on", async () => {
+    // Auth and a gateway without any converter: the jobs stay queued, and no ffmpeg runs for them.
+    const data = path.join(dir, "data");
+    auth = await startServer(
+      { DATA_DIR: data, ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password },
+      { service: "auth" },
+    );
+    gateway = await startServer(
+      { DATA_DIR: data, AUTH_SVC_ADDRESS: new URL(auth.url).host, MAX_ACTIVE_JOBS_PER_USER: "0" },
+      { service: "gateway" },
+    );
+    const api = gatewayClient(gateway.url);
+    const token = await api.token(ADMIN.email, ADMIN.password);
+    for (let batch = 0; batch < 21; batch++) {
+      const uploads = await Promise.all(
+        Array.from({ length: 5 }, () => api.upload(token, path.join(dir, "clip.mp4"))),
+      );
+      for (const upload of uploads) assert.equal(upload.status, 202, await upload.text());
+    }
+    // The API's own order, read in its pages of at most 100.
+    const ids: string[] = [];
+    for (const offset of [0, 100]) {
+      const page = (await (await api.jobs(token, `?limit=100&offset=${offset}`)).json()) as {
+        jobs: { id: string }[];
+      };
+      ids.push(...page.jobs.map((job) => job.id));
+    }
+    assert.equal(ids.length, 105);
+
+    const run = (args: string[]) =>
+      runProcess(process.execPath, [main, ...args], {
+        cwd: dir,
+        env: { PATH: process.env.PATH ?? "", HOME: dir, VID2MP3_URL: gateway?.url, VID2MP3_TOKEN: token },
+      });
+    const [table, json] = await Promise.all([
+      run(["jobs", "--limit", "103", "--offset", "1"]),
+      run(["jobs", "--json", "--limit", "200"]),
+    ]);
+    assert.equal(table.code, 0, show(table));
+    const rows = table.stdout.trimEnd().split("\n").slice(1);
+    assert.deepEqual(
+      rows.map((row) => row.split(" ")[0]),
+      ids.slice(1, 104).map((id) => id.slice(0, 8)),
+    );
+    assert.equal(table.stderr, "Jobs 2–104 of 105; the next with --offset 104.\n");
+    assert.equal(json.code, 0, show(json));
+    const listed = JSON.parse(json.stdout) as { jobs: { id: string }[]; total: number };
+    assert.deepEqual(
+      listed.jobs.map((job) => job.id),
+      ids,
+    );
+    assert.equal(listed.total, 105);
+  });
+});
+
 describe("the event stream parser", () => {
   it("reads events split across chunks, skipping comments", async () => {
     const text =

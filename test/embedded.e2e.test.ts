@@ -119,6 +119,23 @@ describe("the whole system in one process (embedded default)", () => {
     assert.equal(badToken.status, 403);
   });
 
+  it("the README's login line leaves $TOKEN empty for a wrong password and holds the token for the right one", async () => {
+    const readme = await readFile(new URL("../README.md", import.meta.url), "utf8");
+    const line = readme.split("\n").find((each) => each.startsWith("TOKEN=$(curl"));
+    assert.ok(line, "the README logs in with TOKEN=$(curl …)");
+    const tokenFor = async (password: string) => {
+      const script = line
+        .replace("http://localhost:8080", server.url)
+        .replace("you@example.com:your-password", `${ADMIN.email}:${password}`);
+      // The line as written, then what $TOKEN holds; the login's exit status is not the script's.
+      return (await run("bash", ["-c", `${script}\nprintf %s "$TOKEN"`])).stdout;
+    };
+    assert.equal(await tokenFor("wrong-password"), "");
+    const token = await tokenFor(ADMIN.password);
+    assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    assert.equal((await client.jobs(token)).status, 200);
+  });
+
   it("refuses a text file named .mp4 with 415 and keeps no job", async () => {
     const before = (await (await client.jobs(adminToken)).json()) as { total: number };
     const response = await client.upload(adminToken, media("notes.mp4"));

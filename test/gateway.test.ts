@@ -249,6 +249,8 @@ describe("gateway with auth, broker and blob store in one process", () => {
       ["POST", "/users"],
       ["GET", "/users/abc"],
       ["PATCH", "/users/abc"],
+      ["GET", "/me"],
+      ["POST", "/me/password"],
     ] as const;
     for (const [method, url] of routes) {
       const response = await system.gateway.app.inject({ method, url });
