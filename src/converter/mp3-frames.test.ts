@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -14,6 +14,7 @@ import {
   mainDataOffset,
   parseFrameHeader,
   parseSideInfo,
+  readFrames,
   slotLength,
   splitFrames,
 } from "./mp3-frames.ts";
@@ -189,6 +190,30 @@ test("splitFrames refuses bytes that are not frames, and a last frame cut short"
   assert.equal(splitFrames(Buffer.concat([frame.bytes, frame.bytes])).length, 2);
   assert.throws(() => splitFrames(Buffer.concat([frame.bytes, Buffer.from("junk")])), /no MPEG audio frame/);
   assert.throws(() => splitFrames(frame.bytes.subarray(0, 100)), /cut short/);
+});
+
+test("readFrames reads a file a chunk at a time: the same frames as splitFrames, whatever the chunk size", async () => {
+  // Frames of three lengths, so chunk ends fall inside frames, on their boundaries and in headers.
+  const bytes = Buffer.concat(
+    Array.from({ length: 60 }, (_, i) => buildFrame({ bitrateKbps: [128, 160, 320][i % 3], fill: i }).bytes),
+  );
+  const file = path.join(dir, "chunked.mp3");
+  await writeFile(file, bytes);
+  const whole = splitFrames(bytes).map((frame) => Buffer.from(frame.bytes).toString("hex"));
+  for (const chunkBytes of [1, 3, 417, 500, 1044, 4096, bytes.length, bytes.length * 2]) {
+    const parts: string[] = [];
+    let reads = 0;
+    for await (const frames of readFrames(file, chunkBytes)) {
+      reads++;
+      for (const frame of frames) parts.push(Buffer.from(frame.bytes).toString("hex"));
+    }
+    assert.deepEqual(parts, whole, `chunks of ${chunkBytes} bytes`);
+    if (chunkBytes >= bytes.length) assert.equal(reads, 1);
+  }
+  await writeFile(file, bytes.subarray(0, bytes.length - 10));
+  await assert.rejects(async () => {
+    for await (const _ of readFrames(file, 700));
+  }, /no whole frame/);
 });
 
 test("enlargeFrame gives the next bit rate that is long enough, keeping the content; never for a CRC frame", () => {

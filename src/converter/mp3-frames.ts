@@ -1,3 +1,4 @@
+import { open } from "node:fs/promises";
 /**
  * MPEG audio layer III frames, as far as joining separately encoded pieces needs them: the
  * 4-byte header (version, bit rate, sample rate, padding, channel mode → frame length) and the
@@ -182,25 +183,61 @@ export interface Frame {
  * anything unexpected is a bug to stop at, not damage to work around.
  */
 export function splitFrames(bytes: Uint8Array): Frame[] {
+  const { frames, used } = splitWholeFrames(bytes);
+  if (used < bytes.length) throw new Error(`the frame at byte ${used} is cut short`);
+  return frames;
+}
+
+/**
+ * The whole frames at the start of `bytes` (a chunk of such a stream) and how many bytes they
+ * take: what follows them is the start of a frame the next chunk completes.
+ */
+export function splitWholeFrames(bytes: Uint8Array): { frames: Frame[]; used: number } {
   const frames: Frame[] = [];
   // A segment has tens of thousands of frames but few distinct headers (bit rate × padding): they
   // share one object each, and the side information is read only for the frames a join looks at.
   // That keeps a 10-minute segment's frames at about 1 MiB of memory instead of about 20.
   const headers = new Map<number, FrameHeader>();
   let offset = 0;
-  while (offset < bytes.length) {
-    const key =
-      offset + 4 <= bytes.length ? new DataView(bytes.buffer, bytes.byteOffset + offset, 4).getUint32(0) : -1;
+  while (offset + 4 <= bytes.length) {
+    const key = new DataView(bytes.buffer, bytes.byteOffset + offset, 4).getUint32(0);
     const header = headers.get(key) ?? parseFrameHeader(bytes, offset);
     if (!header) throw new Error(`no MPEG audio frame at byte ${offset}`);
     headers.set(key, header);
-    if (offset + header.length > bytes.length) throw new Error(`the frame at byte ${offset} is cut short`);
+    if (offset + header.length > bytes.length) break;
     if (mainDataOffset(header) > header.length)
       throw new Error(`the frame at byte ${offset} has no room for its side information`);
     frames.push(new FrameInBuffer(bytes, offset, header));
     offset += header.length;
   }
-  return frames;
+  return { frames, used: offset };
+}
+
+/**
+ * The frames of a file of such a stream, read `chunkBytes` at a time: only the frames of a chunk
+ * or two are in memory, however long the file.
+ */
+export async function* readFrames(file: string, chunkBytes = 1024 * 1024): AsyncGenerator<Frame[]> {
+  const handle = await open(file, "r");
+  try {
+    let rest: Uint8Array = new Uint8Array(0);
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(rest.length + chunkBytes);
+      chunk.set(rest);
+      const { bytesRead } = await handle.read(chunk, rest.length, chunkBytes);
+      const bytes = chunk.subarray(0, rest.length + bytesRead);
+      if (bytesRead === 0) {
+        if (bytes.length > 0) throw new Error(`the last ${bytes.length} bytes are no whole frame`);
+        return;
+      }
+      const { frames, used } = splitWholeFrames(bytes);
+      // What is left is copied, so the frames yielded keep only their own chunk alive.
+      rest = Uint8Array.from(bytes.subarray(used));
+      if (frames.length > 0) yield frames;
+    }
+  } finally {
+    await handle.close();
+  }
 }
 
 /**

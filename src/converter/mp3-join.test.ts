@@ -182,6 +182,42 @@ describe("Mp3Joiner", () => {
     assert.equal(result.crc, crc16(all));
   });
 
+  test("a piece given in parts joins exactly as the piece given whole", async () => {
+    const join = async (parts: (pieces: Frame[][]) => Frame[][]) => {
+      const written: Uint8Array[] = [];
+      const joiner = new Mp3Joiner(async (bytes) => {
+        written.push(bytes);
+      });
+      const [a, b, c] = [
+        frames(300, { fill: 1 }),
+        frames(320, { fill: 2, bitrateKbps: 160 }),
+        frames(200, { fill: 3 }),
+      ];
+      const pieces = [
+        { frames: a, firstFrame: 0, joinFrame: 0 },
+        { frames: b, firstFrame: 280, joinFrame: 290 },
+        { frames: c, firstFrame: 570, joinFrame: 580 },
+      ];
+      for (const piece of pieces) {
+        const [first, ...rest] = parts([piece.frames]);
+        await joiner.add({ ...piece, frames: first as Frame[] });
+        for (const more of rest) await joiner.extend(more);
+      }
+      return { result: await joiner.finish(), bytes: Buffer.concat(written) };
+    };
+    const whole = await join((pieces) => pieces);
+    // Parts of 40 frames: each later piece's first part holds its join.
+    const inParts = await join(([all]) =>
+      Array.from({ length: Math.ceil((all as Frame[]).length / 40) }, (_, k) =>
+        (all as Frame[]).slice(k * 40, k * 40 + 40),
+      ),
+    );
+    assert.deepEqual(inParts.result, whole.result);
+    assert.ok(inParts.bytes.equals(whole.bytes));
+    assert.equal(whole.result.frameLengths.length, 290 + 290 + 190);
+    await assert.rejects(new Mp3Joiner(async () => {}).extend(frames(3)), /add\(\) it first/);
+  });
+
   test("a first piece must start at frame 0; no join possible is an error", async () => {
     const joiner = new Mp3Joiner(async () => {});
     await assert.rejects(joiner.add({ frames: frames(20), firstFrame: 5, joinFrame: 5 }), JoinError);

@@ -40,6 +40,8 @@ export const WARM_UP_FRAMES = 8;
 export const LOOK_AHEAD_FRAMES = 8;
 /** Frames held back from writing, so that the next join can still change them. */
 const HELD_FRAMES = 64;
+/** Joined frames are written in chunks of about this size. */
+const WRITE_CHUNK_BYTES = 256 * 1024;
 /** The bit reservoir reaches back at most 511 bytes (MPEG-1; 255 for MPEG-2). */
 const MAX_RESERVOIR = 511;
 
@@ -90,6 +92,18 @@ export class Mp3Joiner {
     await this.flush(this.held.length - HELD_FRAMES);
   }
 
+  /**
+   * More frames of the piece last added, which follow its frames so far: a piece may be given in
+   * parts (its first part long enough for the join), so that only a part is in memory at a time.
+   */
+  async extend(frames: Frame[]): Promise<void> {
+    if (this.result.frameLengths.length === 0 && this.held.length === 0) {
+      throw new JoinError("extend() continues a piece: add() it first");
+    }
+    this.held = this.held.concat(frames);
+    await this.flush(this.held.length - HELD_FRAMES);
+  }
+
   async finish(): Promise<JoinedStream> {
     await this.flush(this.held.length);
     return this.result;
@@ -100,14 +114,26 @@ export class Mp3Joiner {
     const out = this.held.slice(0, count);
     this.held = this.held.slice(count);
     this.heldFirst += count;
-    const chunk = Buffer.concat(out.map((frame) => frame.bytes));
+    // Written in chunks of about WRITE_CHUNK_BYTES: few writes, and no copy of a whole segment.
+    let pending: Uint8Array[] = [];
+    let pendingBytes = 0;
+    const writePending = async (): Promise<void> => {
+      const chunk = Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      this.result.crc = crc16(chunk, this.result.crc);
+      await this.write(chunk);
+    };
     for (const frame of out) {
-      this.result.frameLengths.push(frame.bytes.length);
+      const bytes = frame.bytes;
+      this.result.frameLengths.push(bytes.length);
       this.firstBitrate ??= frame.header.bitrateKbps;
       if (frame.header.bitrateKbps !== this.firstBitrate) this.result.variableBitrate = true;
+      pending.push(bytes);
+      pendingBytes += bytes.length;
+      if (pendingBytes >= WRITE_CHUNK_BYTES) await writePending();
     }
-    this.result.crc = crc16(chunk, this.result.crc);
-    await this.write(chunk);
+    if (pendingBytes > 0) await writePending();
   }
 }
 

@@ -8,7 +8,7 @@ import {
   type PcmFormat,
 } from "./ffmpeg-args.ts";
 import { withFrontCover } from "./id3-picture.ts";
-import { frameSamples, id3v2Length, parseFrameHeader, splitFrames } from "./mp3-frames.ts";
+import { frameSamples, id3v2Length, parseFrameHeader, readFrames } from "./mp3-frames.ts";
 import { type JoinReport, Mp3Joiner } from "./mp3-join.ts";
 import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
 import { planJoins, type Segment, samplesNeeded, segmentsFor } from "./segment-plan.ts";
@@ -26,7 +26,8 @@ import { fillXingFrame, readDelayPadding, xingLayout } from "./xing.ts";
  *    its byte range) with the single run's encoder settings, up to `workers` at a time. Segments
  *    start on frame boundaries of the whole and overlap (see segment-plan.ts and mp3-join.ts).
  * 3. The segments' frames are joined in order into the output, behind the tag and the Xing frame,
- *    whose totals (frames, bytes, seek table, delay and padding, CRCs) are filled in last.
+ *    whose totals (frames, bytes, seek table, delay and padding, CRCs) are filled in last. Each
+ *    segment's MP3 is read a MiB at a time, so the joining's memory does not grow with the length.
  *
  * Any failure rejects (after stopping every process); the caller falls back to a single run,
  * which has the last word on how a bad input fails.
@@ -229,9 +230,16 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
       for (let index = 0; index < segments.length; index++) {
         const file = await deferredFor(index).promise;
         const segment = segments[index] as Segment;
-        const frames = splitFrames(await readFile(file));
+        // Read a part at a time: the first part (a MiB, hundreds of frames) holds the join.
+        let first = true;
+        for await (const frames of readFrames(file)) {
+          if (first)
+            await joiner.add({ frames, firstFrame: segment.startSample / spf, joinFrame: segment.joinFrame });
+          else await joiner.extend(frames);
+          first = false;
+        }
+        if (first) throw new Error(`segment ${index} has no frames`);
         await rm(file, { force: true });
-        await joiner.add({ frames, firstFrame: segment.startSample / spf, joinFrame: segment.joinFrame });
       }
       const joined = await joiner.finish();
       const frames = joined.frameLengths.length;

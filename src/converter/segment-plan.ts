@@ -10,7 +10,10 @@ export const PRE_ROLL_FRAMES = 12;
 export const POST_ROLL_FRAMES = 12;
 /** A tail shorter than this is left to the segment before it (no join near the end of the stream). */
 export const MIN_TAIL_FRAMES = 64;
-/** Segments are at most about this long: it bounds the joining's memory (one segment's MP3 at a time). */
+/**
+ * Segments are at most about this long: a segment starts once its PCM is decoded, so shorter ones
+ * start sooner, and more of them keep both cores busy to the end.
+ */
 const MAX_SEGMENT_SECONDS = 600;
 /** Segments are at least this long: each one costs an ffmpeg start and its pre- and post-roll. */
 const MIN_SEGMENT_SECONDS = 60;
