@@ -10,6 +10,7 @@ import { mebibytes, now, printTable, ratio, say, seconds, withStep } from "./rep
 import { gateway, procMemory, resetPeakMemory, scratchDir, startSystem } from "./system.ts";
 
 const run = promisify(execFile);
+const convertAlone = new URL("./convert-alone.ts", import.meta.url).pathname;
 
 /**
  * Long inputs and many files: where segmented encoding should show, and where it must not hurt.
@@ -58,7 +59,7 @@ export async function scalingBench({ quick, chartFile }: ScalingOptions): Promis
   const token = await client.login();
   const scratchMp3 = path.join(dir, "raw.mp3");
   const points: Point[] = [];
-  let memory: { atRest: number; peak: number; ffmpegPeak: number } | undefined;
+  let memory: { atRest: number; peak: number; ffmpegPeak: { rss: number; pss: number } } | undefined;
   try {
     // Warm-up: each side once on the shortest input.
     await rawFfmpeg(ffmpeg.path, inputs.get(lengths[0] as number) as string, scratchMp3);
@@ -72,7 +73,7 @@ export async function scalingBench({ quick, chartFile }: ScalingOptions): Promis
         if (longest) await resetPeakMemory(system.pid);
         const sampler = longest ? sampleChildMemory(system.pid) : undefined;
         const { ms, jobId } = await convertThrough(client, token, file);
-        const ffmpegPeak = (await sampler?.stop()) ?? 0;
+        const ffmpegPeak = (await sampler?.stop()) ?? { rss: 0, pss: 0 };
         if (longest) memory = { atRest, peak: await procMemory(system.pid, "VmHWM"), ffmpegPeak };
         const record = await finishedRecord(system.logFile, jobId);
         points.push({ minutes, raw, vid2mp3: ms, segments: record?.segments as number | undefined });
@@ -100,7 +101,17 @@ export async function scalingBench({ quick, chartFile }: ScalingOptions): Promis
     say(
       `\nMemory during the ${lengths.at(-1)}-minute conversion: vid2mp3 serve all (all four services) ` +
         `${mebibytes(memory.atRest)} at rest, peak ${mebibytes(memory.peak)} (+${mebibytes(memory.peak - memory.atRest)}); ` +
-        `its ffmpeg processes together at most ${mebibytes(memory.ffmpegPeak)}.`,
+        `its ffmpeg processes together at most ${mebibytes(memory.ffmpegPeak.pss)} ` +
+        `(PSS; ${mebibytes(memory.ffmpegPeak.rss)} counting their shared libraries once each).`,
+    );
+    const longest = inputs.get(lengths.at(-1) as number) as string;
+    const alone = await withStep("scaling: the longest input converted in a process of its own", () =>
+      conversionAlone(longest, dir, ffmpeg.path),
+    );
+    say(
+      `The converter's conversion alone (its transcode in a Node process of its own, ${alone.segments} segments): ` +
+        `peak ${mebibytes(alone.peak)} (${mebibytes(alone.atRest)} at rest with the code loaded); ` +
+        `its ffmpeg processes together at most ${mebibytes(alone.ffmpegPeak.pss)} PSS (${mebibytes(alone.ffmpegPeak.rss)} RSS).`,
     );
   }
   await writeChart(chartFile, {
@@ -169,22 +180,28 @@ async function finishedRecord(logFile: string, jobId: string): Promise<Record<st
 }
 
 /**
- * Samples, every 100 ms, the resident memory of the ffmpeg processes under `pid` (its children) and
- * keeps the largest total seen; `stop()` resolves with it in bytes.
+ * Samples, every 100 ms, the memory of the ffmpeg processes under `pid` (its children) and keeps
+ * the largest totals seen; `stop()` resolves with them in bytes. RSS counts the libraries they
+ * share once per process; PSS (proportional set size) splits shared pages among their users, so
+ * its sum is what the processes take together.
  */
-function sampleChildMemory(pid: number): { stop(): Promise<number> } {
-  let peak = 0;
+function sampleChildMemory(pid: number): { stop(): Promise<{ rss: number; pss: number }> } {
+  const peak = { rss: 0, pss: 0 };
   let running = true;
   const loop = (async () => {
     while (running) {
-      let total = 0;
+      let rss = 0;
+      let pss = 0;
       for (const entry of await readdir("/proc").catch(() => [] as string[])) {
         if (!/^\d+$/.test(entry)) continue;
         const status = await readFile(`/proc/${entry}/status`, "utf8").catch(() => "");
         if (!new RegExp(`^PPid:\\s+${pid}$`, "m").test(status) || !/^Name:\s+ffmpeg/m.test(status)) continue;
-        total += Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
+        rss += Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
+        const rollup = await readFile(`/proc/${entry}/smaps_rollup`, "utf8").catch(() => "");
+        pss += Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? 0) * 1024;
       }
-      peak = Math.max(peak, total);
+      peak.rss = Math.max(peak.rss, rss);
+      peak.pss = Math.max(peak.pss, pss);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   })();
@@ -195,6 +212,26 @@ function sampleChildMemory(pid: number): { stop(): Promise<number> } {
       return peak;
     },
   };
+}
+
+/** The longest input converted by `convert-alone.ts` in a process of its own: its memory and its ffmpeg's. */
+async function conversionAlone(file: string, dir: string, ffmpeg: string) {
+  const child = spawn(process.execPath, [convertAlone, file, path.join(dir, "alone.mp3"), ffmpeg], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const sampler = child.pid === undefined ? undefined : sampleChildMemory(child.pid);
+  let stdout = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", resolve);
+  });
+  const ffmpegPeak = (await sampler?.stop()) ?? { rss: 0, pss: 0 };
+  if (code !== 0) throw new Error(`convert-alone.ts exited with ${code}`);
+  const node = JSON.parse(stdout) as { atRest: number; peak: number; segments: number };
+  return { ...node, ffmpegPeak };
 }
 
 /** 8 files, 2 at a time: vid2mp3 with CONVERTER_CONCURRENCY=2 against `xargs -P 2` plain ffmpeg. */
