@@ -5,25 +5,20 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, type TestContext, test } from "node:test";
 import { pino } from "pino";
+import { gatewayJobs } from "../../test/support/gateway-jobs.ts";
 import { type TestDatabaseBackend, testDatabaseBackends } from "../../test/support/mariadb.ts";
 import type { VideoMessage } from "../contracts/messages.ts";
 import { createFolderBlobStore } from "../platform/blobs/folder-blob-store.ts";
 import type { Broker } from "../platform/broker/broker.ts";
 import { createMemoryBroker } from "../platform/broker/memory-broker.ts";
-import { migrateToLatest } from "../platform/database.ts";
 import { createJobLifecycle, type JobLifecycle } from "./job-lifecycle.ts";
-import { createJobsRepository, type GatewayDatabase } from "./jobs.ts";
-import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
 
 const logger = pino({ level: "silent" });
 const HOUR = 3_600_000;
 
 /** A gateway replica's lifecycle on a shared database and broker (the sweep is driven by hand). */
 async function replicas(backend: TestDatabaseBackend, t: TestContext, count: number) {
-  const { db, cleanup } = await backend.open<GatewayDatabase>();
-  t.after(cleanup);
-  await migrateToLatest(db, gatewayMigrations, { table: GATEWAY_MIGRATION_TABLE });
-  const jobs = createJobsRepository(db);
+  const { jobs } = await gatewayJobs(t, backend);
   const dir = await mkdtemp(path.join(tmpdir(), "lifecycle-"));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const broker = createMemoryBroker({ logger });

@@ -2,19 +2,15 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { describe, type TestContext, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { gatewayJobs } from "../../test/support/gateway-jobs.ts";
 import { type TestDatabaseBackend, testDatabaseBackends } from "../../test/support/mariadb.ts";
 import type { JobEvent } from "../contracts/messages.ts";
 import { appliedOptions } from "../contracts/options.ts";
-import { migrateToLatest } from "../platform/database.ts";
-import { createJobsRepository, type GatewayDatabase, type JobRow, type NewJob, toJob } from "./jobs.ts";
-import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
+import { type JobRow, type NewJob, toJob } from "./jobs.ts";
 
 /** A jobs repository on a fresh database of the backend, migrated as the gateway does. */
 async function repositoryOn(backend: TestDatabaseBackend, t: TestContext) {
-  const { db, cleanup } = await backend.open<GatewayDatabase>();
-  t.after(cleanup);
-  await migrateToLatest(db, gatewayMigrations, { table: GATEWAY_MIGRATION_TABLE });
-  return createJobsRepository(db);
+  return (await gatewayJobs(t, backend)).jobs;
 }
 
 const ALICE = { ownerId: "user-alice", ownerEmail: "alice@example.com" };

@@ -1,15 +1,10 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { type TestContext, test } from "node:test";
-import { migrateToLatest, openDatabase } from "../platform/database.ts";
+import { gatewayJobs } from "../../test/support/gateway-jobs.ts";
 import { HttpError } from "../platform/http.ts";
 import type { Caller } from "./authentication.ts";
-import { createJobsRepository, type GatewayDatabase } from "./jobs.ts";
 import { createUploadLimits } from "./limits.ts";
-import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
 
 /**
  * Admission of uploads on a real jobs table (SQLite): uploads still streaming count like stored
@@ -19,14 +14,7 @@ import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
 const MiB = 1024 * 1024;
 
 async function setUp(t: TestContext, limits: { maxActiveJobsPerUser: number; userQuotaBytes: number }) {
-  const dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-limits-"));
-  const db = openDatabase<GatewayDatabase>({ sqliteFile: path.join(dir, "gateway.sqlite") });
-  t.after(async () => {
-    await db.destroy();
-    await rm(dir, { recursive: true, force: true });
-  });
-  await migrateToLatest(db, gatewayMigrations, { table: GATEWAY_MIGRATION_TABLE });
-  const jobs = createJobsRepository(db);
+  const { jobs } = await gatewayJobs(t);
   return { jobs, uploadLimits: createUploadLimits({ jobs, maxUploadBytes: 100 * MiB, ...limits }) };
 }
 

@@ -5,23 +5,16 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { type TestContext, test } from "node:test";
+import { gatewayJobs } from "../../test/support/gateway-jobs.ts";
 import { mp3Key, videoKey } from "../contracts/messages.ts";
 import { createFolderBlobStore } from "../platform/blobs/folder-blob-store.ts";
-import { migrateToLatest, openDatabase } from "../platform/database.ts";
 import { createLogger } from "../platform/logger.ts";
-import { createJobsRepository, type GatewayDatabase } from "./jobs.ts";
-import { GATEWAY_MIGRATION_TABLE, gatewayMigrations } from "./migrations.ts";
 import { createRetention } from "./retention.ts";
 
 async function setUp(t: TestContext, retentionHours: number) {
+  const { jobs } = await gatewayJobs(t);
   const dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-retention-"));
-  const db = openDatabase<GatewayDatabase>({ sqliteFile: path.join(dir, "gateway.sqlite") });
-  t.after(async () => {
-    await db.destroy();
-    await rm(dir, { recursive: true, force: true });
-  });
-  await migrateToLatest(db, gatewayMigrations, { table: GATEWAY_MIGRATION_TABLE });
-  const jobs = createJobsRepository(db);
+  t.after(() => rm(dir, { recursive: true, force: true }));
   const blobs = createFolderBlobStore(path.join(dir, "blobs"));
   const retention = createRetention({ jobs, blobs, logger: createLogger("silent", "test"), retentionHours });
 
