@@ -28,7 +28,8 @@ import {
  * - deploy/compose.yaml (and the test override): the compose specification's JSON schema (ajv),
  *   then start-up order, health checks and environments.
  * - deploy/Dockerfile: parsed; what it copies exists and is in the build context, the entry point
- *   and everything it imports end up in the image, runtime packages are production dependencies.
+ *   and everything it imports end up in the image (copied, or compiled from src/ by the build
+ *   stage's tsc), runtime packages are production dependencies.
  */
 
 const root = path.resolve(import.meta.dirname, "..");
@@ -974,6 +975,8 @@ describe("deploy/Dockerfile", () => {
     source: string;
     imagePath: string;
     isDir: boolean;
+    /** The TypeScript below `source` compiled (tsconfig.build.json): `x.ts` is `x.js` in the image. */
+    compiled?: boolean;
   }
   /** Where each repository path copied from the build context lands in a stage's image (FROM chain and COPY --from). */
   const contextCopiesOf = (stage: number): ContextCopy[] => {
@@ -981,6 +984,12 @@ describe("deploy/Dockerfile", () => {
     let workdir = "/";
     for (const i of chainOf(stage).flatMap((s) => instructions.filter((x) => x.stage === s))) {
       if (i.keyword === "WORKDIR") workdir = path.posix.resolve(workdir, i.args);
+      // The build stage's compiler: tsconfig.build.json compiles src/ (rootDir) into dist/ (outDir).
+      if (i.keyword === "RUN" && /\btsc -p tsconfig\.build\.json\b/.test(i.args)) {
+        const src = copies.find((c) => c.source === "src" && c.isDir);
+        assert.ok(src, "tsc runs where src/ was copied");
+        copies.push({ ...src, imagePath: path.posix.resolve(workdir, "dist"), compiled: true });
+      }
       if (i.keyword !== "COPY" && i.keyword !== "ADD") continue;
       const { flags, sources, dest } = copyParts(i.args);
       const destination = path.posix.resolve(workdir, dest);
@@ -1019,8 +1028,23 @@ describe("deploy/Dockerfile", () => {
       for (const copy of copies) {
         if (repoFile === copy.source) return copy.imagePath;
         if (copy.isDir && repoFile.startsWith(`${copy.source}/`)) {
-          return path.posix.join(copy.imagePath, repoFile.slice(copy.source.length + 1));
+          const inside = repoFile.slice(copy.source.length + 1);
+          if (!copy.compiled) return path.posix.join(copy.imagePath, inside);
+          if (inside.endsWith(".ts")) return path.posix.join(copy.imagePath, inside.replace(/\.ts$/, ".js"));
         }
+      }
+      return undefined;
+    };
+  };
+  /** The repository file an image path of a target comes from (copied, or compiled from), if any. */
+  const repoFileIn = (target: string) => {
+    const copies = contextCopiesOf(stageOf(target));
+    return (imagePath: string): string | undefined => {
+      for (const copy of copies) {
+        if (!copy.isDir || !imagePath.startsWith(`${copy.imagePath}/`)) continue;
+        const inside = imagePath.slice(copy.imagePath.length + 1);
+        const file = path.posix.join(copy.source, copy.compiled ? inside.replace(/\.js$/, ".ts") : inside);
+        if (existsSync(path.join(root, file))) return file;
       }
       return undefined;
     };
@@ -1104,7 +1128,7 @@ describe("deploy/Dockerfile", () => {
           "tini",
           "--",
           "node",
-          "src/cli/main.ts",
+          "dist/cli/main.js",
         ]);
         assert.deepEqual(execForm(lastIn(target, "CMD"), "CMD"), ["serve", "all"]);
         assert.ok(
@@ -1119,8 +1143,11 @@ describe("deploy/Dockerfile", () => {
           .reduce((dir, i) => path.posix.resolve(dir, i.args), "/");
         const script = entry[entry.indexOf("node") + 1] as string;
         const entryImagePath = path.posix.resolve(workdir, script);
-        const entryRepoFile = path.posix.normalize(script);
-        assert.ok(existsSync(path.join(root, entryRepoFile)), `${script} is not in the repository`);
+        const entryRepoFile = repoFileIn(target)(entryImagePath);
+        assert.ok(
+          entryRepoFile,
+          `${script}: no file of the repository is copied or compiled to ${entryImagePath}`,
+        );
         assert.equal(
           imagePathOf(entryRepoFile),
           entryImagePath,
@@ -1147,7 +1174,13 @@ describe("deploy/Dockerfile", () => {
             if (specifier.startsWith(".")) {
               const target_ = path.posix.join(path.posix.dirname(file), specifier);
               const inImagePath = imagePathOf(target_);
-              const expected = path.posix.join(path.posix.dirname(imagePathOf(file) as string), specifier);
+              const imageFile = imagePathOf(file) as string;
+              // The compiler rewrites a relative import's .ts to .js (rewriteRelativeImportExtensions).
+              const compiled = file.endsWith(".ts") && imageFile.endsWith(".js");
+              const expected = path.posix.join(
+                path.posix.dirname(imageFile),
+                compiled ? specifier.replace(/\.ts$/, ".js") : specifier,
+              );
               if (!existsSync(path.join(root, target_)))
                 problems.push(`${file} imports missing ${specifier}`);
               else if (inImagePath !== expected)
