@@ -19,7 +19,7 @@ const run = promisify(execFile);
  * database per service), RabbitMQ (a vhost of its own), an S3 server process and an SMTP server
  * process, all started here and removed afterwards.
  */
-describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", { timeout: 180_000 }, () => {
+describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", { timeout: 300_000 }, () => {
   let system: DistributedSystem;
   // Shorthands for what most tests use.
   let client: DistributedSystem["client"];
@@ -177,6 +177,66 @@ describe("distributed mode: four processes on MariaDB, RabbitMQ, S3 and SMTP", {
     assert.match(seen, /event: job/);
     await reader.cancel();
     await Promise.all([converter.stop(), replica.stop()]);
+  });
+
+  it("refuses a disabled user's tokens and those issued before a password change on every gateway replica within a minute", async () => {
+    const replica = await start("gateway", system.gatewayEnv);
+    const call = (server: RunningServer, token: string, url: string, init: RequestInit = {}) =>
+      fetch(new URL(url, server.url), {
+        ...init,
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      });
+    const newUser = async () => {
+      const email = `${Date.now()}-${Math.random().toString(36).slice(2)}@example.com`;
+      const created = await client.createUser(token, email, "first-password-1");
+      assert.equal(created.status, 201, await created.clone().text());
+      const { id } = (await created.json()) as { id: string };
+      return { id, email, token: await client.token(email, "first-password-1") };
+    };
+    /** Seconds until `server` refuses `userToken` (it remembers a good answer for up to 30 s). */
+    const refusedWithin = async (server: RunningServer, userToken: string, since: number) => {
+      for (;;) {
+        const answer = await call(server, userToken, "/jobs");
+        if (answer.status === 403) {
+          const { error } = (await answer.json()) as { error: { code: string } };
+          assert.match(error.code, /^(account_disabled|token_revoked)$/);
+          return (Date.now() - since) / 1000;
+        }
+        assert.equal(answer.status, 200);
+        assert.ok(Date.now() - since < 60_000, "still accepted a minute after the change");
+        await sleep(500);
+      }
+    };
+    const disabled = await newUser();
+    const changing = await newUser();
+    // Each replica has seen each token accepted, so it remembers a good answer when the change comes.
+    for (const server of [gateway, replica]) {
+      for (const user of [disabled, changing])
+        assert.equal((await call(server, user.token, "/jobs")).status, 200);
+    }
+    const since = Date.now();
+    // One change through each replica: the other one hears of it only from auth.
+    const disabling = await call(gateway, token, `/users/${disabled.id}`, {
+      method: "PATCH",
+      body: JSON.stringify({ disabled: true }),
+    });
+    assert.equal(disabling.status, 200);
+    const changed = await call(replica, changing.token, "/me/password", {
+      method: "POST",
+      body: JSON.stringify({ currentPassword: "first-password-1", newPassword: "second-password-2" }),
+    });
+    assert.equal(changed.status, 204);
+    // The replica that made the change refuses at once; the other within the minute.
+    assert.equal((await call(gateway, disabled.token, "/jobs")).status, 403);
+    assert.equal((await call(replica, changing.token, "/jobs")).status, 403);
+    const [disabledAfter, changedAfter] = await Promise.all([
+      refusedWithin(replica, disabled.token, since),
+      refusedWithin(gateway, changing.token, since),
+    ]);
+    assert.ok(disabledAfter <= 60 && changedAfter <= 60);
+    const fresh = await client.token(changing.email, "second-password-2");
+    assert.equal((await call(replica, fresh, "/jobs")).status, 200, "the new password's token works");
+    await replica.stop();
   });
 
   it("answers 503 and keeps no job when the S3 server stops during an upload", async () => {
