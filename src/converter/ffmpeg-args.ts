@@ -313,6 +313,9 @@ function mp3EncoderArgs({ plan }: FfmpegArgsInput): string[] {
   return ["-c:a", "libmp3lame", ...qualityArgs(plan?.quality)];
 }
 
+/** How long a segment's encoder waits at the end of the growing PCM file for more (see `buildSegmentEncodeArgs`). */
+const FOLLOW_TIMEOUT_SECONDS = 120;
+
 /** The raw PCM that segmented encoding writes and reads: 32-bit float, what LAME takes itself. */
 export interface PcmFormat {
   sampleRate: number;
@@ -322,17 +325,13 @@ export interface PcmFormat {
 /**
  * The decoding run of a segmented encode: the chosen audio stream and length, through the same filters as a
  * single run, as raw float PCM at the rate and channel count the single run's encoder chose, into
- * `pcmFile`. Its `-progress` reports count the bytes written, i.e. tell which segment can start.
+ * `pcmFile` (which the segments' encoders read as it grows).
  */
 export function buildDecodeArgs(options: FfmpegArgsInput & { pcmFile: string; pcm: PcmFormat }): string[] {
   const { input, format, threads = 1, pcmFile, pcm, maxSeconds = 0, plan = { audioStream: 0 } } = options;
   return [
     ...globalOptions(),
     "-nostats",
-    "-progress",
-    "pipe:1",
-    "-stats_period",
-    "0.1",
     ...inputOptions(input, format, threads, plan.start),
     // The same stream and length as the single run: MAX_AUDIO_SECONDS holds here too.
     ...[...selectAudio(plan, maxSeconds), "-vn", "-sn", "-dn", ...audioFilterArgs(options)],
@@ -360,7 +359,10 @@ export function buildHeaderArgs(options: FfmpegArgsInput): string[] {
 /**
  * One segment's encoding run: bytes [start, end) of the PCM file (ffmpeg's `subfile` protocol
  * reads exactly that range) encoded with the single run's encoder settings into bare MP3 frames:
- * no ID3v2 tag, no Xing frame (the joined file gets one of each).
+ * no ID3v2 tag, no Xing frame (the joined file gets one of each). It may start before the decoder
+ * has written that range: the file protocol's `follow` waits at the end of the file for more,
+ * until the range is read, or until nothing came for `FOLLOW_TIMEOUT_SECONDS` (a decoder that
+ * fails stops every process of the encode anyway; this only bounds a wait that nothing ends).
  */
 export function buildSegmentEncodeArgs(
   options: FfmpegArgsInput & { pcmFile: string; pcm: PcmFormat; byteStart: number; byteEnd: number },
@@ -373,7 +375,15 @@ export function buildSegmentEncodeArgs(
     "-nostats",
     "-progress",
     "pipe:1",
-    ...["-protocol_whitelist", "subfile,file", "-f", "f32le"],
+    ...[
+      "-protocol_whitelist",
+      "subfile,file",
+      "-follow",
+      "1",
+      "-rw_timeout",
+      String(FOLLOW_TIMEOUT_SECONDS * 1e6),
+    ],
+    ...["-f", "f32le"],
     ...["-ar", String(pcm.sampleRate), "-ac", String(pcm.channels), "-i", range],
     ...mp3EncoderArgs(options),
     ...["-threads", String(threads), "-write_xing", "0", "-id3v2_version", "0"],

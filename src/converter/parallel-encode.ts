@@ -11,7 +11,7 @@ import { withFrontCover } from "./id3-picture.ts";
 import { frameSamples, id3v2Length, parseFrameHeader, readFrames } from "./mp3-frames.ts";
 import { type JoinReport, Mp3Joiner } from "./mp3-join.ts";
 import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
-import { planJoins, type Segment, samplesNeeded, segmentsFor } from "./segment-plan.ts";
+import { planJoins, type Segment, segmentsFor } from "./segment-plan.ts";
 import { fillXingFrame, readDelayPadding, xingLayout } from "./xing.ts";
 
 /**
@@ -22,8 +22,10 @@ import { fillXingFrame, readDelayPadding, xingLayout } from "./xing.ts";
  *    PCM file, at the sample rate and channel count the single run's encoder chose. Beside it, the
  *    single run's own command stopped after one frame: its ID3v2 tag (tags, chapters; the cover
  *    picture is added to it here, see id3-picture.ts) and its Xing/LAME frame head the joined file.
- * 2. As soon as the PCM of a segment is on disk, an ffmpeg encodes it (`subfile` reads exactly
- *    its byte range) with the single run's encoder settings, up to `workers` at a time. Segments
+ * 2. An ffmpeg encodes each segment (`subfile` reads exactly its byte range) with the single run's
+ *    encoder settings, up to `workers` at a time. It starts at once and reads the PCM as the
+ *    decoder writes it (`-follow`), so no core waits for a segment's PCM to be all on disk; the
+ *    last segment, which runs to the end of the stream, starts once the decoder is done. Segments
  *    start on frame boundaries of the whole and overlap (see segment-plan.ts and mp3-join.ts).
  * 3. The segments' frames are joined in order into the output, behind the tag and the Xing frame,
  *    whose totals (frames, bytes, seek table, delay and padding, CRCs) are filled in last. Each
@@ -114,24 +116,25 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
       }
       return entry;
     };
-    // 1. The decoder; `total_size` in its progress reports is how much PCM is on disk.
-    let pcmOnDisk = 0;
+    // 1. The decoder. Until it is done, the stream's real length is not known.
     let totalSamples: number | undefined;
+    // The PCM file exists before any encoder opens it (they follow it as it grows).
+    await (await open(pcmFile, "w")).close();
     const decoded = runOrThrow("decoding", {
       args: buildDecodeArgs({ ...conversion, pcmFile, pcm }),
-      onStdoutLine: (line) => {
-        if (line.startsWith("total_size=")) {
-          const bytes = Number(line.slice("total_size=".length));
-          if (Number.isFinite(bytes)) pcmOnDisk = Math.max(pcmOnDisk, bytes);
-          schedule();
-        }
-      },
+      onStdoutLine: () => {},
     }).then(async () => {
       totalSamples = Math.floor((await stat(pcmFile)).size / sampleBytes);
+      // The stream may end before the container said (or at MAX_AUDIO_SECONDS): segments started
+      // on the plan whose range it cuts short are stopped, and done again if the new plan has them.
       const replanned = segmentsFor(joins, pcm.sampleRate, totalSamples);
-      for (const segment of started) {
-        const now = replanned[segment.index];
-        if (!now || now.endSample !== segment.endSample) throw new Error("a started segment was cut short");
+      const cutFrom = started.findIndex(
+        (segment) => replanned[segment.index]?.endSample !== segment.endSample,
+      );
+      if (cutFrom !== -1) {
+        for (const segment of started.splice(cutFrom)) {
+          cancels.get(segment.index)?.abort(new Error("the stream ends before this segment does"));
+        }
       }
       segments = replanned;
       schedule();
@@ -153,27 +156,40 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
       { once: true },
     );
 
-    // 2. The segment encoders, started in order as their PCM is there.
+    // 2. The segment encoders, started in order as workers are free. A segment that ends before
+    // the stream does reads its PCM as it is written; the last one waits for the decoder. A run
+    // cancelled because the stream ended early (above) is no failure: its outcome is dropped.
     let running = 0;
+    const cancels = new Map<number, AbortController>();
     function schedule(): void {
       while (running < workers && started.length < segments.length && !stop.signal.aborted) {
         const segment = segments[started.length] as Segment;
-        const needed = samplesNeeded(segment, pcm.sampleRate);
-        const ready = totalSamples !== undefined || (needed !== null && pcmOnDisk >= needed * sampleBytes);
-        if (!ready) return;
+        if (segment.endSample === null && totalSamples === undefined) return;
         started.push(segment);
         running++;
-        const done = encodeSegment(segment).finally(() => {
+        const cancel = new AbortController();
+        cancels.set(segment.index, cancel);
+        const done = encodeSegment(segment, AbortSignal.any([stop.signal, cancel.signal])).finally(() => {
           running--;
           schedule();
         });
-        processes.push(done.catch(fail));
         const entry = deferredFor(segment.index);
-        done.then(entry.resolve, entry.reject);
+        processes.push(
+          done.then(
+            (file) => {
+              if (!cancel.signal.aborted) entry.resolve(file);
+            },
+            (error: unknown) => {
+              if (cancel.signal.aborted) return;
+              entry.reject(error);
+              fail(error);
+            },
+          ),
+        );
       }
     }
 
-    async function encodeSegment(segment: Segment): Promise<string> {
+    async function encodeSegment(segment: Segment, signal: AbortSignal): Promise<string> {
       const output = path.join(scratch, `segment-${segment.index}.mp3`);
       const end = segment.endSample ?? (totalSamples as number);
       let seconds = 0;
@@ -186,6 +202,7 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
           byteStart: segment.startSample * sampleBytes,
           byteEnd: Math.min(end, totalSamples ?? end) * sampleBytes,
         }),
+        signal,
         onStdoutLine: (line) => {
           if (!line.startsWith("out_time_us=")) return;
           const micros = Number(line.slice("out_time_us=".length));
@@ -196,6 +213,8 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
       });
       return output;
     }
+
+    schedule();
 
     // 3. Header and joining, in segment order, while later segments are still encoding.
     await decoded;
@@ -269,14 +288,14 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
   /** Runs one ffmpeg of this encode; rejects unless it exits with 0. */
   async function runOrThrow(
     what: string,
-    run: { args: string[]; onStdoutLine: (line: string) => void },
+    run: { args: string[]; onStdoutLine: (line: string) => void; signal?: AbortSignal },
   ): Promise<void> {
     const tail: string[] = [];
     const exit: FfmpegExit = await runFfmpeg({
       ffmpegPath: options.ffmpegPath,
       args: run.args,
       deadline: options.deadline,
-      signal: stop.signal,
+      signal: run.signal ?? stop.signal,
       onStdoutLine: run.onStdoutLine,
       onStderrLine: (line) => {
         tail.push(line);

@@ -5,7 +5,6 @@ import {
   POST_ROLL_FRAMES,
   PRE_ROLL_FRAMES,
   planJoins,
-  samplesNeeded,
   segmentsFor,
   shouldSegment,
 } from "./segment-plan.ts";
@@ -63,11 +62,4 @@ test("segmentsFor with the real length: segments starting in the last frames are
   assert.equal(segments[1]?.endSample, null, "the last remaining one runs to the end");
   assert.equal(segmentsFor([0, 1000, 2000], 44100, (2000 + MIN_TAIL_FRAMES) * 1152).length, 3);
   assert.equal(segmentsFor([0, 1000, 2000], 44100, 10).length, 1, "the first is always kept");
-});
-
-test("samplesNeeded: a segment waits for its end plus a margin; the last one for the whole", () => {
-  const [first, last] = segmentsFor([0, 1000], 48000);
-  assert.ok(first && last);
-  assert.equal(samplesNeeded(first, 48000), (1000 + POST_ROLL_FRAMES + MIN_TAIL_FRAMES) * 1152);
-  assert.equal(samplesNeeded(last, 48000), null);
 });

@@ -94,13 +94,3 @@ export function segmentsFor(joins: readonly number[], sampleRate: number, totalS
     };
   });
 }
-
-/**
- * PCM frames (samples of all channels) a segment needs on disk before it can start: up to its end
- * and a margin (ffmpeg reports what it wrote, and a segment must never read past the end yet).
- * For the last segment, and once the decoder is done, this is moot.
- */
-export function samplesNeeded(segment: Segment, sampleRate: number): number | null {
-  if (segment.endSample === null) return null;
-  return segment.endSample + MIN_TAIL_FRAMES * frameSamples(sampleRate);
-}
