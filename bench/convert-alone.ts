@@ -1,6 +1,6 @@
-import { readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { transcode } from "../src/converter/transcode.ts";
+import { procMemory } from "./system.ts";
 
 /**
  * One conversion as the converter makes it (its `transcode`, segmented on every core from 180 s),
@@ -14,10 +14,7 @@ if (!input || !output || !ffmpegPath) {
   process.stderr.write("usage: node bench/convert-alone.ts <input.mp4> <output.mp3> <ffmpeg>\n");
   process.exit(2);
 }
-const status = async () => readFile("/proc/self/status", "utf8");
-const kib = (text: string, field: string) =>
-  Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
-const atRest = kib(await status(), "VmRSS") * 1024;
+const atRest = await procMemory(process.pid, "VmRSS");
 const result = await transcode({
   ffmpegPath,
   input,
@@ -29,5 +26,5 @@ const result = await transcode({
   segmenting: { workers: availableParallelism(), minSeconds: 180 },
 });
 process.stdout.write(
-  `${JSON.stringify({ atRest, peak: kib(await status(), "VmHWM") * 1024, segments: result.segments ?? 1 })}\n`,
+  `${JSON.stringify({ atRest, peak: await procMemory(process.pid, "VmHWM"), segments: result.segments ?? 1 })}\n`,
 );

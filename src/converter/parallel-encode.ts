@@ -1,4 +1,4 @@
-import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import {
   buildDecodeArgs,
@@ -119,31 +119,27 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
     // 1. The decoder. Until it is done, the stream's real length is not known.
     let totalSamples: number | undefined;
     // The PCM file exists before any encoder opens it (they follow it as it grows).
-    await (await open(pcmFile, "w")).close();
-    const decoded = runOrThrow("decoding", {
-      args: buildDecodeArgs({ ...conversion, pcmFile, pcm }),
-      onStdoutLine: () => {},
-    }).then(async () => {
-      totalSamples = Math.floor((await stat(pcmFile)).size / sampleBytes);
-      // The stream may end before the container said (or at MAX_AUDIO_SECONDS): segments started
-      // on the plan whose range it cuts short are stopped, and done again if the new plan has them.
-      const replanned = segmentsFor(joins, pcm.sampleRate, totalSamples);
-      const cutFrom = started.findIndex(
-        (segment) => replanned[segment.index]?.endSample !== segment.endSample,
-      );
-      if (cutFrom !== -1) {
-        for (const segment of started.splice(cutFrom)) {
-          cancels.get(segment.index)?.abort(new Error("the stream ends before this segment does"));
+    await writeFile(pcmFile, new Uint8Array());
+    const decoded = runOrThrow("decoding", { args: buildDecodeArgs({ ...conversion, pcmFile, pcm }) }).then(
+      async () => {
+        totalSamples = Math.floor((await stat(pcmFile)).size / sampleBytes);
+        // The stream may end before the container said (or at MAX_AUDIO_SECONDS): segments started
+        // on the plan whose range it cuts short are stopped, and done again if the new plan has them.
+        const replanned = segmentsFor(joins, pcm.sampleRate, totalSamples);
+        const cutFrom = started.findIndex(
+          (segment) => replanned[segment.index]?.endSample !== segment.endSample,
+        );
+        if (cutFrom !== -1) {
+          for (const segment of started.splice(cutFrom)) {
+            cancels.get(segment.index)?.abort(new Error("the stream ends before this segment does"));
+          }
         }
-      }
-      segments = replanned;
-      schedule();
-    });
+        segments = replanned;
+        schedule();
+      },
+    );
     processes.push(decoded.catch(fail));
-    const headed = runOrThrow("header", {
-      args: buildHeaderArgs({ ...conversion, output: headerFile }),
-      onStdoutLine: () => {},
-    });
+    const headed = runOrThrow("header", { args: buildHeaderArgs({ ...conversion, output: headerFile }) });
     processes.push(headed.catch(fail));
     // Once stopped, segments not started never will be: whoever waits for them must not wait for ever.
     stop.signal.addEventListener(
@@ -288,7 +284,7 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
   /** Runs one ffmpeg of this encode; rejects unless it exits with 0. */
   async function runOrThrow(
     what: string,
-    run: { args: string[]; onStdoutLine: (line: string) => void; signal?: AbortSignal },
+    run: { args: string[]; onStdoutLine?: (line: string) => void; signal?: AbortSignal },
   ): Promise<void> {
     const tail: string[] = [];
     const exit: FfmpegExit = await runFfmpeg({
