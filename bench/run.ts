@@ -20,11 +20,12 @@ Benchmarks of vid2mp3 against a baseline measured in the same run, printed as ra
   scaling     time against video length up to 60 minutes, vid2mp3 vs plain ffmpeg (segmented
               encoding; an SVG chart), peak memory on the longest, and 8 files with two
               workers vs xargs -P 2 plain ffmpeg
-With no name, all four run (about 5 minutes on 2 cores; --quick about a minute).
+With no name, all four run (about 10 minutes on 2 cores; --quick about a minute).
 
 Options:
   --quick            small files, one run, 2 s of load: a smoke run
-  --runs <n>         runs per measurement for conversion and upload (default 3, --quick 1)
+  --runs <n>         runs per measurement for conversion and upload, and of scaling's longest
+                     input and 8 files (default 3, --quick 1)
   --connections <n>  concurrent connections for requests (default 16)
   --chart <file>     where scaling writes its SVG chart (default bench/time-vs-length.svg)
   -h, --help         this text
@@ -110,7 +111,7 @@ try {
     if (name === "upload") await uploadBench({ quick, runs });
     if (name === "requests") await requestsBench({ quick, connections });
     if (name === "scaling")
-      await scalingBench({ quick, chartFile: path.resolve(values.chart ?? defaultChart) });
+      await scalingBench({ quick, runs, chartFile: path.resolve(values.chart ?? defaultChart) });
   }
   say(
     `\ndone in ${((now() - started) / 1000).toFixed(0)} s (load average at the end ${loadavg()

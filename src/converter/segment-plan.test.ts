@@ -21,21 +21,48 @@ test("shouldSegment: only with more than one worker, a known duration, and at le
   assert.equal(shouldSegment(120, { workers: 2, minSeconds: 0 }), true);
 });
 
-test("planJoins: a segment a worker, segments of at most 10 and at least 1 minute, evenly spread from 0", () => {
+/** The lengths in seconds of the segments `planJoins` plans for `seconds` of 48 kHz audio. */
+function plannedLengths(seconds: number, workers: number, minSegmentSeconds?: number): number[] {
   const fps = 48000 / 1152;
-  const hour = planJoins(Math.floor(3600 * fps), 48000, 2);
-  assert.equal(hour.length, 6, "an hour: six 10-minute segments");
-  const fiveMinutes = planJoins(Math.floor(300 * fps), 48000, 2);
-  assert.equal(fiveMinutes.length, 2, "two workers: two segments");
-  assert.equal(planJoins(Math.floor(150 * fps), 48000, 2).length, 2, "no segment under a minute");
-  assert.equal(planJoins(Math.floor(30 * fps), 48000, 8).length, 1);
-  assert.equal(planJoins(Math.floor(60 * fps), 48000, 4, 10).length, 4, "a shorter minimum for tests");
-  assert.equal(planJoins(Math.floor(60 * fps), 48000, 8, 10).length, 6, "no segment under the minimum");
-  for (const joins of [hour, fiveMinutes]) {
-    assert.equal(joins[0], 0);
-    for (const [k, join] of joins.entries())
-      assert.ok(Number.isInteger(join) && (k === 0 || join > (joins[k - 1] ?? 0)));
+  const total = Math.floor(seconds * fps);
+  const joins = planJoins(total, 48000, workers, minSegmentSeconds);
+  assert.equal(joins[0], 0, "the first segment starts at the start");
+  for (const [k, join] of joins.entries()) {
+    assert.ok(Number.isInteger(join) && (k === 0 || join > (joins[k - 1] ?? 0)), `joins in order: ${joins}`);
   }
+  return joins.map((join, k) => Math.round(((joins[k + 1] ?? total) - join) / fps));
+}
+
+test("planJoins: lengths shrink toward the end, each round half of what is left split among the workers", () => {
+  // An hour on two cores: a quarter each, then an eighth each, ... down to the minute.
+  assert.deepEqual(plannedLengths(3600, 2), [900, 900, 450, 450, 225, 225, 112, 112, 75, 75, 75]);
+  assert.deepEqual(plannedLengths(3600, 4).slice(0, 8), [450, 450, 450, 450, 225, 225, 225, 225]);
+  assert.deepEqual(plannedLengths(300, 2), [75, 75, 75, 75]);
+  assert.deepEqual(plannedLengths(180, 2), [60, 60, 60]);
+  assert.deepEqual(
+    plannedLengths(120, 2),
+    [60, 60],
+    "two segments of the minimum: the shortest segmented input",
+  );
+});
+
+test("planJoins: never a segment under the minimum, never more than one segment with one worker", () => {
+  for (const [seconds, workers, min] of [
+    [3600, 2, undefined],
+    [3600, 8, undefined],
+    [7200, 3, undefined],
+    [61, 2, 10],
+    [60, 8, 10],
+    [1000, 2, 4],
+  ] as const) {
+    const lengths = plannedLengths(seconds, workers, min);
+    for (const length of lengths) assert.ok(length >= (min ?? 60), `${seconds} s on ${workers}: ${lengths}`);
+    assert.ok((lengths.at(-1) as number) < 2 * (min ?? 60), `the last one short: ${lengths}`);
+  }
+  assert.deepEqual(plannedLengths(100, 2), [100], "under two minimum segments: one");
+  assert.deepEqual(plannedLengths(30, 8), [30]);
+  assert.deepEqual(plannedLengths(3600, 1), [3600]);
+  assert.equal(plannedLengths(60, 4, 10).length, 6, "a shorter minimum for tests");
 });
 
 test("segmentsFor: frame-aligned overlapping ranges, the last one open-ended", () => {

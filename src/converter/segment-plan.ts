@@ -11,18 +11,10 @@ export const POST_ROLL_FRAMES = 12;
 /** A tail shorter than this is left to the segment before it (no join near the end of the stream). */
 export const MIN_TAIL_FRAMES = 64;
 /**
- * Segments are at most about this long: a segment starts once its PCM is decoded, so shorter ones
- * start sooner, and more of them keep both cores busy to the end.
+ * Segments are at least this long (the last ones about that): each one costs an ffmpeg start and
+ * its pre- and post-roll.
  */
-const MAX_SEGMENT_SECONDS = 600;
-/** Segments are at least this long: each one costs an ffmpeg start and its pre- and post-roll. */
 const MIN_SEGMENT_SECONDS = 60;
-/**
- * Segments per worker: one. The decoder runs far ahead of the encoders (it is about ten times
- * faster), so even the last segment starts early, and every further segment costs an ffmpeg
- * start (about 0.1 s of CPU) that a busy machine would rather spend encoding.
- */
-const SEGMENTS_PER_WORKER = 1;
 
 export interface SegmentingSettings {
   /** Encoder processes at once for one conversion; 1 means never segment. */
@@ -44,6 +36,13 @@ export function shouldSegment(durationSeconds: number | undefined, settings: Seg
 /**
  * Where each segment's kept part starts, in frames of the whole stream (the first is 0), for
  * audio of about `estimatedFrames` frames. The last segment runs to the end, whatever it is.
+ *
+ * The lengths shrink toward the end ("factoring"): each round gives every worker an equal share
+ * of half of what is left, down to the minimum. A worker takes the next segment as soon as it is
+ * free, so the workers end within about one short segment of each other, where equal segments
+ * could leave a core idle for most of one long one. The decoder runs about ten times faster than
+ * an encoder, so a long first segment does not hold the others back: each starts as soon as a
+ * worker is free and reads its audio as it is decoded.
  */
 export function planJoins(
   estimatedFrames: number,
@@ -53,11 +52,24 @@ export function planJoins(
   minSegmentSeconds = MIN_SEGMENT_SECONDS,
 ): number[] {
   const framesPerSecond = sampleRate / frameSamples(sampleRate);
-  const seconds = estimatedFrames / framesPerSecond;
-  const wanted = Math.max(workers * SEGMENTS_PER_WORKER, Math.ceil(seconds / MAX_SEGMENT_SECONDS));
-  const count = Math.max(1, Math.min(wanted, Math.floor(seconds / minSegmentSeconds)));
-  const length = Math.floor(estimatedFrames / count);
-  return Array.from({ length: count }, (_, k) => k * length);
+  const minFrames = Math.max(1, Math.floor(minSegmentSeconds * framesPerSecond));
+  const joins = [0];
+  if (workers < 2) return joins;
+  let next = 0;
+  let left = estimatedFrames;
+  for (;;) {
+    const share = Math.floor(left / (2 * workers));
+    const last = share < minFrames;
+    // The rest (less than two minimum segments a worker): as many of at least the minimum as fit.
+    const parts = last ? Math.max(1, Math.floor(left / minFrames)) : workers;
+    const length = last ? Math.floor(left / parts) : share;
+    for (let k = 0; k < parts; k++) {
+      if (next > 0) joins.push(next);
+      next += length;
+      left -= length;
+    }
+    if (last) return joins;
+  }
 }
 
 /** One segment as it is encoded: its PCM range in samples and the frame its kept part starts at. */
