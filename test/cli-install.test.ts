@@ -129,7 +129,13 @@ describe("the package made by npm pack, installed with the machine's own Node.js
         env: {
           PATH: [path.dirname(node), "/usr/bin", "/bin"].join(path.delimiter),
           HOME: dir,
-          npm_config_cache: await npmCache(),
+          // The machine's own npm settings, which `--prefix` would otherwise hide: npm reads its
+          // global npmrc from the prefix, and this machine's (its registry's TLS certificate
+          // authority) is where its own npm keeps it. Without them every registry request fails
+          // and npm retries until it gives up, minutes later, with nothing printed.
+          npm_config_cache: await npmConfig("cache"),
+          npm_config_globalconfig: await npmConfig("globalconfig"),
+          ...(process.env.NODE_EXTRA_CA_CERTS && { NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS }),
         },
         timeoutMs: 300_000,
       },
@@ -167,13 +173,13 @@ describe("the package made by npm pack, installed with the machine's own Node.js
   });
 });
 
-/** The npm cache of the user running the tests: the install reuses what `npm ci` downloaded. */
-async function npmCache(): Promise<string> {
+/** A setting of the machine's own npm, as the user running the tests has it (cache, global npmrc). */
+async function npmConfig(key: string): Promise<string> {
   const { stdout } = await promisify(execFile)(systemNode as string, [
     systemNpm as string,
     "config",
     "get",
-    "cache",
+    key,
   ]);
   return stdout.trim();
 }
