@@ -133,14 +133,7 @@ for (const mode of ["EdDSA", "HS256"] as const) {
         /account_disabled|token_revoked/,
       );
       // The open stream ends with an error event (checked every 5 s; bounded wait).
-      let text = "";
-      const deadline = Date.now() + 40_000;
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        text += new TextDecoder().decode(value);
-        assert.ok(Date.now() < deadline, "the stream ended in time");
-      }
+      const text = await readUntilClosed(reader, 40_000);
       assert.match(text, /event: error\ndata: .*"code":"(account_disabled|token_revoked)"/);
 
       const enable = await call(adminToken, `/users/${user.id}`, {
@@ -204,14 +197,7 @@ for (const mode of ["EdDSA", "HS256"] as const) {
       const reader = events.body?.getReader();
       assert.ok(reader);
       // Rechecked every 5 s: the stream ends within a few seconds of the expiry (bounded wait).
-      let text = "";
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        text += new TextDecoder().decode(value);
-        assert.ok(Date.now() < deadline, "the stream ended in time");
-      }
+      const text = await readUntilClosed(reader, 30_000);
       assert.ok(Date.now() >= (now + 3) * 1000, "not before the token expired");
       assert.match(text, /event: error\ndata: .*"code":"invalid_token"/);
       assert.equal((await call(shortLived, "/jobs")).status, 403);
@@ -254,4 +240,20 @@ for (const mode of ["EdDSA", "HS256"] as const) {
       for (const stream of streams) stream.close();
     });
   });
+}
+
+/** Everything a stream sends until the server closes it, which must happen within `timeoutMs`. */
+async function readUntilClosed(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  timeoutMs: number,
+): Promise<string> {
+  let text = "";
+  const decoder = new TextDecoder();
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return text + decoder.decode();
+    text += decoder.decode(value, { stream: true });
+    assert.ok(Date.now() < deadline, "the stream ended in time");
+  }
 }

@@ -455,8 +455,7 @@ describe("the vid2mp3 client commands against the real system", () => {
 
 describe("Ctrl-C during vid2mp3 convert", () => {
   let dir: string;
-  let auth: RunningServer | undefined;
-  let gateway: RunningServer | undefined;
+  let servers: QueueOnly | undefined;
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-cli-interrupt-"));
@@ -464,21 +463,14 @@ describe("Ctrl-C during vid2mp3 convert", () => {
   });
 
   after(async () => {
-    await gateway?.stop();
-    await auth?.stop();
+    await servers?.stop();
     await rm(dir, { recursive: true, force: true });
   });
 
   it("says how to fetch the MP3 later, and the job goes on on the server", async () => {
-    // Auth and a gateway without any converter: the job waits in the queue for as long as the test needs.
-    auth = await startServer(
-      { DATA_DIR: path.join(dir, "data"), ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password },
-      { service: "auth" },
-    );
-    gateway = await startServer(
-      { DATA_DIR: path.join(dir, "data"), AUTH_SVC_ADDRESS: new URL(auth.url).host },
-      { service: "gateway" },
-    );
+    // The job waits in the queue for as long as the test needs.
+    servers = await startWithoutConverter(path.join(dir, "data"));
+    const { gateway } = servers;
     const api = gatewayClient(gateway.url);
     const token = await api.token(ADMIN.email, ADMIN.password);
     const run = await runProcess(process.execPath, [main, "convert", path.join(dir, "long.mp4")], {
@@ -506,8 +498,7 @@ describe("Ctrl-C during vid2mp3 convert", () => {
 
 describe("vid2mp3 jobs past the API's 100 a page", () => {
   let dir: string;
-  let auth: RunningServer | undefined;
-  let gateway: RunningServer | undefined;
+  let servers: QueueOnly | undefined;
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-cli-pages-"));
@@ -515,22 +506,14 @@ describe("vid2mp3 jobs past the API's 100 a page", () => {
   });
 
   after(async () => {
-    await gateway?.stop();
-    await auth?.stop();
+    await servers?.stop();
     await rm(dir, { recursive: true, force: true });
   });
 
   it("reads --limit beyond 100 page by page, from --offset on", async () => {
-    // Auth and a gateway without any converter: the jobs stay queued, and no ffmpeg runs for them.
-    const data = path.join(dir, "data");
-    auth = await startServer(
-      { DATA_DIR: data, ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password },
-      { service: "auth" },
-    );
-    gateway = await startServer(
-      { DATA_DIR: data, AUTH_SVC_ADDRESS: new URL(auth.url).host, MAX_ACTIVE_JOBS_PER_USER: "0" },
-      { service: "gateway" },
-    );
+    // The jobs stay queued, and no ffmpeg runs for them.
+    servers = await startWithoutConverter(path.join(dir, "data"), { MAX_ACTIVE_JOBS_PER_USER: "0" });
+    const { gateway } = servers;
     const api = gatewayClient(gateway.url);
     const token = await api.token(ADMIN.email, ADMIN.password);
     for (let batch = 0; batch < 21; batch++) {
@@ -594,3 +577,36 @@ describe("the event stream parser", () => {
     ]);
   });
 });
+
+/** What `startWithoutConverter` started: the gateway to talk to, and one stop for both. */
+interface QueueOnly {
+  gateway: RunningServer;
+  stop(): Promise<void>;
+}
+
+/** Auth and a gateway on one data folder, and no converter: jobs stay queued for as long as a test needs. */
+async function startWithoutConverter(
+  dataDir: string,
+  gatewayEnv: Record<string, string> = {},
+): Promise<QueueOnly> {
+  const auth = await startServer(
+    { DATA_DIR: dataDir, ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password },
+    { service: "auth" },
+  );
+  try {
+    const gateway = await startServer(
+      { DATA_DIR: dataDir, AUTH_SVC_ADDRESS: new URL(auth.url).host, ...gatewayEnv },
+      { service: "gateway" },
+    );
+    return {
+      gateway,
+      async stop() {
+        await gateway.stop();
+        await auth.stop();
+      },
+    };
+  } catch (error) {
+    await auth.stop();
+    throw error;
+  }
+}
