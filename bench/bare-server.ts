@@ -9,8 +9,8 @@ import { pipeline } from "node:stream/promises";
  * vid2mp3, on 127.0.0.1 and a free port. `node bench/bare-server.ts <mode> <scratch dir>`:
  * - `json`: answers every request with a small JSON object about the size of a job;
  * - `drain`: reads a request's body to the end and answers 202 with its size;
- * - `disk`: writes the body to a file in the scratch dir, fsynced before close as vid2mp3's
- *   folder blob store does, answers 202 and deletes the file.
+ * - `disk`: writes the body to a file in the scratch dir, fsynced before close (the plain way:
+ *   vid2mp3's folder blob store spreads the flush over the upload), answers 202 and deletes it.
  * Prints `{"url":"http://…"}` once listening; SIGTERM stops it.
  */
 

@@ -7,9 +7,10 @@ import { cpuBusy, now, say } from "./report.ts";
 import { requestsBench } from "./requests.ts";
 import { scalingBench } from "./scaling.ts";
 import { cleanUp } from "./system.ts";
+import { throughputBench } from "./throughput.ts";
 import { uploadBench } from "./upload.ts";
 
-const usage = `Usage: npm run bench -- [conversion|upload|requests ...] [options]
+const usage = `Usage: npm run bench -- [conversion|upload|requests|scaling|throughput ...] [options]
 
 Benchmarks of vid2mp3 against a baseline measured in the same run, printed as ratios:
   conversion  raw ffmpeg (vid2mp3's own arguments) vs login + upload + convert + download
@@ -18,14 +19,14 @@ Benchmarks of vid2mp3 against a baseline measured in the same run, printed as ra
               server draining the body; the server's peak memory during each
   requests    authenticated GET /jobs/:id per second vs a bare node:http server answering JSON
   scaling     time against video length up to 60 minutes, vid2mp3 vs plain ffmpeg (segmented
-              encoding; an SVG chart), peak memory on the longest, and 8 files with two
-              workers vs xargs -P 2 plain ffmpeg
-With no name, all four run (about 10 minutes on 2 cores; --quick about a minute).
+              encoding; an SVG chart), and peak memory on the longest
+  throughput  8 files with two workers vs xargs -P 2 plain ffmpeg
+With no name, all five run (about 15 minutes on 2 cores; --quick about a minute).
 
 Options:
   --quick            small files, one run, 2 s of load: a smoke run
-  --runs <n>         runs per measurement for conversion and upload, and of scaling's longest
-                     input and 8 files (default 3, --quick 1)
+  --runs <n>         runs per measurement for conversion and upload, of scaling's longest
+                     input and of throughput's 8 files (default 3, --quick 1)
   --connections <n>  concurrent connections for requests (default 16)
   --chart <file>     where scaling writes its SVG chart (default bench/time-vs-length.svg)
   -h, --help         this text
@@ -33,7 +34,7 @@ Options:
 Everything runs on 127.0.0.1 in temporary folders removed at the end. Set FFMPEG_PATH to
 benchmark another ffmpeg, as vid2mp3 itself would use it.`;
 
-const benchmarks = ["conversion", "upload", "requests", "scaling"] as const;
+const benchmarks = ["conversion", "upload", "requests", "scaling", "throughput"] as const;
 type Benchmark = (typeof benchmarks)[number];
 
 function fail(message: string): never {
@@ -112,6 +113,7 @@ try {
     if (name === "requests") await requestsBench({ quick, connections });
     if (name === "scaling")
       await scalingBench({ quick, runs, chartFile: path.resolve(values.chart ?? defaultChart) });
+    if (name === "throughput") await throughputBench({ quick, runs });
   }
   say(
     `\ndone in ${((now() - started) / 1000).toFixed(0)} s (load average at the end ${loadavg()

@@ -13,15 +13,14 @@ const run = promisify(execFile);
 const convertAlone = new URL("./convert-alone.ts", import.meta.url).pathname;
 
 /**
- * Long inputs and many files: where segmented encoding should show, and where it must not hurt.
+ * Long inputs: where segmented encoding should show (many files, where it must not hurt, are
+ * throughput.ts).
  *
- * 1. Time against the video's length, end to end through `vid2mp3 serve all` (login, upload,
+ * Time against the video's length, end to end through `vid2mp3 serve all` (login, upload,
  *    convert, download) and plain ffmpeg with the converter's own arguments, one run per length,
  *    drawn as an SVG chart; the longest (60 minutes) is the headline ratio (the median of `runs`
  *    alternating runs: this kind of VM's speed wanders by a fifth from minute to minute), with the
  *    server's and its ffmpeg processes' peak memory during it.
- * 2. Throughput: 8 files at CONVERTER_CONCURRENCY=2 against `xargs -P 2` running plain ffmpeg,
- *    `runs` alternating rounds.
  *
  * The inputs are one 5-minute audio-heavy video (dense AAC) made with ffmpeg, cut or repeated
  * with stream copy (the concat demuxer) to each length: quick to make, real to convert.
@@ -29,7 +28,7 @@ const convertAlone = new URL("./convert-alone.ts", import.meta.url).pathname;
 
 export interface ScalingOptions {
   quick: boolean;
-  /** Alternating runs of the longest input and of the 8 files, whose medians are reported. */
+  /** Alternating runs of the longest input, whose median is reported. */
   runs: number;
   /** Where the SVG chart goes. */
   chartFile: string;
@@ -46,7 +45,7 @@ interface Point {
 }
 
 export async function scalingBench({ quick, runs, chartFile }: ScalingOptions): Promise<void> {
-  say("\n## 4. Long inputs and many files: segmented encoding");
+  say("\n## 4. Long inputs: segmented encoding");
   const dir = await scratchDir("scaling");
   const ffmpeg = await systemFfmpeg();
   const lengths = quick ? [1, 2, 5] : [1, 5, 15, 30, 60];
@@ -156,8 +155,6 @@ export async function scalingBench({ quick, runs, chartFile }: ScalingOptions): 
     ],
   });
   say(`chart: ${chartFile}`);
-
-  await manyFiles(dir, ffmpeg.path, base, quick, runs);
 }
 
 /** `minutes` of `base` (5 minutes): cut, or repeated with the concat demuxer, by stream copy. */
@@ -259,132 +256,4 @@ async function conversionAlone(file: string, dir: string, ffmpeg: string) {
   if (code !== 0) throw new Error(`convert-alone.ts exited with ${code}`);
   const node = JSON.parse(stdout) as { atRest: number; peak: number; segments: number };
   return { ...node, ffmpegPeak };
-}
-
-/** 8 files, 2 at a time: vid2mp3 with CONVERTER_CONCURRENCY=2 against `xargs -P 2` plain ffmpeg. */
-async function manyFiles(
-  dir: string,
-  ffmpeg: string,
-  base: string,
-  quick: boolean,
-  runs: number,
-): Promise<void> {
-  const seconds8 = quick ? 30 : 120;
-  const files: string[] = [];
-  for (let i = 0; i < 8; i++) {
-    const file = path.join(dir, `many-${i}.mp4`);
-    await run(ffmpeg, [
-      "-nostdin",
-      "-v",
-      "error",
-      "-y",
-      "-ss",
-      String(i * 10),
-      "-i",
-      base,
-      "-t",
-      String(seconds8),
-      "-c",
-      "copy",
-      file,
-    ]);
-    files.push(file);
-  }
-  const xargs = async (): Promise<number> => {
-    const started = now();
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(
-        "xargs",
-        [
-          "-0",
-          "-P",
-          "2",
-          "-I{}",
-          ffmpeg,
-          "-nostdin",
-          "-v",
-          "error",
-          "-y",
-          "-i",
-          "{}",
-          "-vn",
-          "-c:a",
-          "libmp3lame",
-          "-q:a",
-          "2",
-          "{}.mp3",
-        ],
-        { stdio: ["pipe", "ignore", "inherit"] },
-      );
-      child.on("error", reject);
-      child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`xargs exited with ${code}`))));
-      child.stdin.end(files.map((f) => `${f}\0`).join(""));
-    });
-    return now() - started;
-  };
-
-  const system = await withStep("scaling: starting vid2mp3 serve all with CONVERTER_CONCURRENCY=2", () =>
-    // All 8 queued at once, as xargs has them all: the per-user limit of active jobs (5 by
-    // default) is lifted for this one user.
-    startSystem({ CONVERTER_CONCURRENCY: "2", MAX_ACTIVE_JOBS_PER_USER: "0" }),
-  );
-  const client = gateway(system.url);
-  const token = await client.login();
-  /** All 8 uploaded, then each waited for and downloaded: the time until the last MP3 is in hand. */
-  const throughVid2mp3 = async (fields: Record<string, string>): Promise<number> => {
-    const started = now();
-    const events = await client.events(token);
-    try {
-      const jobIds: string[] = [];
-      for (const file of files) jobIds.push((await client.upload(token, file, { fields })).jobId);
-      for (const jobId of jobIds) {
-        const job = await events.next(jobId);
-        if (job.status !== "done" || !job.mp3Id) throw new Error(`job ${jobId} ${job.status}: ${job.error}`);
-        await client.download(token, job.mp3Id);
-      }
-      return now() - started;
-    } finally {
-      await events.close();
-    }
-  };
-  const times = { baseline: [] as number[], ours: [] as number[], oursNoCover: [] as number[] };
-  try {
-    for (let round = 1; round <= runs; round++) {
-      const of = runs > 1 ? ` (${round}/${runs})` : "";
-      await withStep(`scaling: 8 files of ${seconds8} s, xargs -P 2 then vid2mp3${of}`, async (s) => {
-        times.baseline.push(await xargs());
-        s.update("vid2mp3");
-        times.ours.push(await throughVid2mp3({}));
-        s.update("vid2mp3 with cover=none");
-        times.oursNoCover.push(await throughVid2mp3({ cover: "none" }));
-      });
-    }
-  } finally {
-    await system.stop();
-  }
-  const baseline = median(times.baseline);
-  const ours = median(times.ours);
-  const oursNoCover = median(times.oursNoCover);
-  const totalSeconds = 8 * seconds8;
-  printTable(
-    `Throughput: 8 files of ${seconds8} s, two at a time${runs > 1 ? `, median of ${runs} alternating runs` : ""}`,
-    ["what", "vid2mp3", "xargs -P 2 ffmpeg", "ratio"],
-    [
-      [
-        `8 × ${seconds8} s (${totalSeconds / 60} min of audio)`,
-        seconds(ours),
-        seconds(baseline),
-        ratio(baseline / ours),
-      ],
-      [
-        "  same, cover=none (the baseline's work)",
-        seconds(oursNoCover),
-        seconds(baseline),
-        ratio(baseline / oursNoCover),
-      ],
-    ],
-    "vid2mp3: CONVERTER_CONCURRENCY=2, all 8 uploaded, then each waited for and downloaded; baseline:\n" +
-      "xargs -P 2 running plain ffmpeg (-q:a 2) on the same files. ratio = baseline time ÷ vid2mp3 time\n" +
-      "(1.00× is the same throughput; files this short are never segmented).",
-  );
 }

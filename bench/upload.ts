@@ -17,7 +17,7 @@ import {
 /**
  * Upload streaming: one large multipart upload at a time to vid2mp3's `POST /upload` and to a
  * bare node:http server that only drains the body (the baseline; also one that writes it to disk
- * with fsync, as vid2mp3's folder store does). Throughput, and the server's peak RSS per upload
+ * and fsyncs it at the end, what vid2mp3's folder store must do with the bytes). Throughput, and the server's peak RSS per upload
  * (VmHWM, reset before each one) to show that memory does not grow with the file.
  */
 

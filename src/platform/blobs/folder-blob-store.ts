@@ -3,6 +3,7 @@ import { mkdir, open, readdir, realpath, rename, rm, stat, unlink, writeFile } f
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { assertValidKey, BlobNotFoundError, type BlobStore } from "./blob-store.ts";
+import { createDurableWriteStream } from "./durable-write-stream.ts";
 
 /**
  * The embedded blob store: each blob is the file `<root>/<key>`. Writes go to `<root>/.tmp/` first
@@ -65,12 +66,16 @@ export function createFolderBlobStore(root: string): BlobStore {
       // otherwise create the file after the clean-up below has run.
       const handle = await open(tmp, "wx");
       try {
-        // flush: fsync before close, so a crash after the rename cannot leave a blob with holes.
-        await pipeline(body, handle.createWriteStream({ flush: true }));
-        const { size } = await stat(tmp);
+        // On disk before the rename, so a crash after it cannot leave a blob with holes.
+        await pipeline(body, createDurableWriteStream(handle));
+        const { size } = await handle.stat();
+        await handle.close();
         await rename(tmp, file);
+        // The new name itself is only kept once its folder is flushed.
+        await syncFolder(path.dirname(file));
         return { size };
       } catch (error) {
+        await handle.close().catch(() => {});
         await rm(tmp, { force: true });
         throw error;
       }
@@ -126,6 +131,15 @@ export function createFolderBlobStore(root: string): BlobStore {
       await rm(probe);
     },
   };
+}
+
+async function syncFolder(folder: string): Promise<void> {
+  const handle = await open(folder, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 function isInside(folder: string, file: string): boolean {
