@@ -4,7 +4,6 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { chmod, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { after, before, test } from "node:test";
 import { pino } from "pino";
@@ -279,13 +278,12 @@ test("a store that cannot be reached when the MP3 is to be stored is waited out:
     // MAX_ATTEMPTS is 2: three refusals would dead-letter or fail the job if they counted.
     storeAs: (blobs) => ({
       ...blobs,
-      async put(key, body, options) {
+      async putFile(key, file, options) {
         if (key.startsWith("mp3s/") && refused < 3) {
           refused++;
-          if (body instanceof Readable) body.destroy();
           throw new UnavailableError("storage", "the store is not reachable");
         }
-        return blobs.put(key, body, options);
+        return blobs.putFile(key, file, options);
       },
     }),
   });

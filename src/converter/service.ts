@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import path from "node:path";
@@ -233,7 +232,8 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
       // Taken back while ffmpeg finished: another converter has it now; store nothing.
       signal.throwIfAborted();
 
-      const { size: mp3Size } = await blobs.put(mp3Key(video.mp3Id), createReadStream(mp3File), {
+      // Taken over without a copy where the store can (a folder on the same disk).
+      const { size: mp3Size } = await blobs.putFile(mp3Key(video.mp3Id), mp3File, {
         contentType: "audio/mpeg",
       });
       await announceDone(video, mp3Size, durationSeconds, signal);

@@ -11,6 +11,12 @@ export interface BlobStore {
     body: Readable | AsyncIterable<Uint8Array>,
     options?: { contentType?: string },
   ): Promise<{ size: number }>;
+  /**
+   * Stores the local file `file` as `key`, whole or not at all, as `put` does. The file may be
+   * taken over rather than copied (a folder store on the same file system renames it into
+   * place): afterwards it is either gone or still the caller's to remove.
+   */
+  putFile(key: string, file: string, options?: { contentType?: string }): Promise<{ size: number }>;
   /** Streams the blob out, or the inclusive byte range. Throws `BlobNotFoundError`. */
   get(key: string, range?: { start: number; end: number }): Promise<Readable>;
   /** Size of the blob, or undefined when there is none. */

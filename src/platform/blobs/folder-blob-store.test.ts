@@ -6,6 +6,7 @@ import {
   readFile,
   realpath,
   rm,
+  stat,
   symlink,
   utimes,
   writeFile,
@@ -45,6 +46,17 @@ describe("folder blob store", () => {
     assert.equal(await readFile(path.join(root, "videos", "abc"), "utf8"), "hello");
     const local = await store.toLocalFile("videos/abc", dir);
     assert.equal(local.path, await realpath(path.join(root, "videos", "abc")));
+  });
+
+  it("putFile() renames a file of the same file system into place: no copy, nothing left behind", async () => {
+    const { root, store } = await fresh("adopt");
+    const file = path.join(dir, "adopt-source.mp3");
+    await writeFile(file, "an MP3");
+    const { ino } = await stat(file);
+    assert.deepEqual(await store.putFile("mp3s/adopted", file), { size: 6 });
+    await assert.rejects(stat(file), { code: "ENOENT" });
+    const blob = await stat(path.join(root, "mp3s", "adopted"));
+    assert.equal(blob.ino, ino, "the very same file, renamed");
   });
 
   it("sweepIncomplete() removes the temporary files a killed process left, older than the age", async () => {

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, realpath, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -55,7 +56,7 @@ export function createFolderBlobStore(root: string): BlobStore {
     await mkdir(path.dirname(file), { recursive: true });
   }
 
-  return {
+  const store: BlobStore = {
     // contentType is not kept: nothing reads it back from a folder (downloads set their own type).
     async put(key, body) {
       const file = fileOf(key);
@@ -79,6 +80,29 @@ export function createFolderBlobStore(root: string): BlobStore {
         await rm(tmp, { force: true });
         throw error;
       }
+    },
+
+    // The file becomes the blob where it can (one file system): flushed, then renamed into place,
+    // no byte copied. Across file systems it is copied as `put` copies a stream.
+    async putFile(key, source) {
+      const file = fileOf(key);
+      await makeParent(key, file);
+      const handle = await open(source, "r+");
+      let size: number;
+      try {
+        await handle.datasync();
+        ({ size } = await handle.stat());
+      } finally {
+        await handle.close();
+      }
+      try {
+        await rename(source, file);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EXDEV") throw error;
+        return store.put(key, createReadStream(source));
+      }
+      await syncFolder(path.dirname(file));
+      return { size };
     },
 
     async get(key, range) {
@@ -131,6 +155,7 @@ export function createFolderBlobStore(root: string): BlobStore {
       await rm(probe);
     },
   };
+  return store;
 }
 
 async function syncFolder(folder: string): Promise<void> {

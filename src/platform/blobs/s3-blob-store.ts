@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { finished, Readable, Transform } from "node:stream";
@@ -246,6 +246,12 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
       } catch (error) {
         if (!isNotFound(error)) throw storageError(`could not delete ${key} from ${where}`, error);
       }
+    },
+
+    // Uploaded like any body: the file stays the caller's.
+    async putFile(key, file, putOptions) {
+      assertValidKey(key);
+      return put(key, createReadStream(file), putOptions);
     },
 
     async toLocalFile(key, tmpDir) {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash, randomUUID } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -172,11 +172,36 @@ export function blobStoreContract(
       for (const key of invalid) {
         const label = `key ${JSON.stringify(key)}`;
         await assert.rejects(store.put(key, Readable.from([Buffer.from("x")])), /invalid blob key/, label);
+        await assert.rejects(store.putFile(key, path.join(tmpDir, "any")), /invalid blob key/, label);
         await assert.rejects(store.get(key), /invalid blob key/, label);
         await assert.rejects(store.stat(key), /invalid blob key/, label);
         await assert.rejects(store.delete(key), /invalid blob key/, label);
         await assert.rejects(store.toLocalFile(key, tmpDir), /invalid blob key/, label);
       }
+    });
+
+    it("stores a local file whole (putFile), which is then gone or left as it was", async () => {
+      const key = uniqueKey();
+      const bytes = bytesAt(3, 2 * 1024 * 1024 + 17);
+      const file = path.join(tmpDir, `local-${randomUUID()}`);
+      await writeFile(file, bytes);
+      assert.deepEqual(await store.putFile(key, file, { contentType: "audio/mpeg" }), { size: bytes.length });
+      assert.ok((await buffer(await store.get(key))).equals(bytes));
+      const left = await readFile(file).catch(() => undefined);
+      assert.ok(left === undefined || left.equals(bytes), "the file is taken over or untouched");
+      await rm(file, { force: true });
+
+      // Again under the same key: replaced whole.
+      await writeFile(file, "shorter");
+      assert.deepEqual(await store.putFile(key, file), { size: 7 });
+      assert.equal((await buffer(await store.get(key))).toString(), "shorter");
+      await rm(file, { force: true });
+    });
+
+    it("rejects putFile of a missing file, and stores nothing", async () => {
+      const key = uniqueKey();
+      await assert.rejects(store.putFile(key, path.join(tmpDir, "no-such-file")), { code: "ENOENT" });
+      assert.equal(await store.stat(key), undefined);
     });
 
     it("hands out a readable local file with the blob's bytes", async () => {
