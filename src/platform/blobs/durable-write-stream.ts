@@ -7,7 +7,7 @@ export interface WritableFile {
   datasync(): Promise<void>;
 }
 
-/** How much is written between two background flushes: a few tenths of a second of a disk's speed. */
+/** How much is written between two background flushes: a few hundredths of a second of a disk's work. */
 export const FLUSH_EVERY_BYTES = 8 * 1024 * 1024;
 
 /**

@@ -158,7 +158,9 @@ export function createFolderBlobStore(root: string): BlobStore {
   return store;
 }
 
+/** Flushes a folder's entries (a new name in it) to disk. Windows cannot open a folder, nor needs to. */
 async function syncFolder(folder: string): Promise<void> {
+  if (process.platform === "win32") return;
   const handle = await open(folder, "r");
   try {
     await handle.sync();
