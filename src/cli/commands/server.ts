@@ -39,6 +39,11 @@ DATA_DIR. Configuration is read from environment variables (see docs/architectur
     )
     .action(async (service: ServiceName) => {
       requireServerRuntime("vid2mp3 serve");
+      // Every upload and download streams through the gateway (see stream-gc.ts for the trade).
+      if (service === "gateway" || service === "all") {
+        const { collectStreamedBuffersWithTheHeap } = await import("../../platform/stream-gc.ts");
+        collectStreamedBuffersWithTheHeap();
+      }
       // Loaded here, not at the top: client commands should not pay for every service and SDK.
       const [config, { createLogger }, { serve }] = await Promise.all([
         loadServerConfig(),
