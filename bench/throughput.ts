@@ -98,14 +98,9 @@ export async function throughputBench({ quick, runs }: ThroughputOptions): Promi
     `Throughput: ${FILES} files of ${seconds8} s, two at a time${runs > 1 ? `, median of ${runs} alternating runs` : ""}`,
     ["what", "vid2mp3", "xargs -P 2 ffmpeg", "ratio"],
     [
-      [`${FILES} × ${seconds8} s (${(FILES * seconds8) / 60} min of audio)`, median(times.ours)],
-      ["  same, cover=none (the baseline's work)", median(times.oursNoCover)],
-    ].map(([what, ours]) => [
-      what as string,
-      seconds(ours as number),
-      seconds(baseline),
-      ratio(baseline / (ours as number)),
-    ]),
+      { what: `${FILES} × ${seconds8} s (${(FILES * seconds8) / 60} min of audio)`, ms: median(times.ours) },
+      { what: "  same, cover=none (the baseline's work)", ms: median(times.oursNoCover) },
+    ].map(({ what, ms }) => [what, seconds(ms), seconds(baseline), ratio(baseline / ms)]),
     "vid2mp3: CONVERTER_CONCURRENCY=2, all 8 uploaded one after the other, then each waited for and\n" +
       "downloaded; baseline: xargs -P 2 running plain ffmpeg (-q:a 2) on the same files, already on disk.\n" +
       "ratio = baseline time ÷ vid2mp3 time (1.00× is the same throughput; files this short are never\n" +
@@ -118,7 +113,7 @@ export async function throughputBench({ quick, runs }: ThroughputOptions): Promi
   }
 }
 
-/** `count` different files of `seconds` each, cut by stream copy from one audio-heavy video. */
+/** FILES different files of `seconds` each, cut by stream copy from one audio-heavy video. */
 async function makeFiles(ffmpeg: string, dir: string, seconds: number): Promise<string[]> {
   const base = path.join(dir, "base.mp4");
   await makeAudioHeavy(ffmpeg, base, seconds + FILES * 10);
