@@ -10,7 +10,7 @@ import {
   packagedFfmpeg,
   systemFfmpeg,
 } from "./media.ts";
-import { mebibytes, median, now, printTable, ratio, say, seconds, withStep } from "./report.ts";
+import { inTurn, mebibytes, median, now, printTable, ratio, say, seconds, withStep } from "./report.ts";
 import { gateway, scratchDir, startSystem } from "./system.ts";
 
 /**
@@ -161,8 +161,7 @@ export async function conversionBench({ quick, runs }: ConversionOptions): Promi
         },
       ];
       for (let i = 1; i <= runs; i++) {
-        for (let k = 0; k < sides.length; k++) {
-          const side = sides[(i - 1 + k) % sides.length] as (typeof sides)[number];
+        for (const side of inTurn(sides, i)) {
           s.update(`run ${i}/${runs}, ${side.name}`);
           await side.run();
         }

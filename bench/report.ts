@@ -22,6 +22,15 @@ export function median(values: readonly number[]): number {
     : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
+/**
+ * `sides` in the order round `round` (counted from 1) runs them: each goes first in turn, so none
+ * always follows the same one.
+ */
+export function inTurn<T>(sides: readonly T[], round: number): T[] {
+  const first = (round - 1) % sides.length;
+  return [...sides.slice(first), ...sides.slice(0, first)];
+}
+
 export const seconds = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
 export const millis = (ms: number): string => `${ms.toFixed(ms < 10 ? 2 : 1)} ms`;
 export const ratio = (value: number): string => (Number.isFinite(value) ? `${value.toFixed(2)}×` : "n/a");

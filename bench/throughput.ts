@@ -2,7 +2,7 @@ import { execFile, spawn } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
 import { makeAudioHeavy, systemFfmpeg } from "./media.ts";
-import { median, now, printTable, ratio, say, seconds, withStep } from "./report.ts";
+import { inTurn, median, now, printTable, ratio, say, seconds, withStep } from "./report.ts";
 import { gateway, scratchDir, startSystem } from "./system.ts";
 
 const run = promisify(execFile);
@@ -66,7 +66,6 @@ export async function throughputBench({ quick, runs }: ThroughputOptions): Promi
       await xargs(ffmpeg, files);
       await throughVid2mp3({});
     });
-    // The three take turns going first, so none always follows the same one.
     const sides = [
       { name: "xargs", run: () => xargs(ffmpeg, files), times: times.baseline },
       { name: "vid2mp3", run: () => throughVid2mp3({}), times: times.ours },
@@ -81,8 +80,7 @@ export async function throughputBench({ quick, runs }: ThroughputOptions): Promi
       await withStep(
         `throughput: ${FILES} files of ${seconds8} s, xargs -P 2 and vid2mp3${of}`,
         async (s) => {
-          for (let k = 0; k < sides.length; k++) {
-            const side = sides[(round - 1 + k) % sides.length] as (typeof sides)[number];
+          for (const side of inTurn(sides, round)) {
             s.update(side.name);
             side.times.push(await side.run());
           }

@@ -29,15 +29,14 @@ export function createDurableWriteStream(
 
   const flushInBackground = () => {
     unflushed = 0;
-    flushing = handle.datasync().then(
-      () => {
-        flushing = undefined;
-      },
-      (error: unknown) => {
+    flushing = handle
+      .datasync()
+      .catch((error: unknown) => {
         flushError ??= error;
+      })
+      .finally(() => {
         flushing = undefined;
-      },
-    );
+      });
   };
 
   const writeAll = async (chunks: Buffer[]): Promise<void> => {
@@ -45,10 +44,13 @@ export function createDurableWriteStream(
     let { bytesWritten } = await handle.writev(chunks, position);
     const total = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
     // A short write (a full disk answers with one before ENOSPC) goes on from where it stopped.
-    while (bytesWritten < total) {
-      const rest = Buffer.concat(chunks).subarray(bytesWritten);
-      const { bytesWritten: more } = await handle.write(rest, 0, rest.length, position + bytesWritten);
-      bytesWritten += more;
+    if (bytesWritten < total) {
+      const all = Buffer.concat(chunks);
+      while (bytesWritten < total) {
+        const rest = all.subarray(bytesWritten);
+        const { bytesWritten: more } = await handle.write(rest, 0, rest.length, position + bytesWritten);
+        bytesWritten += more;
+      }
     }
     position += total;
     unflushed += total;

@@ -71,9 +71,7 @@ export function createFolderBlobStore(root: string): BlobStore {
         await pipeline(body, createDurableWriteStream(handle));
         const { size } = await handle.stat();
         await handle.close();
-        await rename(tmp, file);
-        // The new name itself is only kept once its folder is flushed.
-        await syncFolder(path.dirname(file));
+        await renameDurably(tmp, file);
         return { size };
       } catch (error) {
         await handle.close().catch(() => {});
@@ -96,12 +94,11 @@ export function createFolderBlobStore(root: string): BlobStore {
         await handle.close();
       }
       try {
-        await rename(source, file);
+        await renameDurably(source, file);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== "EXDEV") throw error;
         return store.put(key, createReadStream(source));
       }
-      await syncFolder(path.dirname(file));
       return { size };
     },
 
@@ -158,10 +155,14 @@ export function createFolderBlobStore(root: string): BlobStore {
   return store;
 }
 
-/** Flushes a folder's entries (a new name in it) to disk. Windows cannot open a folder, nor needs to. */
-async function syncFolder(folder: string): Promise<void> {
+/**
+ * Renames `from` to `to`, then flushes `to`'s folder: the new name itself is only kept on disk
+ * once its folder is. Windows cannot open a folder, nor needs to.
+ */
+async function renameDurably(from: string, to: string): Promise<void> {
+  await rename(from, to);
   if (process.platform === "win32") return;
-  const handle = await open(folder, "r");
+  const handle = await open(path.dirname(to), "r");
   try {
     await handle.sync();
   } finally {
