@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { ConversionOptions } from "./options.ts";
+import { ConversionOptions, QUALITIES } from "./options.ts";
 
 /**
  * The wire formats between services: queue messages are JSON with a `version`, validated on
@@ -80,6 +80,40 @@ export const Mp3Message = z.discriminatedUnion("outcome", [
   }),
 ]);
 export type Mp3Message = z.infer<typeof Mp3Message>;
+
+/**
+ * Converter → converters (`SEGMENT_QUEUE`): encode one segment of a long job's audio for the
+ * converter that holds the job (`CONVERTER_SEGMENT_FANOUT`). The segment's raw PCM waits in the
+ * blob store and its MP3 frames go there (`segmentKeys`); nothing else is named here, so a
+ * message can make a converter read and write only a segment's own blobs.
+ */
+export const SegmentMessage = z.object({
+  version: z.literal(1),
+  jobId: id,
+  /** The conversion attempt that offers the segment: each has blobs of its own. */
+  run: id,
+  index: z.number().int().nonnegative().max(100_000),
+  /** The PCM's format: 32-bit float samples, interleaved, at this rate and channel count. */
+  pcm: z.object({
+    sampleRate: z.number().int().min(8000).max(48_000),
+    channels: z.union([z.literal(1), z.literal(2)]),
+  }),
+  /** The job's encoder quality (absent: the default), the one setting a segment's encoder takes. */
+  quality: z.enum(QUALITIES).optional(),
+});
+export type SegmentMessage = z.infer<typeof SegmentMessage>;
+
+/** Where a segment's PCM waits and where its MP3 frames go. */
+export function segmentKeys({ jobId, run, index }: Pick<SegmentMessage, "jobId" | "run" | "index">): {
+  pcm: string;
+  mp3: string;
+} {
+  const folder = `${segmentsFolder(jobId)}/${run}`;
+  return { pcm: `${folder}/${index}.f32`, mp3: `${folder}/${index}.mp3` };
+}
+
+/** Every segment blob of a job, of all its conversion attempts. */
+export const segmentsFolder = (jobId: string): string => `segments/${jobId}`;
 
 export const videoKey = (jobId: string): string => `videos/${jobId}`;
 export const mp3Key = (mp3Id: string): string => `mp3s/${mp3Id}`;

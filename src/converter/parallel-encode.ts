@@ -1,5 +1,6 @@
 import { type FileHandle, mkdir, open, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   buildDecodeArgs,
   buildHeaderArgs,
@@ -10,7 +11,8 @@ import {
 import { withFrontCover } from "./id3-picture.ts";
 import { frameSamples, id3v2Length, parseFrameHeader, readFrames } from "./mp3-frames.ts";
 import { type JoinReport, Mp3Joiner } from "./mp3-join.ts";
-import { type FfmpegExit, runFfmpeg } from "./run-ffmpeg.ts";
+import { runFfmpegOrThrow } from "./run-ffmpeg.ts";
+import type { SegmentFanout } from "./segment-fanout.ts";
 import { planJoins, type Segment, segmentsFor } from "./segment-plan.ts";
 import { fillXingFrame, readDelayPadding, xingLayout } from "./xing.ts";
 
@@ -27,6 +29,9 @@ import { fillXingFrame, readDelayPadding, xingLayout } from "./xing.ts";
  *    decoder writes it (`-follow`), so no core waits for a segment's PCM to be all on disk; the
  *    last segment, which runs to the end of the stream, starts once the decoder is done. Segments
  *    start on frame boundaries of the whole and overlap (see segment-plan.ts and mp3-join.ts).
+ *    With a `fanout`, segments the local workers have no room for are offered to other converters
+ *    once their PCM is written (segment-fanout.ts); the local workers back up any that are still
+ *    out when nothing else is left, so a missing or dead helper costs time, never the encode.
  * 3. The segments' frames are joined in order into the output, behind the tag and the Xing frame,
  *    whose totals (frames, bytes, seek table, delay and padding, CRCs) are filled in last. Each
  *    segment's MP3 is read a MiB at a time, so the joining's memory does not grow with the length.
@@ -43,8 +48,10 @@ export interface SegmentedEncodeOptions {
   pcm: PcmFormat;
   /** The input's duration as its container tells it (for the plan; the real length may differ). */
   estimatedSeconds: number;
-  /** Encoder processes at once. */
+  /** Encoder processes at once on this machine. */
   workers: number;
+  /** Other converters to offer segments to (segment-fanout.ts); undefined: this machine does all. */
+  fanout?: SegmentFanout | undefined;
   /** `performance.now()` time at which every process is killed. */
   deadline: number;
   signal?: AbortSignal | undefined;
@@ -59,16 +66,19 @@ export interface SegmentedEncodeOptions {
 export interface SegmentedEncodeResult {
   durationSeconds: number;
   segments: number;
+  /** Of those, how many other converters encoded (fan-out). */
+  remoteSegments: number;
   /** The joins: where, and how much of the bit reservoir was carried across. */
   joins: JoinReport[];
 }
 
 /** Bytes per sample per channel in the PCM file (32-bit float). */
 const SAMPLE_BYTES = 4;
-const STDERR_TAIL_LINES = 12;
+/** How often a segment offered to another converter checks whether its PCM is all written. */
+const PCM_POLL_MS = 100;
 
 export async function encodeInSegments(options: SegmentedEncodeOptions): Promise<SegmentedEncodeResult> {
-  const { conversion, pcm, workers } = options;
+  const { conversion, pcm, workers, fanout } = options;
   const scratch = `${conversion.output}.segments`;
   await rm(scratch, { recursive: true, force: true });
   await mkdir(scratch, { recursive: true });
@@ -87,7 +97,11 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
     stop.abort(error);
   };
   try {
-    return await run();
+    const result = await run();
+    // Offers still out (a segment backed up here won) and losing runs end now.
+    stop.abort(new Error("the encode is done"));
+    await Promise.allSettled(processes);
+    return result;
   } catch (error) {
     fail(error);
     await Promise.allSettled(processes);
@@ -105,13 +119,21 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
     const spf = frameSamples(pcm.sampleRate);
     const sampleBytes = SAMPLE_BYTES * pcm.channels;
     const estimatedFrames = Math.floor((options.estimatedSeconds * pcm.sampleRate) / spf);
-    const joins = planJoins(estimatedFrames, pcm.sampleRate, workers, options.minSegmentSeconds);
+    // Planned for every encoder that may take part: cut for this machine alone, a fanned-out
+    // encode's segments would be too long for the helpers to shorten its time.
+    const joins = planJoins(
+      estimatedFrames,
+      pcm.sampleRate,
+      workers + (fanout?.helpers ?? 0),
+      options.minSegmentSeconds,
+    );
     let segments = segmentsFor(joins, pcm.sampleRate);
     const pcmFile = path.join(scratch, "audio.f32");
     const headerFile = path.join(scratch, "header.mp3");
     const progress = new EncodedSeconds(options.estimatedSeconds, options.onProgress);
+    let remoteSegments = 0;
 
-    // The segment encoders started so far, and how each ended (by segment index).
+    // The segments started so far, in order, and how each ended (by segment index).
     const started: Segment[] = [];
     const encoded = new Map<number, Deferred<string>>();
     const deferredFor = (index: number): Deferred<string> => {
@@ -122,6 +144,18 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
       }
       return entry;
     };
+    // Who encodes each started segment not yet done: here, another converter, or both (a late
+    // helper's segment backed up here). Each run is cancelled on its own when the other wins.
+    const runs = new Map<number, { local?: AbortController; remote?: AbortController }>();
+    const runsOf = (index: number) => {
+      let entry = runs.get(index);
+      if (!entry) {
+        entry = {};
+        runs.set(index, entry);
+      }
+      return entry;
+    };
+    const done = new Set<number>();
     // 1. The decoder. Until it is done, the stream's real length is not known.
     let totalSamples: number | undefined;
     // The PCM file exists before any encoder opens it (they follow it as it grows).
@@ -137,7 +171,9 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
         );
         if (cutFrom !== -1) {
           for (const segment of started.splice(cutFrom)) {
-            cancels.get(segment.index)?.abort(new Error("the stream ends before this segment does"));
+            const reason = new Error("the stream ends before this segment does");
+            for (const run of Object.values(runs.get(segment.index) ?? {})) run.abort(reason);
+            runs.delete(segment.index);
           }
         }
         segments = replanned;
@@ -158,43 +194,110 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
       { once: true },
     );
 
-    // 2. The segment encoders, started in order as workers are free. A segment that ends before
-    // the stream does reads its PCM as it is written; the last one waits for the decoder. A run
-    // cancelled because the stream ended early (above) is no failure: its outcome is dropped.
-    let running = 0;
-    const cancels = new Map<number, AbortController>();
+    // 2. The segment encoders, started in order: here while a local worker is free, else offered
+    // to other converters while fewer than `fanout.helpers` offers are out. A segment that ends
+    // before the stream does is read as it is written (or offered once it is all written); the
+    // last one waits for the decoder. Once every segment is started, a free local worker backs up
+    // the first one still out with a helper: nobody may have taken it, or its helper died. A run
+    // cancelled because the stream ended early (above) or the other run won is no failure.
+    let runningLocal = 0;
+    let runningRemote = 0;
+    const helpers = fanout?.helpers ?? 0;
     function schedule(): void {
-      while (running < workers && started.length < segments.length && !stop.signal.aborted) {
-        const segment = segments[started.length] as Segment;
-        if (segment.endSample === null && totalSamples === undefined) return;
-        started.push(segment);
-        running++;
-        const cancel = new AbortController();
-        cancels.set(segment.index, cancel);
-        const done = encodeSegment(segment, AbortSignal.any([stop.signal, cancel.signal])).finally(() => {
-          running--;
-          schedule();
-        });
-        const entry = deferredFor(segment.index);
-        processes.push(
-          done.then(
-            (file) => {
-              if (!cancel.signal.aborted) entry.resolve(file);
-            },
+      while (!stop.signal.aborted) {
+        const next = segments[started.length];
+        const startable = next !== undefined && (next.endSample !== null || totalSamples !== undefined);
+        if (startable && runningLocal < workers) {
+          started.push(next);
+          startLocal(next);
+        } else if (startable && runningRemote < helpers) {
+          started.push(next);
+          startRemote(next);
+        } else if (next === undefined && runningLocal < workers) {
+          const late = started.find((segment) => !done.has(segment.index) && !runs.get(segment.index)?.local);
+          if (!late) return;
+          startLocal(late);
+        } else {
+          return;
+        }
+      }
+    }
+
+    /** The run's outcome: the segment's file when it won, nothing when cancelled or beaten. */
+    function settle(segment: Segment, run: AbortController, file: string): void {
+      if (run.signal.aborted || done.has(segment.index)) return;
+      done.add(segment.index);
+      if (runsOf(segment.index).remote === run) remoteSegments++;
+      progress.set(segment.index, segmentSeconds(segment));
+      for (const other of Object.values(runsOf(segment.index))) {
+        if (other !== run) other.abort(new Error("the segment is encoded already"));
+      }
+      runs.delete(segment.index);
+      deferredFor(segment.index).resolve(file);
+    }
+
+    function startLocal(segment: Segment): void {
+      const run = new AbortController();
+      runsOf(segment.index).local = run;
+      runningLocal++;
+      const encoding = encodeSegment(segment, AbortSignal.any([stop.signal, run.signal]));
+      processes.push(
+        encoding
+          .then(
+            (file) => settle(segment, run, file),
             (error: unknown) => {
-              if (cancel.signal.aborted) return;
-              entry.reject(error);
+              if (run.signal.aborted) return;
+              deferredFor(segment.index).reject(error);
               fail(error);
             },
-          ),
-        );
+          )
+          .finally(() => {
+            runningLocal--;
+            schedule();
+          }),
+      );
+    }
+
+    function startRemote(segment: Segment): void {
+      const helper = fanout as SegmentFanout;
+      const run = new AbortController();
+      runsOf(segment.index).remote = run;
+      runningRemote++;
+      const signal = AbortSignal.any([stop.signal, run.signal]);
+      const encoding = (async () => {
+        const byteStart = segment.startSample * sampleBytes;
+        const end = segment.endSample ?? (totalSamples as number);
+        await pcmWritten(end * sampleBytes, signal);
+        const byteEnd = Math.min(end, totalSamples ?? end) * sampleBytes;
+        const output = path.join(scratch, `segment-${segment.index}.remote.mp3`);
+        return helper.encode({ index: segment.index, pcmFile, pcm, byteStart, byteEnd, output }, signal);
+      })();
+      processes.push(
+        encoding
+          // A failure is not the encode's: the segment is then encoded here (see `schedule`).
+          .then(
+            (file) => settle(segment, run, file),
+            () => {},
+          )
+          .finally(() => {
+            runningRemote--;
+            const current = runs.get(segment.index);
+            if (current?.remote === run) delete current.remote;
+            schedule();
+          }),
+      );
+    }
+
+    /** Resolves once the decoder has written `bytes` of PCM (or has ended: then the plan may change). */
+    async function pcmWritten(bytes: number, signal: AbortSignal): Promise<void> {
+      while (totalSamples === undefined && (await stat(pcmFile)).size < bytes) {
+        await sleep(PCM_POLL_MS, undefined, { signal });
       }
     }
 
     async function encodeSegment(segment: Segment, signal: AbortSignal): Promise<string> {
       const output = path.join(scratch, `segment-${segment.index}.mp3`);
       const end = segment.endSample ?? (totalSamples as number);
-      let seconds = 0;
       await runOrThrow(`segment ${segment.index}`, {
         args: buildSegmentEncodeArgs({
           ...conversion,
@@ -208,12 +311,16 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
         onStdoutLine: (line) => {
           if (!line.startsWith("out_time_us=")) return;
           const micros = Number(line.slice("out_time_us=".length));
-          if (!Number.isFinite(micros) || micros < 0) return;
-          progress.add(micros / 1e6 - seconds);
-          seconds = micros / 1e6;
+          if (Number.isFinite(micros) && micros >= 0) progress.set(segment.index, micros / 1e6);
         },
       });
       return output;
+    }
+
+    function segmentSeconds(segment: Segment): number {
+      return (
+        ((segment.endSample ?? totalSamples ?? segment.startSample) - segment.startSample) / pcm.sampleRate
+      );
     }
 
     schedule();
@@ -281,39 +388,38 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
         musicCrc: joined.crc,
       });
       await out.write(xing, 0, xing.length, tag.length);
-      return { durationSeconds: samples / pcm.sampleRate, segments: segments.length, joins: joined.joins };
+      return {
+        durationSeconds: samples / pcm.sampleRate,
+        segments: segments.length,
+        remoteSegments,
+        joins: joined.joins,
+      };
     } finally {
       await out.close();
     }
   }
 
   /** Runs one ffmpeg of this encode; rejects unless it exits with 0. */
-  async function runOrThrow(
+  function runOrThrow(
     what: string,
     run: { args: string[]; onStdoutLine?: (line: string) => void; signal?: AbortSignal },
   ): Promise<void> {
-    const tail: string[] = [];
-    const exit: FfmpegExit = await runFfmpeg({
+    return runFfmpegOrThrow(what, {
       ffmpegPath: options.ffmpegPath,
       args: run.args,
       deadline: options.deadline,
       signal: run.signal ?? stop.signal,
       onStdoutLine: run.onStdoutLine,
-      onStderrLine: (line) => {
-        tail.push(line);
-        if (tail.length > STDERR_TAIL_LINES) tail.shift();
-        return undefined;
-      },
     });
-    if (exit.outcome !== "exited" || exit.code !== 0) {
-      const how = exit.outcome !== "exited" ? exit.outcome : `exited with code ${exit.code}`;
-      throw new Error(`ffmpeg (${what}) ${how}: ${tail.slice(-4).join("\n")}`);
-    }
   }
 }
 
-/** Sums the seconds the encoders report and passes the fraction of the whole on, never above 0.99. */
+/**
+ * Sums the seconds each segment has encoded (a segment encoded twice, here and by a helper, counts
+ * once) and passes the fraction of the whole on, never above 0.99.
+ */
 class EncodedSeconds {
+  private readonly bySegment = new Map<number, number>();
   private seconds = 0;
   private readonly total: number;
   private readonly onProgress: ((fraction: number) => void) | undefined;
@@ -323,9 +429,11 @@ class EncodedSeconds {
     this.onProgress = onProgress;
   }
 
-  add(seconds: number): void {
-    if (seconds <= 0 || this.total <= 0) return;
-    this.seconds += seconds;
+  set(segment: number, seconds: number): void {
+    const before = this.bySegment.get(segment) ?? 0;
+    if (seconds <= before || this.total <= 0) return;
+    this.bySegment.set(segment, seconds);
+    this.seconds += seconds - before;
     this.onProgress?.(Math.min(0.99, this.seconds / this.total));
   }
 }

@@ -76,3 +76,29 @@ export function runFfmpeg({
     });
   });
 }
+
+/** Lines of stderr an error of `runFfmpegOrThrow` quotes. */
+const QUOTED_STDERR_LINES = 4;
+
+/**
+ * Runs ffmpeg (`what` names the run in the error) and rejects unless it exits with 0, quoting the
+ * last lines of its stderr: for runs whose failure needs no diagnosis, only a reason to log.
+ */
+export async function runFfmpegOrThrow(
+  what: string,
+  options: Omit<RunFfmpegOptions, "onStderrLine">,
+): Promise<void> {
+  const tail: string[] = [];
+  const exit = await runFfmpeg({
+    ...options,
+    onStderrLine: (line) => {
+      tail.push(line);
+      if (tail.length > QUOTED_STDERR_LINES) tail.shift();
+      return undefined;
+    },
+  });
+  if (exit.outcome !== "exited" || exit.code !== 0) {
+    const how = exit.outcome !== "exited" ? exit.outcome : `exited with code ${exit.code}`;
+    throw new Error(`ffmpeg (${what}) ${how}: ${tail.join("\n")}`);
+  }
+}

@@ -1,4 +1,5 @@
 import { frameSamples } from "./mp3-frames.ts";
+import type { SegmentFanout } from "./segment-fanout.ts";
 
 /**
  * When a segmented (parallel) encode pays, and how the audio is cut for it. Pure arithmetic, kept
@@ -17,8 +18,10 @@ export const MIN_TAIL_FRAMES = 64;
 const MIN_SEGMENT_SECONDS = 60;
 
 export interface SegmentingSettings {
-  /** Encoder processes at once for one conversion; 1 means never segment. */
+  /** Encoder processes at once for one conversion on this machine. */
   workers: number;
+  /** Other converters that may encode segments too (none: 1 worker means never segment). */
+  fanout?: SegmentFanout | undefined;
   /** Audio shorter than this is encoded in one run (the segmented path's own cost would eat the gain). */
   minSeconds: number;
 }
@@ -26,7 +29,7 @@ export interface SegmentingSettings {
 /** Whether a conversion of `durationSeconds` of audio is worth segmenting. */
 export function shouldSegment(durationSeconds: number | undefined, settings: SegmentingSettings): boolean {
   return (
-    settings.workers > 1 &&
+    settings.workers + (settings.fanout?.helpers ?? 0) > 1 &&
     durationSeconds !== undefined &&
     Number.isFinite(durationSeconds) &&
     durationSeconds >= Math.max(settings.minSeconds, 2 * MIN_SEGMENT_SECONDS)

@@ -2,7 +2,14 @@ import { randomUUID } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import path from "node:path";
-import { type JobEvent, type Mp3Message, mp3Key, parseWith, VideoMessage } from "../contracts/messages.ts";
+import {
+  type JobEvent,
+  type Mp3Message,
+  mp3Key,
+  parseWith,
+  SegmentMessage,
+  VideoMessage,
+} from "../contracts/messages.ts";
 import { BlobNotFoundError, type BlobStore, type LocalFile } from "../platform/blobs/blob-store.ts";
 import type { Broker, Consumer, Delivery } from "../platform/broker/broker.ts";
 import type { Config } from "../platform/config.ts";
@@ -12,6 +19,8 @@ import { unavailableCause } from "../platform/unavailable.ts";
 import { ConversionError } from "./conversion-error.ts";
 import { type ConversionOutcome, createConverterMetrics } from "./metrics.ts";
 import { createProgressReporter } from "./progress-reporter.ts";
+import { createSegmentFanout, type SegmentFanout } from "./segment-fanout.ts";
+import { createSegmentHelper } from "./segment-helper.ts";
 import { type AudioPath, transcode } from "./transcode.ts";
 
 /**
@@ -69,6 +78,8 @@ interface ConvertedSummary {
   normalized?: boolean;
   /** Segments encoded at once, when the encode was segmented (and why it was given up, if it was). */
   segments?: number;
+  /** Of those, how many other converters encoded. */
+  remoteSegments?: number;
   segmentingAbandoned?: string;
 }
 
@@ -85,6 +96,7 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
   // Under the data dir, not the OS temp dir: it is the volume sized for videos.
   const workDir = path.join(config.dataDir, "tmp", "converter");
   let consumer: Consumer | undefined;
+  let segmentConsumer: Consumer | undefined;
   const shutdown = new AbortController();
   const metrics = createConverterMetrics(
     deps.metrics ?? createServiceMetrics("converter", { processMetrics: false }),
@@ -94,7 +106,7 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
   const publishMp3 = (message: Mp3Message): Promise<void> => broker.publish(config.queues.mp3, message);
   const now = (): string => new Date().toISOString();
 
-  // Conversions in hand: a segmented encode takes the cores the others leave free.
+  // Conversions and helped segments in hand: a segmented encode takes the cores the others leave free.
   let running = 0;
   const segmentWorkers = (): number => {
     const { workers } = config.converterSegments;
@@ -191,6 +203,18 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
 
     // Unique per attempt: a redelivery may overlap with a run that is still going elsewhere.
     const mp3File = path.join(workDir, `${video.mp3Id}-${randomUUID()}.mp3`);
+    const fanout: SegmentFanout | undefined =
+      config.converterSegments.fanout > 0
+        ? createSegmentFanout({
+            broker,
+            blobs,
+            queue: config.queues.segments,
+            jobId: video.jobId,
+            quality: video.options?.quality,
+            helpers: config.converterSegments.fanout,
+            logger: log,
+          })
+        : undefined;
     const progress = createProgressReporter({
       publish: (fraction, durationSeconds) =>
         publishEvent({
@@ -215,7 +239,7 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
         maxSeconds: config.limits.maxAudioSeconds,
         onProgress: (fraction, inputDuration) => progress.update(fraction, inputDuration),
         signal,
-        segmenting: { workers: segmentWorkers(), minSeconds: config.converterSegments.minSeconds },
+        segmenting: { workers: segmentWorkers(), minSeconds: config.converterSegments.minSeconds, fanout },
       });
       const {
         durationSeconds,
@@ -225,6 +249,7 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
         cover,
         normalized,
         segments,
+        remoteSegments,
         segmentingAbandoned,
       } = transcoded;
       // Progress events must not arrive after the outcome.
@@ -247,12 +272,14 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
         normalized,
         ...(copyAbandoned && { copyAbandoned }),
         ...(segments && { segments }),
+        ...(remoteSegments && { remoteSegments }),
         ...(segmentingAbandoned && { segmentingAbandoned }),
       };
     } finally {
       await progress.settled();
       await rm(mp3File, { force: true });
       await local.release();
+      await fanout?.close();
     }
   }
 
@@ -313,20 +340,57 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
         // a running conversion back and hand it to a second converter.
         holdLimitMs: (config.ffmpeg.timeoutSeconds + HOLD_MARGIN_SECONDS) * 1000,
       });
+      if (config.converterSegments.fanout > 0) {
+        const help = createSegmentHelper({
+          blobs,
+          ffmpegPath,
+          workDir,
+          timeoutSeconds: config.ffmpeg.timeoutSeconds,
+          logger,
+        });
+        segmentConsumer = await broker.consume(
+          config.queues.segments,
+          async (delivery: Delivery<SegmentMessage>) => {
+            running++;
+            try {
+              await help({ ...delivery, signal: AbortSignal.any([shutdown.signal, delivery.signal]) });
+            } finally {
+              running--;
+            }
+          },
+          {
+            parse: parseWith(SegmentMessage),
+            // As many as whole conversions: a converter helps with what it could convert itself.
+            concurrency: config.converterConcurrency,
+            holdLimitMs: (config.ffmpeg.timeoutSeconds + HOLD_MARGIN_SECONDS) * 1000,
+          },
+        );
+      }
       logger.info(
-        { queue: config.queues.video, concurrency: config.converterConcurrency, ffmpegPath },
+        {
+          queue: config.queues.video,
+          concurrency: config.converterConcurrency,
+          ffmpegPath,
+          ...(segmentConsumer && { segmentQueue: config.queues.segments }),
+        },
         "converter consuming",
       );
     },
 
     async close() {
       const running = consumer;
+      const helping = segmentConsumer;
       consumer = undefined;
+      segmentConsumer = undefined;
       // Stop taking messages; the conversions in hand may finish within the drain time (a
       // scaled-down Kubernetes pod loses no work), and are stopped after it, their messages
       // coming back unacknowledged.
       try {
-        await running?.close({ graceMs: config.converterDrainSeconds * 1000 });
+        await Promise.all([
+          running?.close({ graceMs: config.converterDrainSeconds * 1000 }),
+          // A segment in hand is only help: given back at once, its converter does it itself.
+          helping?.close(),
+        ]);
       } finally {
         shutdown.abort();
       }

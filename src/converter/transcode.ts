@@ -65,6 +65,8 @@ export interface TranscodeResult {
   normalized: boolean;
   /** Segments encoded at once and joined, when the encode was segmented. */
   segments?: number;
+  /** Of those, how many other converters encoded (CONVERTER_SEGMENT_FANOUT), when any did. */
+  remoteSegments?: number;
   /** Why a segmented encode was given up for a single run, if it was. */
   segmentingAbandoned?: string;
 }
@@ -381,7 +383,7 @@ async function encode(
   cover: Promise<Uint8Array | undefined>,
   /** The first run, when it was started before the plan was known (see `transcode`). */
   early?: FirstRun,
-): Promise<Pick<TranscodeResult, "durationSeconds" | "segments" | "segmentingAbandoned">> {
+): Promise<Pick<TranscodeResult, "durationSeconds" | "segments" | "remoteSegments" | "segmentingAbandoned">> {
   // Every option is reproduced exactly by a segmented encode (its processes take their arguments
   // from the single run's), so any plan may be segmented.
   const segmenting = options.segmenting;
@@ -398,13 +400,18 @@ async function encode(
       pcm: first.segment,
       estimatedSeconds: expectedSeconds ?? first.inputDurationSeconds,
       workers: segmenting?.workers ?? 1,
+      fanout: segmenting?.fanout,
       cover,
       deadline,
       signal: options.signal,
       onProgress: (fraction) => emitProgress(span.from + fraction * (span.to - span.from), expectedSeconds),
     });
     emitProgress(span.to, expectedSeconds);
-    return { durationSeconds: segmented.durationSeconds, segments: segmented.segments };
+    return {
+      durationSeconds: segmented.durationSeconds,
+      segments: segmented.segments,
+      ...(segmented.remoteSegments > 0 && { remoteSegments: segmented.remoteSegments }),
+    };
   } catch (error) {
     if (options.signal?.aborted) throw new Error("conversion aborted", { cause: options.signal.reason });
     if (performance.now() >= deadline) throw ConversionError.timeout(options.timeoutSeconds);

@@ -58,6 +58,9 @@ const schema = {
     })
     .default("auto"),
   CONVERTER_SEGMENT_MIN_SECONDS: nonNegativeNumber.default(180),
+  // Segments of one long conversion offered at once to the other converters (0: none; every
+  // converter with more than 0 also helps the others).
+  CONVERTER_SEGMENT_FANOUT: wholeNumber(0, 64).default(0),
   // A week: long enough to come back for a file, short enough that storage does not grow for ever.
   RETENTION_HOURS: nonNegativeNumber.default(168),
   // 0 switches a limit off. Four hours of audio covers films and long podcasts; its MP3 stays under 600 MB.
@@ -85,6 +88,7 @@ const schema = {
   VIDEO_QUEUE: z.string().min(1).default("video"),
   MP3_QUEUE: z.string().min(1).default("mp3"),
   JOB_EVENTS_QUEUE: z.string().min(1).default("job-events"),
+  SEGMENT_QUEUE: z.string().min(1).default("video-segments"),
   RETRY_DELAY_MS: nonNegativeNumber.default(5000),
   MAX_ATTEMPTS: positiveInt.default(5),
   RETRY_MAX_DELAY_MS: nonNegativeNumber.default(30 * 60_000),
@@ -147,8 +151,11 @@ export interface Config {
   converterConcurrency: number;
   /** On shutdown, how long conversions in hand may go on before they are stopped (0: at once). */
   converterDrainSeconds: number;
-  /** Segmented encoding: encoder processes per long conversion ("auto": the free cores), and from which audio length. */
-  converterSegments: { workers: number | "auto"; minSeconds: number };
+  /**
+   * Segmented encoding: encoder processes per long conversion ("auto": the free cores), from which
+   * audio length, and how many segments at once are offered to the other converters (0: none).
+   */
+  converterSegments: { workers: number | "auto"; minSeconds: number; fanout: number };
   retentionHours: number;
   limits: {
     /** Longest audio converted, in seconds; 0 = no limit. */
@@ -162,7 +169,8 @@ export interface Config {
   trustProxy: string[];
   /** Bearer token for `GET /metrics`; undefined = /metrics answers only on loopback. */
   metricsToken: string | undefined;
-  queues: { video: string; mp3: string; jobEvents: string };
+  /** `segments`: a long conversion's segments offered to the other converters (CONVERTER_SEGMENT_FANOUT). */
+  queues: { video: string; mp3: string; jobEvents: string; segments: string };
   /** Failed messages: first delay (doubling), the longest delay, deliveries before the dead-letter queue (mails: `mailMaxAttempts`). */
   retry: { delayMs: number; maxAttempts: number; maxDelayMs: number; mailMaxAttempts: number };
   /** The gateway's sweep of unfinished jobs whose message was lost (see gateway/job-lifecycle.ts). */
@@ -234,7 +242,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ffmpeg: { path: r.FFMPEG_PATH, timeoutSeconds: r.FFMPEG_TIMEOUT_SECONDS },
     converterConcurrency: r.CONVERTER_CONCURRENCY,
     converterDrainSeconds: r.CONVERTER_DRAIN_SECONDS,
-    converterSegments: { workers: r.CONVERTER_SEGMENT_WORKERS, minSeconds: r.CONVERTER_SEGMENT_MIN_SECONDS },
+    converterSegments: {
+      workers: r.CONVERTER_SEGMENT_WORKERS,
+      minSeconds: r.CONVERTER_SEGMENT_MIN_SECONDS,
+      fanout: r.CONVERTER_SEGMENT_FANOUT,
+    },
     retentionHours: r.RETENTION_HOURS,
     limits: {
       maxAudioSeconds: r.MAX_AUDIO_SECONDS,
@@ -243,7 +255,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     trustProxy: r.TRUST_PROXY,
     metricsToken: r.METRICS_TOKEN,
-    queues: { video: r.VIDEO_QUEUE, mp3: r.MP3_QUEUE, jobEvents: r.JOB_EVENTS_QUEUE },
+    queues: {
+      video: r.VIDEO_QUEUE,
+      mp3: r.MP3_QUEUE,
+      jobEvents: r.JOB_EVENTS_QUEUE,
+      segments: r.SEGMENT_QUEUE,
+    },
     retry: {
       delayMs: r.RETRY_DELAY_MS,
       maxAttempts: r.MAX_ATTEMPTS,

@@ -24,6 +24,11 @@ export interface BlobStore {
   /** Removes the blob; removing a missing blob is not an error. */
   delete(key: string): Promise<void>;
   /**
+   * The keys of the blobs under the folder `prefix` (`segments/<jobId>` lists
+   * `segments/<jobId>/…`), in no particular order; none when there are none.
+   */
+  list(prefix: string): Promise<string[]>;
+  /**
    * A file on local disk with the blob's bytes, for tools that must seek in their input (ffmpeg on
    * MP4). A folder store hands out its own file; a remote store streams a temporary copy into
    * `tmpDir`. `release()` removes any temporary copy.

@@ -123,6 +123,22 @@ export function createFolderBlobStore(root: string): BlobStore {
       if (blob) await unlink(blob.file).catch(undefinedIfMissing);
     },
 
+    async list(prefix) {
+      const folder = fileOf(prefix);
+      const real = await realpathIfExists(folder);
+      // A folder that leads out of the root (a symlink) holds no blobs of this store.
+      if (real === undefined || !isInside(await realRoot(), real)) return [];
+      const entries = await readdir(real, { recursive: true, withFileTypes: true }).catch(
+        (error: unknown) => undefinedIfMissing(error) ?? [],
+      );
+      return entries
+        .filter((entry) => entry.isFile())
+        .map((entry) =>
+          path.relative(real, path.join(entry.parentPath, entry.name)).split(path.sep).join("/"),
+        )
+        .map((name) => `${prefix}/${name}`);
+    },
+
     // The blob's own file: nothing to copy, nothing to release.
     async toLocalFile(key) {
       const blob = await find(key);

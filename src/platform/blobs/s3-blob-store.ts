@@ -13,6 +13,7 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  ListObjectsV2Command,
   S3Client,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
@@ -246,6 +247,22 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
       } catch (error) {
         if (!isNotFound(error)) throw storageError(`could not delete ${key} from ${where}`, error);
       }
+    },
+
+    async list(prefix) {
+      assertValidKey(prefix);
+      const keys: string[] = [];
+      let token: string | undefined;
+      do {
+        const page = await client
+          .send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${prefix}/`, ContinuationToken: token }))
+          .catch((error: unknown) => {
+            throw storageError(`could not list ${prefix}/ in ${where}`, error);
+          });
+        for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      return keys;
     },
 
     // Uploaded like any body: the file stays the caller's.

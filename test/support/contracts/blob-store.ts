@@ -122,6 +122,19 @@ export function blobStoreContract(
       await store.delete(uniqueKey());
     });
 
+    it("lists the keys under a folder, nested ones too, and nothing of its neighbours", async () => {
+      const folder = `contract/${randomUUID()}`;
+      const keys = [`${folder}/a.mp3`, `${folder}/b/c.f32`, `${folder}/b/d`];
+      for (const key of keys) await store.put(key, Readable.from([Buffer.from(key)]));
+      // A neighbour whose name starts like the folder's is not in it.
+      await store.put(`${folder}x/e`, Readable.from([Buffer.from("e")]));
+      assert.deepEqual((await store.list(folder)).sort(), keys);
+      assert.deepEqual((await store.list(`${folder}/b`)).sort(), keys.slice(1));
+      assert.deepEqual(await store.list(`contract/${randomUUID()}`), []);
+      for (const key of keys) await store.delete(key);
+      assert.deepEqual(await store.list(folder), []);
+    });
+
     it("throws BlobNotFoundError for a missing blob", async () => {
       const key = uniqueKey();
       await assert.rejects(
@@ -176,6 +189,7 @@ export function blobStoreContract(
         await assert.rejects(store.get(key), /invalid blob key/, label);
         await assert.rejects(store.stat(key), /invalid blob key/, label);
         await assert.rejects(store.delete(key), /invalid blob key/, label);
+        await assert.rejects(store.list(key), /invalid blob key/, label);
         await assert.rejects(store.toLocalFile(key, tmpDir), /invalid blob key/, label);
       }
     });
