@@ -47,6 +47,7 @@ export function createSegmentHelper(deps: SegmentHelperDeps): SegmentHelper {
         log.info("segment no longer wanted (encoded already, or its conversion ended); skipped");
         return;
       }
+      log.info("segment encoding");
       const bytes = (await stat(pcm.path)).size;
       const sampleBytes = 4 * segment.pcm.channels;
       if (bytes === 0 || bytes % sampleBytes !== 0) {

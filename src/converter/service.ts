@@ -96,7 +96,6 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
   // Under the data dir, not the OS temp dir: it is the volume sized for videos.
   const workDir = path.join(config.dataDir, "tmp", "converter");
   let consumer: Consumer | undefined;
-  let segmentConsumer: Consumer | undefined;
   const shutdown = new AbortController();
   const metrics = createConverterMetrics(
     deps.metrics ?? createServiceMetrics("converter", { processMetrics: false }),
@@ -108,6 +107,56 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
 
   // Conversions and helped segments in hand: a segmented encode takes the cores the others leave free.
   let running = 0;
+  // Whole conversions in hand.
+  let jobs = 0;
+  let closing = false;
+
+  // With fan-out on, a converter helps the others (segment-helper.ts) while it has room for a whole
+  // job: it consumes SEGMENT_QUEUE only then, so it never takes its own offers while its slots are
+  // full, and a busy cluster keeps its cores for whole jobs. Segments in hand when it stops
+  // helping are finished (they are a few minutes of work at most).
+  const help = createSegmentHelper({
+    blobs,
+    ffmpegPath,
+    workDir,
+    timeoutSeconds: config.ffmpeg.timeoutSeconds,
+    logger,
+  });
+  let helping: Promise<Consumer | undefined> = Promise.resolve(undefined);
+  let helpingWanted = false;
+  function helpWhileIdle(): void {
+    const wanted = config.converterSegments.fanout > 0 && !closing && jobs < config.converterConcurrency;
+    if (wanted === helpingWanted) return;
+    helpingWanted = wanted;
+    helping = helping
+      .then(async (current) => {
+        if (!wanted) {
+          current?.close({ graceMs: config.ffmpeg.timeoutSeconds * 1000 }).catch(() => {});
+          return undefined;
+        }
+        return (
+          current ??
+          (await broker.consume(config.queues.segments, helpSegment, {
+            parse: parseWith(SegmentMessage),
+            concurrency: config.converterConcurrency,
+          }))
+        );
+      })
+      .catch((error: unknown) => {
+        logger.warn({ err: error }, "could not start or stop helping with segments");
+        helpingWanted = false;
+        return undefined;
+      });
+  }
+
+  async function helpSegment(delivery: Delivery<SegmentMessage>): Promise<void> {
+    running++;
+    try {
+      await help({ ...delivery, signal: AbortSignal.any([shutdown.signal, delivery.signal]) });
+    } finally {
+      running--;
+    }
+  }
   const segmentWorkers = (): number => {
     const { workers } = config.converterSegments;
     return workers === "auto" ? Math.max(1, availableParallelism() - (running - 1)) : workers;
@@ -120,6 +169,8 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
     // ffmpeg is killed and nothing is stored or reported.
     const signal = AbortSignal.any([shutdown.signal, delivery.signal]);
     running++;
+    jobs++;
+    helpWhileIdle();
     try {
       ended(await convertOnce(delivery, signal));
     } catch (error) {
@@ -128,6 +179,8 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
       throw error;
     } finally {
       running--;
+      jobs--;
+      helpWhileIdle();
     }
   }
 
@@ -340,38 +393,13 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
         // a running conversion back and hand it to a second converter.
         holdLimitMs: (config.ffmpeg.timeoutSeconds + HOLD_MARGIN_SECONDS) * 1000,
       });
-      if (config.converterSegments.fanout > 0) {
-        const help = createSegmentHelper({
-          blobs,
-          ffmpegPath,
-          workDir,
-          timeoutSeconds: config.ffmpeg.timeoutSeconds,
-          logger,
-        });
-        segmentConsumer = await broker.consume(
-          config.queues.segments,
-          async (delivery: Delivery<SegmentMessage>) => {
-            running++;
-            try {
-              await help({ ...delivery, signal: AbortSignal.any([shutdown.signal, delivery.signal]) });
-            } finally {
-              running--;
-            }
-          },
-          {
-            parse: parseWith(SegmentMessage),
-            // As many as whole conversions: a converter helps with what it could convert itself.
-            concurrency: config.converterConcurrency,
-            holdLimitMs: (config.ffmpeg.timeoutSeconds + HOLD_MARGIN_SECONDS) * 1000,
-          },
-        );
-      }
+      helpWhileIdle();
       logger.info(
         {
           queue: config.queues.video,
           concurrency: config.converterConcurrency,
           ffmpegPath,
-          ...(segmentConsumer && { segmentQueue: config.queues.segments }),
+          ...(config.converterSegments.fanout > 0 && { segmentQueue: config.queues.segments }),
         },
         "converter consuming",
       );
@@ -379,17 +407,19 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
 
     async close() {
       const running = consumer;
-      const helping = segmentConsumer;
       consumer = undefined;
-      segmentConsumer = undefined;
+      // No more helping; a segment in hand is only help: given back at once, its converter does it itself.
+      closing = true;
+      helpingWanted = false;
+      const helper = await helping;
+      helping = Promise.resolve(undefined);
       // Stop taking messages; the conversions in hand may finish within the drain time (a
       // scaled-down Kubernetes pod loses no work), and are stopped after it, their messages
       // coming back unacknowledged.
       try {
         await Promise.all([
           running?.close({ graceMs: config.converterDrainSeconds * 1000 }),
-          // A segment in hand is only help: given back at once, its converter does it itself.
-          helping?.close(),
+          helper?.close(),
         ]);
       } finally {
         shutdown.abort();
