@@ -63,6 +63,8 @@ describe("loadConfig", () => {
       VIDEO_QUEUE: "v",
       MP3_QUEUE: "m",
       JOB_EVENTS_QUEUE: "e",
+      SEGMENT_QUEUE: "s",
+      CONVERTER_SEGMENT_FANOUT: "3",
       RETRY_DELAY_MS: "0",
       MAX_ATTEMPTS: "2",
     });
@@ -83,7 +85,8 @@ describe("loadConfig", () => {
       limits: { maxAudioSeconds: 600, maxActiveJobsPerUser: 0, userQuotaBytes: 1_000_000 },
       trustProxy: ["10.0.0.0/8", "192.168.1.7", "::1"],
       metricsToken: "m".repeat(20),
-      queues: { video: "v", mp3: "m", jobEvents: "e" },
+      queues: { video: "v", mp3: "m", jobEvents: "e", segments: "s" },
+      converterSegments: { workers: "auto", minSeconds: 180, fanout: 3 },
       retry: { delayMs: 0, maxAttempts: 2 },
     });
     assert.ok(path.isAbsolute(config.dataDir));
@@ -116,6 +119,14 @@ describe("loadConfig", () => {
     assert.deepEqual(set.retry, { delayMs: 5000, maxAttempts: 5, maxDelayMs: 1000, mailMaxAttempts: 3 });
     assert.deepEqual(set.jobSweep, { everyMs: 1000, queuedAfterMs: 7_200_000, convertingAfterMs: 7_200_000 });
     assert.equal(set.incompleteUploadMaxAgeMs, 1_800_000);
+  });
+
+  test("fan-out is off by default, and takes a whole number up to 64", () => {
+    assert.equal(loadConfig({}).converterSegments.fanout, 0);
+    assert.equal(loadConfig({}).queues.segments, "video-segments");
+    for (const wrong of ["-1", "1.5", "65", "two"]) {
+      assert.throws(() => loadConfig({ CONVERTER_SEGMENT_FANOUT: wrong }), /CONVERTER_SEGMENT_FANOUT/, wrong);
+    }
   });
 
   test("a mail's default retry budget spans hours, not seconds", () => {
