@@ -210,6 +210,36 @@ describe("segmented encoding joins into one seamless MP3", () => {
   });
 });
 
+describe("a stream shorter than its container said", () => {
+  test("a segment encoded before the decoder ended is encoded again when the new plan changes it", async () => {
+    // 24 s of audio announced as 28: the plan's last join (frame 892) falls in the real stream's
+    // last 64 frames, so it is dropped once the length is known, and the segment before it, which
+    // had ended at frame 904, must run to the end instead. The decoder's end is reported a second
+    // late, so that segment is surely encoded by then.
+    const source = await makeSweep(path.join(dir, "short-sweep.wav"), { seconds: 24 });
+    const lateDecoder = path.join(dir, "late-decoder-ffmpeg");
+    await writeFile(
+      lateDecoder,
+      '#!/bin/sh\ncase "$*" in *pcm_f32le*) ffmpeg "$@"; code=$?; sleep 1; exit $code;; esac\nexec ffmpeg "$@"\n',
+    );
+    await chmod(lateDecoder, 0o755);
+    const output = path.join(dir, "replanned.mp3");
+    const result = await encodeInSegments({
+      ffmpegPath: lateDecoder,
+      conversion: { input: source, output, format: "wav", plan: { audioStream: 0 } },
+      pcm: { sampleRate: 44100, channels: 2 },
+      estimatedSeconds: 28,
+      workers: 2,
+      deadline: performance.now() + 120_000,
+      minSegmentSeconds: 4,
+    });
+    assert.equal(result.segments, 4, "the plan's five segments less the dropped one");
+    assert.equal(result.durationSeconds, 24);
+    await assertDecodesCleanly(output);
+    assert.equal((await decodeSamples(output, 2)).length, 24 * 44100 * 2, "every sample, gapless");
+  });
+});
+
 describe("transcode segments a long input", () => {
   const segmenting = { workers: 2, minSeconds: 120 };
   let long: string;

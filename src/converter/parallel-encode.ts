@@ -174,6 +174,10 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
             const reason = new Error("the stream ends before this segment does");
             for (const run of Object.values(runs.get(segment.index) ?? {})) run.abort(reason);
             runs.delete(segment.index);
+            // Even one encoded already (its range was all written) is encoded again on the new
+            // plan: nothing has read it yet, the joining starts after this.
+            done.delete(segment.index);
+            encoded.delete(segment.index);
           }
         }
         segments = replanned;
