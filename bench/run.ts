@@ -3,6 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { conversionBench } from "./conversion.ts";
+import { fanoutBench } from "./fanout.ts";
 import { cpuBusy, now, say } from "./report.ts";
 import { requestsBench } from "./requests.ts";
 import { scalingBench } from "./scaling.ts";
@@ -10,7 +11,7 @@ import { cleanUp } from "./system.ts";
 import { throughputBench } from "./throughput.ts";
 import { uploadBench } from "./upload.ts";
 
-const usage = `Usage: npm run bench -- [conversion|upload|requests|scaling|throughput ...] [options]
+const usage = `Usage: npm run bench -- [conversion|upload|requests|scaling|throughput|fanout ...] [options]
 
 Benchmarks of vid2mp3 against a baseline measured in the same run, printed as ratios:
   conversion  raw ffmpeg (vid2mp3's own arguments) vs login + upload + convert + download
@@ -21,12 +22,14 @@ Benchmarks of vid2mp3 against a baseline measured in the same run, printed as ra
   scaling     time against video length up to 60 minutes, vid2mp3 vs plain ffmpeg (segmented
               encoding; an SVG chart), and peak memory on the longest
   throughput  8 files with two workers vs xargs -P 2 plain ffmpeg
-With no name, all five run (about 15 minutes on 2 cores; --quick about a minute).
+  fanout      one 20-minute job on one converter vs two (CONVERTER_SEGMENT_FANOUT), one core each,
+              vs plain ffmpeg
+With no name, all six run (about 17 minutes on 2 cores; --quick about a minute).
 
 Options:
   --quick            small files, one run, 2 s of load: a smoke run
   --runs <n>         runs per measurement for conversion and upload, of scaling's longest
-                     input and of throughput's 8 files (default 3, --quick 1)
+                     input, of throughput's 8 files and of fanout (default 3, --quick 1)
   --connections <n>  concurrent connections for requests (default 16)
   --chart <file>     where scaling writes its SVG chart (default bench/time-vs-length.svg)
   -h, --help         this text
@@ -34,7 +37,7 @@ Options:
 Everything runs on 127.0.0.1 in temporary folders removed at the end. Set FFMPEG_PATH to
 benchmark another ffmpeg, as vid2mp3 itself would use it.`;
 
-const benchmarks = ["conversion", "upload", "requests", "scaling", "throughput"] as const;
+const benchmarks = ["conversion", "upload", "requests", "scaling", "throughput", "fanout"] as const;
 type Benchmark = (typeof benchmarks)[number];
 
 function fail(message: string): never {
@@ -114,6 +117,7 @@ try {
     if (name === "scaling")
       await scalingBench({ quick, runs, chartFile: path.resolve(values.chart ?? defaultChart) });
     if (name === "throughput") await throughputBench({ quick, runs });
+    if (name === "fanout") await fanoutBench({ quick, runs });
   }
   say(
     `\ndone in ${((now() - started) / 1000).toFixed(0)} s (load average at the end ${loadavg()
