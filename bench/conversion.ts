@@ -213,6 +213,15 @@ export async function conversionBench({ quick, runs }: ConversionOptions): Promi
       "so that vid2mp3 does exactly the baseline's work.",
   );
 
+  const each = (values: number[]) => values.map((ms) => (ms / 1000).toFixed(2)).join(", ");
+  for (const r of results) {
+    say(
+      `${r.name.split(",")[0] ?? r.name}, every run (s): raw ffmpeg ${each(r.raw)}; vid2mp3 ` +
+        `${each(r.vid2mp3.map((x) => x.total))}; token in hand ${each(r.vid2mp3.map((x) => x.total - x.login))}; ` +
+        `cover=none ${each(r.noCover.map((x) => x.total - x.login))}`,
+    );
+  }
+
   printTable(
     "Where the vid2mp3 time goes (medians)",
     ["file", "login", "upload→202", "202→done (SSE)", "download", "raw ffmpeg"],
