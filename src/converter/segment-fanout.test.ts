@@ -218,17 +218,16 @@ describe("the segment helper", () => {
     isLastAttempt: false,
     signal: new AbortController().signal,
   });
+  /** A helper on `blobs` with a scratch folder of its own under `name`. */
+  const helperOn = async (name: string, blobs: BlobStore) => {
+    const workDir = path.join(dir, name, "work");
+    await mkdir(workDir, { recursive: true });
+    return createSegmentHelper({ blobs, ffmpegPath: "ffmpeg", workDir, timeoutSeconds: 60, logger });
+  };
 
   test("skips an offer whose PCM is gone, and stores nothing", async () => {
     const c = await cluster("helper-gone");
-    const workDir = path.join(dir, "helper-gone", "work");
-    const help = createSegmentHelper({
-      blobs: c.blobs,
-      ffmpegPath: "ffmpeg",
-      workDir,
-      timeoutSeconds: 60,
-      logger,
-    });
+    const help = await helperOn("helper-gone", c.blobs);
     const body: SegmentMessage = { version: 1, jobId: randomUUID(), run: randomUUID(), index: 1, pcm };
     await help(delivery(body));
     assert.deepEqual(await c.blobs.list(segmentsFolder(body.jobId)), []);
@@ -236,8 +235,6 @@ describe("the segment helper", () => {
 
   test("removes its frames when the PCM went while it encoded (the conversion ended meanwhile)", async () => {
     const c = await cluster("helper-late");
-    const workDir = path.join(dir, "helper-late", "work");
-    await mkdir(workDir, { recursive: true });
     const body: SegmentMessage = { version: 1, jobId: randomUUID(), run: randomUUID(), index: 0, pcm };
     const keys = segmentKeys(body);
     // A second of silence; the "coordinator" removes it as soon as the helper has read it.
@@ -249,24 +246,17 @@ describe("the segment helper", () => {
         return c.blobs.putFile(key, file, options);
       },
     };
-    const help = createSegmentHelper({ blobs, ffmpegPath: "ffmpeg", workDir, timeoutSeconds: 60, logger });
+    const help = await helperOn("helper-late", blobs);
     await help(delivery(body));
     assert.deepEqual(await c.blobs.list(segmentsFolder(body.jobId)), []);
   });
 
   test("refuses PCM that is not whole samples, and stores nothing", async () => {
     const c = await cluster("helper-odd");
-    const workDir = path.join(dir, "helper-odd", "work");
     const body: SegmentMessage = { version: 1, jobId: randomUUID(), run: randomUUID(), index: 0, pcm };
     const keys = segmentKeys(body);
     await c.blobs.put(keys.pcm, Readable.from([Buffer.alloc(44100 * 8 + 3)]));
-    const help = createSegmentHelper({
-      blobs: c.blobs,
-      ffmpegPath: "ffmpeg",
-      workDir,
-      timeoutSeconds: 60,
-      logger,
-    });
+    const help = await helperOn("helper-odd", c.blobs);
     await help(delivery(body));
     assert.equal(await c.blobs.stat(keys.mp3), undefined);
   });
