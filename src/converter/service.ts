@@ -83,6 +83,9 @@ interface ConvertedSummary {
   segmentingAbandoned?: string;
 }
 
+/** Wait before a converter that could not start helping with segments tries again. */
+const HELP_RETRY_MS = 5000;
+
 /** Time beyond ffmpeg's limit that a conversion may hold its message (download, upload, reporting). */
 const HOLD_MARGIN_SECONDS = 600;
 
@@ -143,8 +146,10 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
         );
       })
       .catch((error: unknown) => {
-        logger.warn({ err: error }, "could not start or stop helping with segments");
+        // The broker is down: tried again in a while (or at the next job's start or end).
+        logger.warn({ err: error }, "could not start helping with segments; trying again in 5 s");
         helpingWanted = false;
+        setTimeout(helpWhileIdle, HELP_RETRY_MS).unref();
         return undefined;
       });
   }
