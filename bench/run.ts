@@ -28,8 +28,9 @@ With no name, all six run (about 17 minutes on 2 cores; --quick about a minute).
 
 Options:
   --quick            small files, one run, 2 s of load: a smoke run
-  --runs <n>         runs per measurement for conversion and upload, of scaling's longest
-                     input, of throughput's 8 files and of fanout (default 3, --quick 1)
+  --runs <n>         runs per measurement for conversion (its 60 s clip: 5 × n) and upload,
+                     of scaling's longest input, of throughput's 8 files and of fanout
+                     (default 3, --quick 1)
   --connections <n>  concurrent connections for requests (default 16)
   --chart <file>     where scaling writes its SVG chart (default bench/time-vs-length.svg)
   -h, --help         this text
