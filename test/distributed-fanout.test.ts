@@ -124,6 +124,11 @@ describe("distributed mode: one long job's segments on several converters", { ti
       new RegExp(`"jobId":"${jobId}".*"remoteSegments":1.*"conversion finished"`),
     );
     assert.match(helper.output(), new RegExp(`"jobId":"${jobId}".*"segment encoded"`));
+    // And each says so on /metrics (loopback needs no token).
+    const metric = async (server: RunningServer, line: RegExp) =>
+      assert.match(await (await fetch(`${server.url}/metrics`)).text(), line);
+    await metric(holder, /^vid2mp3_segments_encoded_elsewhere_total\{[^}]*\} 1$/m);
+    await metric(helper, /^vid2mp3_segments_helped_total\{outcome="encoded"[^}]*\} 1$/m);
   });
 
   it("finishes the job once when the helper is killed mid-segment (the holder encodes it itself)", async () => {

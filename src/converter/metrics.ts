@@ -7,14 +7,22 @@ import type { ServiceMetrics } from "../platform/metrics.ts";
  */
 export type ConversionOutcome = "done" | "failed" | "retried" | "skipped";
 
+/** How a segment offered by another converter ended here (segment-helper.ts). */
+export type HelpOutcome = "encoded" | "skipped" | "failed";
+
 export interface ConverterMetrics {
   /** A conversion started; call the returned function once with how it ended (or nothing when interrupted by close). */
   conversionStarted(): (outcome?: ConversionOutcome) => void;
+  /** A segment of another converter's job, handled here. */
+  segmentHelped(outcome: HelpOutcome): void;
+  /** Segments of this converter's job that other converters encoded (fan-out). */
+  segmentsEncodedElsewhere(count: number): void;
 }
 
 /** Conversion times in seconds: a short clip takes a second, a film many minutes. */
 const DURATION_BUCKETS = [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
 const outcomes: ConversionOutcome[] = ["done", "failed", "retried", "skipped"];
+const helpOutcomes: HelpOutcome[] = ["encoded", "skipped", "failed"];
 
 export function createConverterMetrics(metrics: ServiceMetrics): ConverterMetrics {
   const conversions = metrics.counter<"outcome">({
@@ -33,7 +41,20 @@ export function createConverterMetrics(metrics: ServiceMetrics): ConverterMetric
     name: "vid2mp3_conversions_in_progress",
     help: "Conversions running now (at most CONVERTER_CONCURRENCY).",
   });
+  const helped = metrics.counter<"outcome">({
+    name: "vid2mp3_segments_helped_total",
+    help: "Segments of other converters' jobs handled here (CONVERTER_SEGMENT_FANOUT), by outcome: encoded, skipped (no longer wanted), failed (its converter encodes it itself).",
+    labelNames: ["outcome"],
+    initial: helpOutcomes.map((outcome) => ({ outcome })),
+  });
+  const elsewhere = metrics.counter({
+    name: "vid2mp3_segments_encoded_elsewhere_total",
+    help: "Segments of this converter's jobs that other converters encoded and this one joined.",
+    initial: [{}],
+  });
   return {
+    segmentHelped: (outcome) => helped.inc({ outcome }),
+    segmentsEncodedElsewhere: (count) => elsewhere.inc({}, count),
     conversionStarted() {
       const started = performance.now();
       inProgress.inc();

@@ -4,6 +4,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
+import { buffer } from "node:stream/consumers";
 import { after, before, describe, test } from "node:test";
 import { makeSweep, probe } from "../../test/support/media.ts";
 import { parseWith, SegmentMessage, segmentKeys, segmentsFolder } from "../contracts/messages.ts";
@@ -59,11 +60,13 @@ async function cluster(name: string): Promise<Cluster> {
   return {
     broker,
     blobs,
-    helper: (ffmpegPath = "ffmpeg") =>
-      broker.consume(QUEUE, createSegmentHelper({ blobs, ffmpegPath, workDir, timeoutSeconds: 60, logger }), {
+    helper(ffmpegPath = "ffmpeg") {
+      const help = createSegmentHelper({ blobs, ffmpegPath, workDir, timeoutSeconds: 60, logger });
+      return broker.consume<SegmentMessage>(QUEUE, async (delivery) => void (await help(delivery)), {
         parse: parseWith(SegmentMessage),
         concurrency: 1,
-      }),
+      });
+    },
   };
 }
 
@@ -225,11 +228,32 @@ describe("the segment helper", () => {
     return createSegmentHelper({ blobs, ffmpegPath: "ffmpeg", workDir, timeoutSeconds: 60, logger });
   };
 
+  test("encodes the PCM of an offer and stores its MP3 frames beside it", async () => {
+    const c = await cluster("helper-encodes");
+    const body: SegmentMessage = {
+      version: 1,
+      jobId: randomUUID(),
+      run: randomUUID(),
+      index: 4,
+      pcm,
+      quality: "128k",
+    };
+    const keys = segmentKeys(body);
+    // Two seconds of silence.
+    await c.blobs.put(keys.pcm, Readable.from([Buffer.alloc(2 * 44100 * 8)]));
+    const help = await helperOn("helper-encodes", c.blobs);
+    assert.equal(await help(delivery(body)), "encoded");
+    const frames = await buffer(await c.blobs.get(keys.mp3));
+    // Bare MPEG-1 Layer III frames at 128 kb/s: no ID3 tag, no Xing frame, a frame header first.
+    assert.deepEqual([...frames.subarray(0, 3)], [0xff, 0xfb, 0x90]);
+    assert.ok(frames.length > 2 * 16_000 * 0.9, `${frames.length} bytes`);
+  });
+
   test("skips an offer whose PCM is gone, and stores nothing", async () => {
     const c = await cluster("helper-gone");
     const help = await helperOn("helper-gone", c.blobs);
     const body: SegmentMessage = { version: 1, jobId: randomUUID(), run: randomUUID(), index: 1, pcm };
-    await help(delivery(body));
+    assert.equal(await help(delivery(body)), "skipped");
     assert.deepEqual(await c.blobs.list(segmentsFolder(body.jobId)), []);
   });
 
@@ -247,7 +271,7 @@ describe("the segment helper", () => {
       },
     };
     const help = await helperOn("helper-late", blobs);
-    await help(delivery(body));
+    assert.equal(await help(delivery(body)), "skipped");
     assert.deepEqual(await c.blobs.list(segmentsFolder(body.jobId)), []);
   });
 
@@ -257,7 +281,7 @@ describe("the segment helper", () => {
     const keys = segmentKeys(body);
     await c.blobs.put(keys.pcm, Readable.from([Buffer.alloc(44100 * 8 + 3)]));
     const help = await helperOn("helper-odd", c.blobs);
-    await help(delivery(body));
+    assert.equal(await help(delivery(body)), "failed");
     assert.equal(await c.blobs.stat(keys.mp3), undefined);
   });
 

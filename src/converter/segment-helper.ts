@@ -6,6 +6,7 @@ import { BlobNotFoundError, type BlobStore, type LocalFile } from "../platform/b
 import type { Delivery } from "../platform/broker/broker.ts";
 import type { Logger } from "../platform/logger.ts";
 import { buildSegmentEncodeArgs } from "./ffmpeg-args.ts";
+import type { HelpOutcome } from "./metrics.ts";
 import { runFfmpegOrThrow } from "./run-ffmpeg.ts";
 
 /**
@@ -28,7 +29,8 @@ export interface SegmentHelperDeps {
   logger: Logger;
 }
 
-export type SegmentHelper = (delivery: Delivery<SegmentMessage>) => Promise<void>;
+/** Handles one offer and says how it ended; rejects only when the delivery was taken back. */
+export type SegmentHelper = (delivery: Delivery<SegmentMessage>) => Promise<HelpOutcome>;
 
 export function createSegmentHelper(deps: SegmentHelperDeps): SegmentHelper {
   const { blobs, logger } = deps;
@@ -45,7 +47,7 @@ export function createSegmentHelper(deps: SegmentHelperDeps): SegmentHelper {
       });
       if (!pcm || (await blobs.stat(keys.mp3))) {
         log.info("segment no longer wanted (encoded already, or its conversion ended); skipped");
-        return;
+        return "skipped";
       }
       log.info("segment encoding");
       const bytes = (await stat(pcm.path)).size;
@@ -75,13 +77,15 @@ export function createSegmentHelper(deps: SegmentHelperDeps): SegmentHelper {
       if (!(await blobs.stat(keys.pcm))) {
         await blobs.delete(keys.mp3);
         log.info("segment encoded after its conversion ended; removed");
-        return;
+        return "skipped";
       }
       log.info({ ms: Math.round(performance.now() - started), pcmBytes: bytes }, "segment encoded");
+      return "encoded";
     } catch (error) {
       // Taken back (connection lost, closing): the message comes again, or the offer lapses.
       if (signal.aborted) throw error;
       log.warn({ err: error }, "segment not encoded; the converter that offered it encodes it itself");
+      return "failed";
     } finally {
       await rm(output, { force: true });
       await pcm?.release();

@@ -157,7 +157,9 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
   async function helpSegment(delivery: Delivery<SegmentMessage>): Promise<void> {
     running++;
     try {
-      await help({ ...delivery, signal: AbortSignal.any([shutdown.signal, delivery.signal]) });
+      metrics.segmentHelped(
+        await help({ ...delivery, signal: AbortSignal.any([shutdown.signal, delivery.signal]) }),
+      );
     } finally {
       running--;
     }
@@ -310,6 +312,7 @@ export function createConverter(config: ConverterConfig, deps: ConverterDeps): C
         remoteSegments,
         segmentingAbandoned,
       } = transcoded;
+      if (remoteSegments) metrics.segmentsEncodedElsewhere(remoteSegments);
       // Progress events must not arrive after the outcome.
       await progress.settled();
       // Taken back while ffmpeg finished: another converter has it now; store nothing.
