@@ -322,6 +322,9 @@ export interface PcmFormat {
   channels: 1 | 2;
 }
 
+/** Bytes of one sample of every channel in such PCM (4 per channel: 32-bit float, interleaved). */
+export const pcmSampleBytes = ({ channels }: Pick<PcmFormat, "channels">): number => 4 * channels;
+
 /**
  * The decoding run of a segmented encode: the chosen audio stream and length, through the same filters as a
  * single run, as raw float PCM at the rate and channel count the single run's encoder chose, into

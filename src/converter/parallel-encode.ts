@@ -7,6 +7,7 @@ import {
   buildSegmentEncodeArgs,
   type FfmpegArgsInput,
   type PcmFormat,
+  pcmSampleBytes,
 } from "./ffmpeg-args.ts";
 import { withFrontCover } from "./id3-picture.ts";
 import { frameSamples, id3v2Length, parseFrameHeader, readFrames } from "./mp3-frames.ts";
@@ -72,8 +73,6 @@ export interface SegmentedEncodeResult {
   joins: JoinReport[];
 }
 
-/** Bytes per sample per channel in the PCM file (32-bit float). */
-const SAMPLE_BYTES = 4;
 /** How often a segment offered to another converter checks whether its PCM is all written. */
 const PCM_POLL_MS = 100;
 
@@ -117,7 +116,7 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
 
   async function run(): Promise<SegmentedEncodeResult> {
     const spf = frameSamples(pcm.sampleRate);
-    const sampleBytes = SAMPLE_BYTES * pcm.channels;
+    const sampleBytes = pcmSampleBytes(pcm);
     const estimatedFrames = Math.floor((options.estimatedSeconds * pcm.sampleRate) / spf);
     // Planned for every encoder that may take part: cut for this machine alone, a fanned-out
     // encode's segments would be too long for the helpers to shorten its time.
@@ -136,25 +135,11 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
     // The segments started so far, in order, and how each ended (by segment index).
     const started: Segment[] = [];
     const encoded = new Map<number, Deferred<string>>();
-    const deferredFor = (index: number): Deferred<string> => {
-      let entry = encoded.get(index);
-      if (!entry) {
-        entry = deferred<string>();
-        encoded.set(index, entry);
-      }
-      return entry;
-    };
+    const deferredFor = (index: number): Deferred<string> => entryOf(encoded, index, deferred<string>);
     // Who encodes each started segment not yet done: here, another converter, or both (a late
     // helper's segment backed up here). Each run is cancelled on its own when the other wins.
-    const runs = new Map<number, { local?: AbortController; remote?: AbortController }>();
-    const runsOf = (index: number) => {
-      let entry = runs.get(index);
-      if (!entry) {
-        entry = {};
-        runs.set(index, entry);
-      }
-      return entry;
-    };
+    const runs = new Map<number, SegmentRuns>();
+    const runsOf = (index: number): SegmentRuns => entryOf(runs, index, () => ({}));
     const done = new Set<number>();
     // 1. The decoder. Until it is done, the stream's real length is not known.
     let totalSamples: number | undefined;
@@ -269,12 +254,9 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
       runningRemote++;
       const signal = AbortSignal.any([stop.signal, run.signal]);
       const encoding = (async () => {
-        const byteStart = segment.startSample * sampleBytes;
-        const end = segment.endSample ?? (totalSamples as number);
-        await pcmWritten(end * sampleBytes, signal);
-        const byteEnd = Math.min(end, totalSamples ?? end) * sampleBytes;
+        await pcmWritten(pcmRange(segment).byteEnd, signal);
         const output = path.join(scratch, `segment-${segment.index}.remote.mp3`);
-        return helper.encode({ index: segment.index, pcmFile, pcm, byteStart, byteEnd, output }, signal);
+        return helper.encode({ index: segment.index, pcmFile, pcm, ...pcmRange(segment), output }, signal);
       })();
       processes.push(
         encoding
@@ -301,16 +283,8 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
 
     async function encodeSegment(segment: Segment, signal: AbortSignal): Promise<string> {
       const output = path.join(scratch, `segment-${segment.index}.mp3`);
-      const end = segment.endSample ?? (totalSamples as number);
       await runOrThrow(`segment ${segment.index}`, {
-        args: buildSegmentEncodeArgs({
-          ...conversion,
-          output,
-          pcmFile,
-          pcm,
-          byteStart: segment.startSample * sampleBytes,
-          byteEnd: Math.min(end, totalSamples ?? end) * sampleBytes,
-        }),
+        args: buildSegmentEncodeArgs({ ...conversion, output, pcmFile, pcm, ...pcmRange(segment) }),
         signal,
         onStdoutLine: (line) => {
           if (!line.startsWith("out_time_us=")) return;
@@ -321,10 +295,21 @@ export async function encodeInSegments(options: SegmentedEncodeOptions): Promise
       return output;
     }
 
+    /**
+     * The segment's bytes of the PCM file, as far as the stream is known to go: the last segment's
+     * end is known once the decoder is done (it is started only then).
+     */
+    function pcmRange(segment: Segment): { byteStart: number; byteEnd: number } {
+      const end = segment.endSample ?? (totalSamples as number);
+      return {
+        byteStart: segment.startSample * sampleBytes,
+        byteEnd: Math.min(end, totalSamples ?? end) * sampleBytes,
+      };
+    }
+
     function segmentSeconds(segment: Segment): number {
-      return (
-        ((segment.endSample ?? totalSamples ?? segment.startSample) - segment.startSample) / pcm.sampleRate
-      );
+      const { byteStart, byteEnd } = pcmRange(segment);
+      return (byteEnd - byteStart) / sampleBytes / pcm.sampleRate;
     }
 
     schedule();
@@ -440,6 +425,22 @@ class EncodedSeconds {
     this.seconds += seconds - before;
     this.onProgress?.(Math.min(0.99, this.seconds / this.total));
   }
+}
+
+/** The runs encoding one segment: here, by another converter, or both. */
+interface SegmentRuns {
+  local?: AbortController;
+  remote?: AbortController;
+}
+
+/** The map's entry for `key`, made by `create` the first time it is asked for. */
+function entryOf<K, V>(map: Map<K, V>, key: K, create: () => V): V {
+  let entry = map.get(key);
+  if (entry === undefined) {
+    entry = create();
+    map.set(key, entry);
+  }
+  return entry;
 }
 
 interface Deferred<T> {

@@ -5,7 +5,7 @@ import { type SegmentMessage, segmentKeys } from "../contracts/messages.ts";
 import { BlobNotFoundError, type BlobStore, type LocalFile } from "../platform/blobs/blob-store.ts";
 import type { Delivery } from "../platform/broker/broker.ts";
 import type { Logger } from "../platform/logger.ts";
-import { buildSegmentEncodeArgs } from "./ffmpeg-args.ts";
+import { buildSegmentEncodeArgs, pcmSampleBytes } from "./ffmpeg-args.ts";
 import type { HelpOutcome } from "./metrics.ts";
 import { runFfmpegOrThrow } from "./run-ffmpeg.ts";
 
@@ -51,7 +51,7 @@ export function createSegmentHelper(deps: SegmentHelperDeps): SegmentHelper {
       }
       log.info("segment encoding");
       const bytes = (await stat(pcm.path)).size;
-      const sampleBytes = 4 * segment.pcm.channels;
+      const sampleBytes = pcmSampleBytes(segment.pcm);
       if (bytes === 0 || bytes % sampleBytes !== 0) {
         throw new Error(`the PCM holds ${bytes} bytes, not whole samples of ${sampleBytes} bytes`);
       }
