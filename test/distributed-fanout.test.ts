@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { chmod, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { after, afterEach, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { type DistributedSystem, startDistributedSystem } from "./support/distributed-system.ts";
+import { slowSegmentsFfmpeg } from "./support/media.ts";
 import { adminClient } from "./support/s3-server.ts";
 import type { RunningServer } from "./support/server.ts";
 
@@ -21,7 +22,7 @@ const run = promisify(execFile);
 describe("distributed mode: one long job's segments on several converters", { timeout: 300_000 }, () => {
   let system: DistributedSystem;
   /** ffmpeg whose segment encoders read their PCM at `rate`× real time (the rest at full speed). */
-  let slowSegments: (rate: number) => Promise<string>;
+  const slowSegments = (rate: number) => slowSegmentsFfmpeg(system.dir, rate);
   const fanout = { CONVERTER_SEGMENT_FANOUT: "1", CONVERTER_SEGMENT_WORKERS: "1" };
 
   before(async () => {
@@ -37,15 +38,6 @@ describe("distributed mode: one long job's segments on several converters", { ti
       },
       startTimeoutMs: 90_000,
     });
-    slowSegments = async (rate) => {
-      const file = system.media(`slow-segments-${rate}`);
-      await writeFile(
-        file,
-        `#!/bin/sh\ncase "$*" in *subfile*) exec ffmpeg -readrate ${rate} "$@" ;; esac\nexec ffmpeg "$@"\n`,
-      );
-      await chmod(file, 0o755);
-      return file;
-    };
   });
   after(() => system?.stop());
   // Converters a test started are stopped however it ends: the next test's job must not go to them.

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { after, before, describe, test } from "node:test";
-import { makeSweep, probe } from "../../test/support/media.ts";
+import { makeSweep, probe, slowSegmentsFfmpeg as slowSegments } from "../../test/support/media.ts";
 import { parseWith, SegmentMessage, segmentKeys, segmentsFolder } from "../contracts/messages.ts";
 import type { Quality } from "../contracts/options.ts";
 import type { BlobStore } from "../platform/blobs/blob-store.ts";
@@ -34,12 +34,7 @@ let slowSegmentsFfmpeg: string;
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "vid2mp3-fanout-"));
   source = await makeSweep(path.join(dir, "sweep.wav"), { seconds: 24 });
-  slowSegmentsFfmpeg = path.join(dir, "slow-segments-ffmpeg");
-  await writeFile(
-    slowSegmentsFfmpeg,
-    '#!/bin/sh\ncase "$*" in *subfile*) exec ffmpeg -readrate 8 "$@" ;; esac\nexec ffmpeg "$@"\n',
-  );
-  await chmod(slowSegmentsFfmpeg, 0o755);
+  slowSegmentsFfmpeg = await slowSegments(dir, 8);
 });
 after(async () => {
   await rm(dir, { recursive: true, force: true });

@@ -1,11 +1,25 @@
 import { execFile } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { chmod, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 
 /** Small media made by ffmpeg's lavfi sources at test time (no media files in the repository), and ffprobe. */
 
 const run = promisify(execFile);
+
+/**
+ * An ffmpeg (a script in `dir`) whose segment encoders, the runs that read PCM through `subfile`,
+ * read it at `rate`× real time; every other run goes at full speed. Slows one side of a race.
+ */
+export async function slowSegmentsFfmpeg(dir: string, rate: number): Promise<string> {
+  const file = path.join(dir, `slow-segments-ffmpeg-${rate}`);
+  await writeFile(
+    file,
+    `#!/bin/sh\ncase "$*" in *subfile*) exec ffmpeg -readrate ${rate} "$@" ;; esac\nexec ffmpeg "$@"\n`,
+  );
+  await chmod(file, 0o755);
+  return file;
+}
 
 /**
  * A video with a test picture and, unless `audio: false`, a 440 Hz tone; the container follows the
